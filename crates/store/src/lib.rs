@@ -1,0 +1,19 @@
+//! Persistence for Strongroom: the storage ports and their adapters.
+//!
+//! Like HashiCorp Vault's physical backends, these stores are *untrusted* and
+//! have no rules about content. The record stores keep opaque sealed bytes; the
+//! central store keeps tokens and metadata; the audit store keeps chained
+//! records whose MACs it cannot compute itself. Integrity, policy and
+//! encryption all live above this crate, in `strongroom-vault`.
+//!
+//! Four stores, four files (or schemas), four sets of credentials:
+//! [`CentralStore`] (tokens, metadata, principals), [`RecordStore`] for the
+//! secret vault and, separately, the archive vault, and [`AuditStore`].
+#![forbid(unsafe_code)]
+
+mod error;
+mod ports;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use ports::*;

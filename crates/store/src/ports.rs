@@ -1,0 +1,221 @@
+//! The storage ports: what the vault needs from each store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Lifecycle of a secret's central record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    /// Stored and (within its window) revealable.
+    Active,
+    /// Deleted: the sealed record is gone; the row remains as a tombstone.
+    Deleted,
+}
+
+impl SecretState {
+    /// Stable text form used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretState::Active => "active",
+            SecretState::Deleted => "deleted",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "active" => Ok(SecretState::Active),
+            "deleted" => Ok(SecretState::Deleted),
+            _ => Err(StoreError::Malformed("unknown secret state")),
+        }
+    }
+}
+
+/// A secret's row in the central store: everything but the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// The opaque token that stands for the secret.
+    pub token: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Data class (`voucher_code`, …).
+    pub class: String,
+    /// Key version that sealed the record.
+    pub key_version: u32,
+    /// Keyed fingerprint of the value, for duplicate detection.
+    pub fingerprint: Option<[u8; 32]>,
+    /// Whether the fingerprint must be unique in (tenant, class).
+    pub fingerprint_unique: bool,
+    /// Caller metadata, as a JSON object text.
+    pub metadata: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When the reveal window closes, Unix milliseconds.
+    pub window_closes_at: i64,
+    /// Principal id that created it.
+    pub created_by: String,
+    /// Lifecycle state.
+    pub state: SecretState,
+}
+
+/// What happened to one record offered to [`CentralStore::insert_secrets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored.
+    Inserted,
+    /// Refused: an active record with the same unique fingerprint exists.
+    Duplicate {
+        /// The existing record's token.
+        existing: String,
+    },
+}
+
+/// A service or human principal as stored. `secret_hash` is a PHC string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    /// Stable internal id.
+    pub id: String,
+    /// Public client identifier used to authenticate.
+    pub client_id: String,
+    /// Human-readable unique name.
+    pub name: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Tenants the principal may act in (`*` means all).
+    pub tenants: Vec<String>,
+    /// Hash of the client secret (argon2id PHC string).
+    pub secret_hash: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Disabled principals cannot obtain tokens.
+    pub disabled: bool,
+}
+
+/// The central store: tokens, metadata and principals. Holds no secret.
+#[async_trait]
+pub trait CentralStore: Send + Sync {
+    /// For each fingerprint, the token of an active record in (tenant, class)
+    /// carrying it, if any.
+    async fn find_fingerprints(
+        &self,
+        tenant: &str,
+        class: &str,
+        fingerprints: &[[u8; 32]],
+    ) -> StoreResult<Vec<Option<String>>>;
+
+    /// Inserts records durably, each independently: one duplicate does not
+    /// stop the others. Returns one outcome per record, in order.
+    async fn insert_secrets(&self, records: Vec<SecretRecord>) -> StoreResult<Vec<InsertOutcome>>;
+
+    /// A record by token, whatever its state.
+    async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>>;
+
+    /// Sets when the reveal window of an active record closes. False if no
+    /// active record has that token.
+    async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool>;
+
+    /// Marks an active record deleted and drops its fingerprint. False if no
+    /// active record has that token.
+    async fn mark_deleted(&self, token: &str) -> StoreResult<bool>;
+
+    /// Adds a principal; [`StoreError::Conflict`] if the name or client id exists.
+    async fn insert_principal(&self, principal: PrincipalRecord) -> StoreResult<()>;
+
+    /// A principal by client id.
+    async fn principal_by_client_id(&self, client_id: &str)
+    -> StoreResult<Option<PrincipalRecord>>;
+
+    /// A principal by id.
+    async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>>;
+
+    /// All principals, oldest first.
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>>;
+
+    /// Disables a principal. False if there is none with that id.
+    async fn disable_principal(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// A wrapped (encrypted) data key in the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// Key scope: `tenant/class`.
+    pub scope: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// The key sealed under the keyring-wrapping key.
+    pub wrapped: Vec<u8>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A store of opaque sealed records keyed by token: the secret vault, and
+/// with its own file and credentials, the archive vault. It also keeps the
+/// wrapped keyring and a few named values (vault id, key check value).
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Stores records durably (replacing none: a token is written once).
+    async fn put_many(&self, records: Vec<(String, Vec<u8>)>) -> StoreResult<()>;
+    /// A sealed record.
+    async fn get(&self, token: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Removes a record; true if it existed.
+    async fn delete(&self, token: &str) -> StoreResult<bool>;
+    /// Every wrapped key.
+    async fn load_keyring(&self) -> StoreResult<Vec<WrappedKey>>;
+    /// Adds a key version; [`StoreError::Conflict`] if it exists.
+    async fn add_key(&self, key: WrappedKey) -> StoreResult<()>;
+    /// A named value.
+    async fn get_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a named value, durably.
+    async fn put_meta(&self, name: &str, value: Vec<u8>) -> StoreResult<()>;
+}
+
+/// Computes a record's chain MAC from the previous record's MAC, its
+/// sequence number and its body. Supplied by the audit layer, which holds
+/// the key; the store only calls it in order.
+pub type ChainFn = Arc<dyn Fn(&[u8], u64, &str) -> Vec<u8> + Send + Sync>;
+
+/// One stored audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditRecord {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// Canonical JSON body.
+    pub body: String,
+    /// Chain MAC over (previous MAC, seq, body).
+    pub mac: Vec<u8>,
+}
+
+/// The append-only audit store.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends bodies in order, durably, chaining each to the last record.
+    /// Returns their sequence numbers.
+    async fn append(&self, bodies: Vec<String>, chain: ChainFn) -> StoreResult<Vec<u64>>;
+    /// Up to `limit` records with `seq >= from`, in order.
+    async fn read_from(&self, from: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>>;
+}
+
+/// The four stores a vault runs on, each behind its own credentials.
+#[derive(Clone)]
+pub struct StoreSet {
+    /// Tokens, metadata, principals.
+    pub central: Arc<dyn CentralStore>,
+    /// Sealed secrets and the wrapped keyring.
+    pub vault: Arc<dyn RecordStore>,
+    /// Sealed archived secrets.
+    pub archive: Arc<dyn RecordStore>,
+    /// The chained audit log.
+    pub audit: Arc<dyn AuditStore>,
+}
+
+impl std::fmt::Debug for StoreSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreSet")
+    }
+}

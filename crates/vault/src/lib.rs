@@ -1,0 +1,305 @@
+//! The vault: the only place in Strongroom where secret plaintext exists.
+//!
+//! Everything above this crate handles tokens. Here a secret is sealed into
+//! an envelope whose associated data binds tenant, class, token and key
+//! version; the envelope goes to the vault store and the token with its
+//! metadata to the central store. A reveal checks role, tenant and reveal
+//! window, opens the envelope, and writes an audit record before the value
+//! leaves this crate. Every attempt, allowed or denied, is audited, and an
+//! operation whose audit record cannot be written does not happen.
+#![forbid(unsafe_code)]
+
+mod class;
+mod clock;
+mod error;
+mod keyring;
+pub mod policy;
+mod seal;
+mod secrets;
+
+use std::sync::{Arc, RwLock};
+
+use strongroom_audit::{AuditEvent, Outcome};
+use strongroom_crypto::KeyBytes;
+use strongroom_crypto::shamir::Share;
+use strongroom_store::StoreSet;
+use tokio::sync::Mutex;
+
+pub use class::DataClass;
+pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
+pub use error::VaultError;
+pub use policy::{Permission, Principal, Role};
+pub use seal::{
+    Initialized, SealMethod, SealStatus, TOKEN_SIGNING_PURPOSE, VaultIdentity, audit_key,
+    initialize,
+};
+pub use secrets::{NewSecret, OnDuplicate, Revealed, SecretInfo, Tokenized};
+pub use strongroom_crypto::SecretBytes;
+
+use seal::Unsealed;
+
+/// Tunable limits of a vault.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    /// Reveal window given to a secret stored without one.
+    pub default_reveal_window_secs: u64,
+    /// Longest reveal window a caller may ask for.
+    pub max_reveal_window_secs: u64,
+    /// Largest secret value, in bytes.
+    pub max_value_bytes: usize,
+    /// Largest metadata object, in bytes of JSON.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            default_reveal_window_secs: 90 * 24 * 3600,
+            max_reveal_window_secs: 5 * 366 * 24 * 3600,
+            max_value_bytes: 4096,
+            max_metadata_bytes: 4096,
+        }
+    }
+}
+
+/// Who is asking and from where; carried into every audit record.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Request id, returned to the client and written to the audit log.
+    pub request_id: String,
+    /// The client's network address.
+    pub client_addr: Option<String>,
+}
+
+enum State {
+    Sealed { progress: Vec<Share> },
+    Unsealed(Arc<Unsealed>),
+}
+
+/// A vault over a set of stores.
+pub struct Vault {
+    stores: StoreSet,
+    clock: Arc<dyn Clock>,
+    config: VaultConfig,
+    state: RwLock<State>,
+    /// Serialises unseal attempts.
+    unsealing: Mutex<()>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault")
+    }
+}
+
+impl Vault {
+    /// A sealed vault over `stores`.
+    pub fn new(stores: StoreSet, clock: Arc<dyn Clock>, config: VaultConfig) -> Self {
+        Self {
+            stores,
+            clock,
+            config,
+            state: RwLock::new(State::Sealed {
+                progress: Vec::new(),
+            }),
+            unsealing: Mutex::new(()),
+        }
+    }
+
+    /// The stores (for the identity layer, which keeps principals centrally).
+    pub fn stores(&self) -> &StoreSet {
+        &self.stores
+    }
+
+    /// The vault's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The vault's limits.
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
+        match &*self.state.read().map_err(|_| VaultError::Sealed)? {
+            State::Unsealed(u) => Ok(u.clone()),
+            State::Sealed { .. } => Err(VaultError::Sealed),
+        }
+    }
+
+    /// Seal state and unseal progress.
+    pub async fn seal_status(&self) -> Result<SealStatus, VaultError> {
+        let identity = VaultIdentity::load(&self.stores.vault).await?;
+        let (sealed, progress) = match &*self.state.read().map_err(|_| VaultError::Sealed)? {
+            State::Unsealed(_) => (false, 0),
+            State::Sealed { progress } => (true, progress.len() as u8),
+        };
+        Ok(match identity {
+            None => SealStatus {
+                initialized: false,
+                sealed: true,
+                threshold: 0,
+                shares: 0,
+                progress: 0,
+                seal_method: String::new(),
+                vault_id: None,
+            },
+            Some(id) => SealStatus {
+                initialized: true,
+                sealed,
+                threshold: id.threshold,
+                shares: id.shares,
+                progress,
+                seal_method: id.seal_method,
+                vault_id: Some(id.vault_id),
+            },
+        })
+    }
+
+    /// Accepts one key share. When the threshold is reached the root key is
+    /// rebuilt, checked, and the vault unseals. A bad share is refused without
+    /// disturbing progress; a full set that rebuilds the wrong key resets it.
+    pub async fn submit_share(
+        &self,
+        text: &str,
+        ctx: &RequestContext,
+    ) -> Result<SealStatus, VaultError> {
+        let _guard = self.unsealing.lock().await;
+        let identity = VaultIdentity::load(&self.stores.vault)
+            .await?
+            .ok_or(VaultError::NotInitialized)?;
+        if self.unsealed().is_ok() {
+            return self.seal_status().await;
+        }
+        let share = identity.parse_share(text)?;
+        let ready = {
+            let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
+            let State::Sealed { progress } = &mut *state else {
+                return Err(VaultError::Sealed);
+            };
+            if progress.iter().any(|s| s.index() == share.index()) {
+                return Err(VaultError::InvalidShare(format!(
+                    "share {} was already given in this unseal attempt",
+                    share.index()
+                )));
+            }
+            progress.push(share);
+            if progress.len() >= usize::from(identity.threshold) {
+                Some(std::mem::take(progress))
+            } else {
+                None
+            }
+        };
+        if let Some(shares) = ready {
+            let root = identity.combine(&shares);
+            drop(shares);
+            let root = root.inspect_err(|_| {
+                tracing::warn!("unseal failed: shares did not reconstruct the root key");
+            })?;
+            self.open_with_root(&root, ctx).await?;
+        }
+        self.seal_status().await
+    }
+
+    /// Unseals with a root key read from a development key file.
+    pub async fn unseal_with_root(
+        &self,
+        root: &KeyBytes,
+        ctx: &RequestContext,
+    ) -> Result<(), VaultError> {
+        let _guard = self.unsealing.lock().await;
+        let identity = VaultIdentity::load(&self.stores.vault)
+            .await?
+            .ok_or(VaultError::NotInitialized)?;
+        identity.check_root(root)?;
+        self.open_with_root(root, ctx).await
+    }
+
+    async fn open_with_root(
+        &self,
+        root: &KeyBytes,
+        ctx: &RequestContext,
+    ) -> Result<(), VaultError> {
+        let unsealed = Arc::new(seal::open_unsealed(root, &self.stores, self.clock.clone()).await?);
+        unsealed
+            .audit
+            .append_one(self.event(ctx, None, "sys.unseal", None, None, Outcome::Allowed, None))
+            .await?;
+        if let Ok(mut state) = self.state.write() {
+            *state = State::Unsealed(unsealed);
+        }
+        tracing::info!("vault unsealed");
+        Ok(())
+    }
+
+    /// Seals the vault: key material is dropped (and zeroed) as soon as
+    /// requests already in flight finish.
+    pub async fn seal(&self, who: &Principal, ctx: &RequestContext) -> Result<(), VaultError> {
+        let u = self.unsealed()?;
+        let allowed = who.require(Permission::Seal);
+        let outcome = if allowed.is_ok() {
+            Outcome::Allowed
+        } else {
+            Outcome::Denied
+        };
+        let reason = allowed.as_ref().err().map(|e| e.code().to_owned());
+        u.audit
+            .append_one(self.event(ctx, Some(who), "sys.seal", None, None, outcome, reason))
+            .await?;
+        allowed?;
+        drop(u);
+        if let Ok(mut state) = self.state.write() {
+            *state = State::Sealed {
+                progress: Vec::new(),
+            };
+        }
+        tracing::info!("vault sealed");
+        Ok(())
+    }
+
+    /// True while unsealed.
+    pub fn is_unsealed(&self) -> bool {
+        self.unsealed().is_ok()
+    }
+
+    /// The access-token signing key; only while unsealed.
+    pub fn token_signing_key(&self) -> Result<Arc<KeyBytes>, VaultError> {
+        Ok(self.unsealed()?.token_signing_key.clone())
+    }
+
+    /// Appends an audit record for an action decided outside the vault
+    /// (authentication, principal management). Fails closed: if the record
+    /// cannot be written, neither can the action go ahead.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), VaultError> {
+        self.unsealed()?.audit.append_one(event).await?;
+        Ok(())
+    }
+
+    /// Builds an audit event stamped with the vault's clock.
+    #[allow(clippy::too_many_arguments)]
+    pub fn event(
+        &self,
+        ctx: &RequestContext,
+        who: Option<&Principal>,
+        action: &str,
+        tenant: Option<&str>,
+        target: Option<&str>,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            time: rfc3339(self.clock.now_ms()),
+            request_id: ctx.request_id.clone(),
+            actor: who.map_or_else(|| "anonymous".to_owned(), |p| p.id.clone()),
+            actor_name: who.map(|p| p.name.clone()),
+            action: action.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            target: target.map(|t| t.chars().take(80).collect()),
+            outcome,
+            reason,
+            purpose: None,
+            client_addr: ctx.client_addr.clone(),
+        }
+    }
+}

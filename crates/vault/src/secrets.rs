@@ -1,0 +1,786 @@
+//! Tokenize, reveal, describe, delete, reactivate and rotate.
+//!
+//! Order of writes when storing a secret, and why:
+//! 1. the sealed envelope goes to the vault store and the audit record to the
+//!    audit log, concurrently; both are durable before step 2;
+//! 2. the central record makes the token live.
+//!
+//! So a live token always has its envelope, and no secret is stored without
+//! its audit record. A crash between the steps leaves at most an unreachable
+//! envelope, never a token that cannot be revealed.
+
+use std::collections::HashMap;
+
+use strongroom_audit::{AuditEvent, Outcome};
+use strongroom_crypto::aead::context;
+use strongroom_crypto::{SecretBytes, random};
+use strongroom_store::{InsertOutcome, SecretRecord, SecretState};
+
+use crate::policy::{Permission, Principal, validate_tenant};
+use crate::seal::Unsealed;
+use crate::{DataClass, RequestContext, Vault, VaultError, rfc3339};
+
+/// What to do when a value is already stored in the tenant and class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDuplicate {
+    /// Refuse with `vault.duplicate`, naming the existing token (default).
+    #[default]
+    Reject,
+    /// Return the existing token instead of storing again.
+    ReturnExisting,
+    /// Store a second, independent copy under a new token.
+    Allow,
+}
+
+/// A secret to store.
+#[derive(Debug)]
+pub struct NewSecret {
+    /// Tenant; may be left out when the caller is bound to one tenant.
+    pub tenant: Option<String>,
+    /// Data class name.
+    pub class: String,
+    /// The value.
+    pub value: SecretBytes,
+    /// Caller metadata: a JSON object, stored as text. Not secret.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Reveal window from now, in seconds.
+    pub reveal_window_secs: Option<u64>,
+    /// Duplicate handling.
+    pub on_duplicate: OnDuplicate,
+}
+
+/// A stored (or already present) secret's token and facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// The token.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Data class.
+    pub class: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Reveal window end, Unix ms.
+    pub window_closes_at: i64,
+    /// Key version that sealed it.
+    pub key_version: u32,
+    /// True when this is an existing record returned on request.
+    pub duplicate: bool,
+}
+
+/// A secret's metadata: never its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretInfo {
+    /// The token.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Data class.
+    pub class: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Creating principal id.
+    pub created_by: String,
+    /// Reveal window end, Unix ms.
+    pub window_closes_at: i64,
+    /// Whether a reveal would be allowed now.
+    pub revealable: bool,
+    /// Key version that sealed it.
+    pub key_version: u32,
+    /// Caller metadata.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A revealed secret.
+#[derive(Debug)]
+pub struct Revealed {
+    /// The token.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Data class.
+    pub class: String,
+    /// The value.
+    pub value: SecretBytes,
+    /// Reveal window end, Unix ms.
+    pub window_closes_at: i64,
+}
+
+struct Prepared {
+    index: usize,
+    tenant: String,
+    class: DataClass,
+    value: SecretBytes,
+    metadata: Option<String>,
+    window_secs: u64,
+    on_duplicate: OnDuplicate,
+    fingerprint: [u8; 32],
+}
+
+fn record_context(tenant: &str, class: &str, token: &str, version: u32) -> Vec<u8> {
+    context(
+        "secret-record",
+        &[
+            tenant.as_bytes(),
+            class.as_bytes(),
+            token.as_bytes(),
+            &version.to_be_bytes(),
+        ],
+    )
+}
+
+impl Vault {
+    fn prepare_item(
+        &self,
+        who: &Principal,
+        item: NewSecret,
+    ) -> Result<(String, DataClass, NewSecret), VaultError> {
+        let tenant = who.resolve_tenant(item.tenant.as_deref())?;
+        let class = DataClass::parse(&item.class)?;
+        if item.value.is_empty() || item.value.len() > self.config.max_value_bytes {
+            return Err(VaultError::Invalid(format!(
+                "value must be 1 to {} bytes",
+                self.config.max_value_bytes
+            )));
+        }
+        if let Some(w) = item.reveal_window_secs
+            && (w == 0 || w > self.config.max_reveal_window_secs)
+        {
+            return Err(VaultError::Invalid(format!(
+                "reveal_window_secs must be 1 to {}",
+                self.config.max_reveal_window_secs
+            )));
+        }
+        Ok((tenant, class, item))
+    }
+
+    /// Stores one secret. See [`Vault::tokenize_batch`].
+    pub async fn tokenize(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        item: NewSecret,
+    ) -> Result<Tokenized, VaultError> {
+        let mut results = self.tokenize_batch(who, ctx, vec![item]).await?;
+        results
+            .pop()
+            .ok_or(VaultError::Invalid("empty batch".into()))?
+    }
+
+    /// Stores secrets; one result per item, in order. An item's failure does
+    /// not affect the others. The outer error is for the whole request
+    /// (sealed, not permitted, audit or store unavailable).
+    pub async fn tokenize_batch(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        items: Vec<NewSecret>,
+    ) -> Result<Vec<Result<Tokenized, VaultError>>, VaultError> {
+        let u = self.unsealed()?;
+        if let Err(e) = who.require(Permission::Tokenize) {
+            let event = self.event(
+                ctx,
+                Some(who),
+                "secret.tokenize",
+                None,
+                None,
+                Outcome::Denied,
+                Some(e.code().into()),
+            );
+            u.audit.append_one(event).await?;
+            return Err(e);
+        }
+        let now = self.clock.now_ms();
+        let count = items.len();
+        let mut results: Vec<Option<Result<Tokenized, VaultError>>> =
+            (0..count).map(|_| None).collect();
+        let mut events: Vec<AuditEvent> = Vec::with_capacity(count);
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(count);
+
+        for (index, item) in items.into_iter().enumerate() {
+            let named_tenant = item.tenant.clone();
+            match self.prepare_item(who, item) {
+                Ok((tenant, class, item)) => {
+                    let metadata = match item.metadata {
+                        None => None,
+                        Some(m) => {
+                            let text = serde_json::Value::Object(m).to_string();
+                            if text.len() > self.config.max_metadata_bytes {
+                                let e = VaultError::Invalid(format!(
+                                    "metadata must be at most {} bytes of JSON",
+                                    self.config.max_metadata_bytes
+                                ));
+                                events.push(self.event(
+                                    ctx,
+                                    Some(who),
+                                    "secret.tokenize",
+                                    Some(&tenant),
+                                    None,
+                                    Outcome::Denied,
+                                    Some(e.code().into()),
+                                ));
+                                if let Some(slot) = results.get_mut(index) {
+                                    *slot = Some(Err(e));
+                                }
+                                continue;
+                            }
+                            Some(text)
+                        }
+                    };
+                    let fp_key = u.keyring.fingerprint_key(&tenant).await?;
+                    let fingerprint = fp_key.tag(&[class.as_str().as_bytes(), item.value.expose()]);
+                    prepared.push(Prepared {
+                        index,
+                        tenant,
+                        class,
+                        value: item.value,
+                        metadata,
+                        window_secs: item
+                            .reveal_window_secs
+                            .unwrap_or(self.config.default_reveal_window_secs),
+                        on_duplicate: item.on_duplicate,
+                        fingerprint,
+                    });
+                }
+                Err(e) => {
+                    let tenant = named_tenant.filter(|t| validate_tenant(t).is_ok());
+                    events.push(self.event(
+                        ctx,
+                        Some(who),
+                        "secret.tokenize",
+                        tenant.as_deref(),
+                        None,
+                        Outcome::Denied,
+                        Some(e.code().into()),
+                    ));
+                    if let Some(slot) = results.get_mut(index) {
+                        *slot = Some(Err(e));
+                    }
+                }
+            }
+        }
+
+        // Existing records with the same fingerprint, looked up per (tenant, class).
+        let mut existing: Vec<Option<String>> = vec![None; prepared.len()];
+        let mut groups: HashMap<(String, DataClass), Vec<usize>> = HashMap::new();
+        for (i, p) in prepared.iter().enumerate() {
+            groups
+                .entry((p.tenant.clone(), p.class))
+                .or_default()
+                .push(i);
+        }
+        for ((tenant, class), members) in &groups {
+            let fps: Vec<[u8; 32]> = members
+                .iter()
+                .filter_map(|&i| prepared.get(i).map(|p| p.fingerprint))
+                .collect();
+            let found = self
+                .stores
+                .central
+                .find_fingerprints(tenant, class.as_str(), &fps)
+                .await?;
+            for (&i, tok) in members.iter().zip(found) {
+                if let Some(slot) = existing.get_mut(i) {
+                    *slot = tok;
+                }
+            }
+        }
+
+        let mut envelopes = Vec::with_capacity(prepared.len());
+        let mut records = Vec::with_capacity(prepared.len());
+        let mut record_index = Vec::with_capacity(prepared.len());
+        let mut seen_in_batch: HashMap<(String, DataClass, [u8; 32]), String> = HashMap::new();
+        let mut return_existing: Vec<(usize, String)> = Vec::new();
+
+        for (p, found) in prepared.into_iter().zip(existing) {
+            let batch_key = (p.tenant.clone(), p.class, p.fingerprint);
+            let prior = found.or_else(|| seen_in_batch.get(&batch_key).cloned());
+            let mut unique = true;
+            if let Some(prior) = prior {
+                match p.on_duplicate {
+                    OnDuplicate::Reject => {
+                        events.push(self.event(
+                            ctx,
+                            Some(who),
+                            "secret.tokenize",
+                            Some(&p.tenant),
+                            Some(&prior),
+                            Outcome::Denied,
+                            Some("vault.duplicate".into()),
+                        ));
+                        if let Some(slot) = results.get_mut(p.index) {
+                            *slot = Some(Err(VaultError::Duplicate { existing: prior }));
+                        }
+                        continue;
+                    }
+                    OnDuplicate::ReturnExisting => {
+                        events.push(self.event(
+                            ctx,
+                            Some(who),
+                            "secret.tokenize",
+                            Some(&p.tenant),
+                            Some(&prior),
+                            Outcome::Allowed,
+                            Some("returned existing token".into()),
+                        ));
+                        return_existing.push((p.index, prior));
+                        continue;
+                    }
+                    OnDuplicate::Allow => unique = false,
+                }
+            }
+            let (version, key) = u.keyring.current(&p.tenant, p.class.as_str()).await?;
+            let token = random::token(p.class.token_prefix())?;
+            let envelope = key.seal(
+                &record_context(&p.tenant, p.class.as_str(), &token, version),
+                p.value.expose(),
+            )?;
+            if unique {
+                seen_in_batch.insert(batch_key, token.clone());
+            }
+            events.push(self.event(
+                ctx,
+                Some(who),
+                "secret.tokenize",
+                Some(&p.tenant),
+                Some(&token),
+                Outcome::Allowed,
+                None,
+            ));
+            envelopes.push((token.clone(), envelope));
+            record_index.push(p.index);
+            records.push(SecretRecord {
+                token,
+                tenant: p.tenant,
+                class: p.class.as_str().to_owned(),
+                key_version: version,
+                fingerprint: Some(p.fingerprint),
+                fingerprint_unique: unique,
+                metadata: p.metadata,
+                created_at: now,
+                window_closes_at: now.saturating_add(
+                    i64::try_from(p.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+                ),
+                created_by: who.id.clone(),
+                state: SecretState::Active,
+            });
+        }
+
+        // Step 1: envelopes and audit records, durably and concurrently.
+        let put = async {
+            if envelopes.is_empty() {
+                Ok(())
+            } else {
+                self.stores.vault.put_many(envelopes).await
+            }
+        };
+        let (put, audited) = tokio::join!(put, u.audit.append(&events));
+        audited?;
+        put?;
+
+        // Step 2: make the tokens live.
+        let outcomes = if records.is_empty() {
+            Vec::new()
+        } else {
+            self.stores.central.insert_secrets(records.clone()).await?
+        };
+        let mut late_events = Vec::new();
+        for ((rec, index), outcome) in records.into_iter().zip(record_index).zip(outcomes) {
+            let result = match outcome {
+                InsertOutcome::Inserted => Ok(Tokenized {
+                    token: rec.token,
+                    tenant: rec.tenant,
+                    class: rec.class,
+                    created_at: rec.created_at,
+                    window_closes_at: rec.window_closes_at,
+                    key_version: rec.key_version,
+                    duplicate: false,
+                }),
+                InsertOutcome::Duplicate { existing } => {
+                    // Lost a race with a concurrent request storing the same value.
+                    let _ = self.stores.vault.delete(&rec.token).await;
+                    late_events.push(self.event(
+                        ctx,
+                        Some(who),
+                        "secret.tokenize",
+                        Some(&rec.tenant),
+                        Some(&rec.token),
+                        Outcome::Failed,
+                        Some(format!("vault.duplicate of {existing}; token withdrawn")),
+                    ));
+                    Err(VaultError::Duplicate { existing })
+                }
+            };
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(result);
+            }
+        }
+        if !late_events.is_empty() {
+            u.audit.append(&late_events).await?;
+        }
+        for (index, token) in return_existing {
+            let result = match self.stores.central.get_secret(&token).await? {
+                Some(rec) => Ok(Tokenized {
+                    token: rec.token,
+                    tenant: rec.tenant,
+                    class: rec.class,
+                    created_at: rec.created_at,
+                    window_closes_at: rec.window_closes_at,
+                    key_version: rec.key_version,
+                    duplicate: true,
+                }),
+                None => Err(VaultError::Duplicate { existing: token }),
+            };
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(result);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(VaultError::Invalid("item was not processed".into()))))
+            .collect())
+    }
+
+    /// Loads the record for `token` if `who` may see it; any other case is
+    /// the same `NotFound`, so tokens of other tenants cannot be probed. The
+    /// audit reason keeps the real cause.
+    async fn visible_record(
+        &self,
+        who: &Principal,
+        token: &str,
+    ) -> Result<Result<SecretRecord, (VaultError, &'static str)>, VaultError> {
+        let rec = self.stores.central.get_secret(token).await?;
+        Ok(match rec {
+            None => Err((VaultError::NotFound, "secret.not_found")),
+            Some(r) if !who.may_act_in(&r.tenant) => {
+                Err((VaultError::NotFound, "secret.not_found: other tenant"))
+            }
+            Some(r) if r.state == SecretState::Deleted => {
+                Err((VaultError::NotFound, "secret.not_found: deleted"))
+            }
+            Some(r) => Ok(r),
+        })
+    }
+
+    /// Checks permission and visibility, auditing any refusal.
+    async fn authorize_on(
+        &self,
+        u: &Unsealed,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+        permission: Permission,
+        token: &str,
+    ) -> Result<SecretRecord, VaultError> {
+        if let Err(e) = who.require(permission) {
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    action,
+                    None,
+                    Some(token),
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
+        match self.visible_record(who, token).await? {
+            Ok(rec) => Ok(rec),
+            Err((e, reason)) => {
+                u.audit
+                    .append_one(self.event(
+                        ctx,
+                        Some(who),
+                        action,
+                        None,
+                        Some(token),
+                        Outcome::Denied,
+                        Some(reason.into()),
+                    ))
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reveals a secret while its window is open. `purpose` is recorded.
+    pub async fn reveal(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Revealed, VaultError> {
+        let u = self.unsealed()?;
+        const ACTION: &str = "secret.reveal";
+        let purpose = purpose.trim();
+        if purpose.is_empty() || purpose.len() > 200 {
+            let e = VaultError::Invalid("purpose is required (1 to 200 characters)".into());
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    None,
+                    Some(token),
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
+        let rec = self
+            .authorize_on(&u, who, ctx, ACTION, Permission::Reveal, token)
+            .await?;
+        let deny = |outcome: Outcome, reason: &str| {
+            let mut e = self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&rec.tenant),
+                Some(token),
+                outcome,
+                Some(reason.into()),
+            );
+            e.purpose = Some(purpose.to_owned());
+            e
+        };
+        if self.clock.now_ms() >= rec.window_closes_at {
+            u.audit
+                .append_one(deny(Outcome::Denied, "vault.dormant"))
+                .await?;
+            return Err(VaultError::Dormant);
+        }
+        let opened = async {
+            let envelope = self
+                .stores
+                .vault
+                .get(token)
+                .await?
+                .ok_or(VaultError::Integrity)?;
+            let key = u
+                .keyring
+                .get(&rec.tenant, &rec.class, rec.key_version)
+                .await?;
+            Ok::<_, VaultError>(key.open(
+                &record_context(&rec.tenant, &rec.class, token, rec.key_version),
+                &envelope,
+            )?)
+        }
+        .await;
+        let value = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(code = e.code(), "reveal failed after authorisation");
+                u.audit.append_one(deny(Outcome::Failed, e.code())).await?;
+                return Err(e);
+            }
+        };
+        let mut allowed = self.event(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&rec.tenant),
+            Some(token),
+            Outcome::Allowed,
+            None,
+        );
+        allowed.purpose = Some(purpose.to_owned());
+        u.audit.append_one(allowed).await?;
+        Ok(Revealed {
+            token: rec.token,
+            tenant: rec.tenant,
+            class: rec.class,
+            value,
+            window_closes_at: rec.window_closes_at,
+        })
+    }
+
+    /// A secret's metadata, never its value.
+    pub async fn describe(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<SecretInfo, VaultError> {
+        let u = self.unsealed()?;
+        let rec = self
+            .authorize_on(
+                &u,
+                who,
+                ctx,
+                "secret.read_metadata",
+                Permission::ReadMetadata,
+                token,
+            )
+            .await?;
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                "secret.read_metadata",
+                Some(&rec.tenant),
+                Some(token),
+                Outcome::Allowed,
+                None,
+            ))
+            .await?;
+        Ok(self.info(rec))
+    }
+
+    fn info(&self, rec: SecretRecord) -> SecretInfo {
+        let metadata = rec.metadata.as_deref().and_then(|m| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(m).ok()
+        });
+        SecretInfo {
+            revealable: self.clock.now_ms() < rec.window_closes_at,
+            token: rec.token,
+            tenant: rec.tenant,
+            class: rec.class,
+            created_at: rec.created_at,
+            created_by: rec.created_by,
+            window_closes_at: rec.window_closes_at,
+            key_version: rec.key_version,
+            metadata,
+        }
+    }
+
+    /// Deletes a secret: the token stops resolving and the sealed record is
+    /// erased from the vault store.
+    pub async fn delete(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<(), VaultError> {
+        let u = self.unsealed()?;
+        let rec = self
+            .authorize_on(&u, who, ctx, "secret.delete", Permission::Delete, token)
+            .await?;
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                "secret.delete",
+                Some(&rec.tenant),
+                Some(token),
+                Outcome::Allowed,
+                None,
+            ))
+            .await?;
+        self.stores.central.mark_deleted(token).await?;
+        self.stores.vault.delete(token).await?;
+        Ok(())
+    }
+
+    /// Re-opens (or extends) a secret's reveal window for `window_secs` from now.
+    pub async fn reactivate(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+        window_secs: u64,
+        reason: &str,
+    ) -> Result<SecretInfo, VaultError> {
+        let u = self.unsealed()?;
+        const ACTION: &str = "secret.reactivate";
+        let rec = self
+            .authorize_on(&u, who, ctx, ACTION, Permission::Reactivate, token)
+            .await?;
+        let reason = reason.trim();
+        let invalid = if window_secs == 0 || window_secs > self.config.max_reveal_window_secs {
+            Some(format!(
+                "window_secs must be 1 to {}",
+                self.config.max_reveal_window_secs
+            ))
+        } else if reason.is_empty() || reason.len() > 500 {
+            Some("reason is required (1 to 500 characters)".to_owned())
+        } else {
+            None
+        };
+        if let Some(message) = invalid {
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&rec.tenant),
+                    Some(token),
+                    Outcome::Denied,
+                    Some("request.invalid".into()),
+                ))
+                .await?;
+            return Err(VaultError::Invalid(message));
+        }
+        let closes_at = self
+            .clock
+            .now_ms()
+            .saturating_add(i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&rec.tenant),
+                Some(token),
+                Outcome::Allowed,
+                Some(format!("until {}: {reason}", rfc3339(closes_at))),
+            ))
+            .await?;
+        if !self.stores.central.set_window(token, closes_at).await? {
+            return Err(VaultError::NotFound);
+        }
+        let mut rec = rec;
+        rec.window_closes_at = closes_at;
+        Ok(self.info(rec))
+    }
+
+    /// Adds a key version for (tenant, class); new secrets use it, older ones
+    /// still reveal with theirs.
+    pub async fn rotate(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        tenant: &str,
+        class: &str,
+    ) -> Result<u32, VaultError> {
+        let u = self.unsealed()?;
+        const ACTION: &str = "key.rotate";
+        let checked = who
+            .require(Permission::RotateKeys)
+            .and_then(|_| who.resolve_tenant(Some(tenant)))
+            .and_then(|t| DataClass::parse(class).map(|c| (t, c)));
+        let (tenant, class) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                u.audit
+                    .append_one(self.event(
+                        ctx,
+                        Some(who),
+                        ACTION,
+                        None,
+                        Some(class),
+                        Outcome::Denied,
+                        Some(e.code().into()),
+                    ))
+                    .await?;
+                return Err(e);
+            }
+        };
+        let scope = format!("{tenant}/{}", class.as_str());
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&tenant),
+                Some(&scope),
+                Outcome::Allowed,
+                None,
+            ))
+            .await?;
+        u.keyring.rotate(&tenant, class.as_str()).await
+    }
+}
