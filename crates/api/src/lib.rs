@@ -1,1 +1,106 @@
-//! placeholder
+//! Strongroom's HTTP API: JSON over HTTPS.
+//!
+//! Handlers are thin: extract the request, authenticate the caller (an
+//! extractor), call the vault, map the result. Every response carries a
+//! request id and `Cache-Control: no-store`; every error has the same shape
+//! and a stable code (see [`error`]).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod context;
+pub mod error;
+pub mod identity;
+mod json;
+pub mod routes;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use strongroom_vault::Vault;
+
+pub use context::REQUEST_ID_HEADER;
+pub use error::ApiError;
+
+/// Limits and lifetimes of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Access-token lifetime, seconds.
+    pub token_ttl_secs: u64,
+    /// Most items in one batch request.
+    pub max_batch_items: usize,
+    /// Largest request body, bytes (all routes but batch).
+    pub max_body_bytes: usize,
+    /// Largest batch request body, bytes.
+    pub max_batch_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 300,
+            max_batch_items: 1000,
+            max_body_bytes: 64 * 1024,
+            max_batch_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The vault.
+    pub vault: Arc<Vault>,
+    /// API limits.
+    pub config: Arc<ApiConfig>,
+}
+
+/// The full router.
+pub fn router(state: ApiState) -> Router {
+    use routes::*;
+    let batch_limit = state.config.max_batch_body_bytes;
+    let body_limit = state.config.max_body_bytes;
+    let batch = Router::new()
+        .route("/v1/secrets/batch", post(secrets::batch))
+        .layer(DefaultBodyLimit::max(batch_limit));
+    let rest = Router::new()
+        .route("/v1/sys/health", get(sys::health))
+        .route("/v1/sys/seal-status", get(sys::seal_status))
+        .route("/v1/sys/unseal", post(sys::unseal))
+        .route("/v1/sys/seal", post(sys::seal))
+        .route("/v1/auth/token", post(auth::token))
+        .route("/v1/auth/whoami", get(auth::whoami))
+        .route("/v1/secrets", post(secrets::create))
+        .route(
+            "/v1/secrets/{token}",
+            get(secrets::describe).delete(secrets::delete),
+        )
+        .route("/v1/secrets/{token}/reveal", post(secrets::reveal))
+        .route("/v1/secrets/{token}/reactivate", post(secrets::reactivate))
+        .route("/v1/keys/rotate", post(keys::rotate))
+        .route(
+            "/v1/principals",
+            post(principals::create).get(principals::list),
+        )
+        .route(
+            "/v1/principals/{id}",
+            axum::routing::delete(principals::disable),
+        )
+        .route("/v1/audit/verify", get(audit::verify))
+        .layer(DefaultBodyLimit::max(body_limit));
+    batch
+        .merge(rest)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(context::request_context))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "request.no_route",
+        "no such endpoint; see the API reference in the README",
+    )
+}

@@ -1,1 +1,38 @@
-fn main() {}
+//! `strongroom`: see `strongroom --help`.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use strongroom::cli::{Cli, Command};
+use strongroom::commands;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<i32> = runtime.block_on(async move {
+        match cli.command {
+            Command::Init(a) => commands::init::run(a).await.map(|_| 0),
+            Command::Serve(a) => commands::serve::run(a).await.map(|_| 0),
+            Command::Operator(c) => commands::operator::run(c).await.map(|_| 0),
+            Command::Principals(c) => commands::principals::run(c).await.map(|_| 0),
+            Command::Secrets(c) => commands::secrets::run(c).await.map(|_| 0),
+            Command::Audit(c) => commands::audit::run(c).await,
+        }
+    });
+    match result {
+        Ok(0) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -258,6 +258,27 @@ impl Vault {
         Ok(())
     }
 
+    /// Verifies the audit chain (auditors only); the check is itself audited.
+    pub async fn verify_audit(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<strongroom_audit::VerifyReport, VaultError> {
+        let u = self.unsealed()?;
+        let allowed = who.require(Permission::ReadAudit);
+        let outcome = if allowed.is_ok() {
+            Outcome::Allowed
+        } else {
+            Outcome::Denied
+        };
+        let reason = allowed.as_ref().err().map(|e| e.code().to_owned());
+        u.audit
+            .append_one(self.event(ctx, Some(who), "audit.verify", None, None, outcome, reason))
+            .await?;
+        allowed?;
+        Ok(strongroom_audit::verify(&self.stores.audit, &u.audit_key).await?)
+    }
+
     /// True while unsealed.
     pub fn is_unsealed(&self) -> bool {
         self.unsealed().is_ok()

@@ -52,8 +52,9 @@ pub struct Initialized {
     pub vault_id: String,
     /// Printable shares, for [`SealMethod::Shamir`].
     pub shares: Vec<Zeroizing<String>>,
-    /// The root key, for [`SealMethod::DevKeyFile`] only, to be written to the key file.
-    pub dev_root_key: Option<KeyBytes>,
+    /// The root key: for [`SealMethod::DevKeyFile`] to be written to the key
+    /// file, and for bootstrapping the first administrator. Drop it promptly.
+    pub root_key: KeyBytes,
 }
 
 /// Seal state as reported to anyone (no authentication needed).
@@ -83,6 +84,8 @@ pub struct Unsealed {
     pub audit: AuditLog,
     /// Key that signs and verifies access tokens.
     pub token_signing_key: Arc<KeyBytes>,
+    /// Key of the audit chain, for verification.
+    pub audit_key: KeyBytes,
 }
 
 /// Creates a vault in empty stores. Fails if the stores are already initialised.
@@ -116,7 +119,7 @@ pub async fn initialize(stores: &StoreSet, method: SealMethod) -> Result<Initial
     Ok(Initialized {
         vault_id,
         shares,
-        dev_root_key: matches!(method, SealMethod::DevKeyFile).then_some(root),
+        root_key: root,
     })
 }
 
@@ -204,11 +207,13 @@ pub async fn open_unsealed(
     clock: Arc<dyn Clock>,
 ) -> Result<Unsealed, VaultError> {
     let keyring = Keyring::load(root, stores.vault.clone(), clock).await?;
-    let audit = AuditLog::new(stores.audit.clone(), &audit_key(root)?);
+    let audit_key = audit_key(root)?;
+    let audit = AuditLog::new(stores.audit.clone(), &audit_key);
     let token_signing_key = Arc::new(kdf::derive(root, TOKEN_SIGNING_PURPOSE)?);
     Ok(Unsealed {
         keyring,
         audit,
         token_signing_key,
+        audit_key,
     })
 }

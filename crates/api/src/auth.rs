@@ -1,0 +1,193 @@
+//! Access tokens: short-lived HS256 JWTs, and the extractor that checks them.
+//!
+//! # Why HS256
+//! Only Strongroom nodes issue and verify these tokens, and every node of a
+//! vault already shares the root key, from which the signing key is derived.
+//! A symmetric MAC costs a microsecond to verify, where a signature check on
+//! every request would cost tens. Verification pins the algorithm, so
+//! `alg: none` and algorithm-confusion tokens are refused, and checks issuer,
+//! audience and expiry against the vault's clock. Sealing the vault makes
+//! every outstanding token unverifiable.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use strongroom_vault::{Principal, Role, VaultError};
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+const ISSUER: &str = "strongroom";
+const AUDIENCE: &str = "strongroom-api";
+/// Tolerated clock difference between nodes for `iat`, in seconds.
+const SKEW_SECS: i64 = 60;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Principal id.
+    pub sub: String,
+    /// Principal name.
+    pub name: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Tenants.
+    pub tenants: Vec<String>,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+}
+
+/// Issues an access token for `principal`, valid `ttl_secs` from `now_ms`.
+pub fn issue(
+    state: &ApiState,
+    principal: &Principal,
+    now_ms: i64,
+    ttl_secs: u64,
+) -> Result<String, ApiError> {
+    let key = state.vault.token_signing_key()?;
+    let iat = now_ms / 1000;
+    let claims = Claims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: principal.id.clone(),
+        name: principal.name.clone(),
+        roles: principal
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+        tenants: principal.tenants.clone(),
+        iat,
+        exp: iat.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
+        jti: strongroom_crypto::random::hex_id::<12>().map_err(VaultError::from)?,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(key.expose()),
+    )
+    .map_err(|_| ApiError::from(VaultError::Invalid("could not sign token".into())))
+}
+
+/// Why a bearer token was refused. Kept for the audit log; the client sees
+/// one uniform message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Bad signature, algorithm, issuer, audience or encoding.
+    Invalid,
+    /// Past its expiry.
+    Expired,
+}
+
+impl TokenProblem {
+    fn reason(self) -> &'static str {
+        match self {
+            TokenProblem::Missing => "auth.missing_token",
+            TokenProblem::Invalid => "auth.invalid_token",
+            TokenProblem::Expired => "auth.expired_token",
+        }
+    }
+}
+
+/// Verifies a bearer token and returns its principal.
+pub fn verify(
+    state: &ApiState,
+    token: &str,
+) -> Result<Principal, Result<TokenProblem, VaultError>> {
+    let key = state.vault.token_signing_key().map_err(Err)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    // Expiry is checked below against the vault's clock, not the system's.
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key.expose()), &validation)
+            .map_err(|_| Ok(TokenProblem::Invalid))?;
+    let claims = data.claims;
+    let now = state.vault.clock().now_ms() / 1000;
+    if now >= claims.exp {
+        return Err(Ok(TokenProblem::Expired));
+    }
+    if claims.iat > now + SKEW_SECS {
+        return Err(Ok(TokenProblem::Invalid));
+    }
+    Ok(Principal {
+        id: claims.sub,
+        name: claims.name,
+        roles: claims
+            .roles
+            .iter()
+            .filter_map(|r| Role::parse(r).ok())
+            .collect(),
+        tenants: claims.tenants,
+    })
+}
+
+/// An authenticated caller. Refused tokens are audited and answered with a
+/// uniform 401.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<ApiState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let outcome = match bearer {
+            None => Err(Ok(TokenProblem::Missing)),
+            Some(token) => verify(state, token),
+        };
+        match outcome {
+            Ok(principal) => Ok(Authenticated(principal)),
+            Err(Err(vault_error)) => Err(vault_error.into()),
+            Err(Ok(problem)) => {
+                let ctx = parts
+                    .extensions
+                    .get::<strongroom_vault::RequestContext>()
+                    .cloned()
+                    .unwrap_or_default();
+                let event = state.vault.event(
+                    &ctx,
+                    None,
+                    "auth.authenticate",
+                    None,
+                    Some(parts.uri.path()),
+                    strongroom_audit::Outcome::Denied,
+                    Some(problem.reason().into()),
+                );
+                state.vault.record(event).await?;
+                Err(ApiError::unauthenticated(match problem {
+                    TokenProblem::Missing => {
+                        "send an access token as 'Authorization: Bearer <token>' (get one from POST /v1/auth/token)"
+                    }
+                    _ => {
+                        "the access token is invalid or expired; get a new one from POST /v1/auth/token"
+                    }
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Per-request context and the headers every response carries.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use strongroom_vault::RequestContext;
+
+use crate::error::{ApiError, ErrorMarker};
+
+/// Response header carrying the request id.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Assigns a request id, records the client address, and adds security
+/// headers: responses may carry secrets, so none may be cached, and browsers
+/// must only ever reach the API over HTTPS.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let request_id = strongroom_crypto::random::hex_id::<12>().unwrap_or_else(|_| "unknown".into());
+    let client_addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        client_addr,
+    };
+    req.extensions_mut().insert(ctx);
+    let mut response = next.run(req).await;
+    if let Some(ErrorMarker(err)) = response.extensions_mut().remove::<ErrorMarker>() {
+        let status = err.status;
+        response = (status, axum::Json(err.body(&request_id))).into_response();
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Extractor for the request context set by [`request_context`].
+pub struct Ctx(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ctx(parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_default()))
+    }
+}

@@ -1,0 +1,163 @@
+//! Principals and their credentials.
+//!
+//! # Client secrets
+//! A client secret is 256 random bits shown once at creation. It is stored
+//! only as an argon2id hash (19 MiB, 2 passes, OWASP's baseline). For a
+//! random 256-bit secret a fast hash would already resist brute force; we
+//! use argon2id anyway so that a stolen central database gives an attacker
+//! nothing to grind even if a secret was ever set by hand, and one verifier
+//! serves every credential kind. Hashing is CPU- and memory-heavy, so at most
+//! one verification per core runs at a time; a token lives for minutes, so
+//! this is paid once per client per token, not per request.
+
+use std::sync::{Arc, LazyLock};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use strongroom_crypto::random;
+use strongroom_store::PrincipalRecord;
+use strongroom_vault::policy::{ALL_TENANTS, validate_tenant};
+use strongroom_vault::{Principal, Role, VaultError};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// Prefix of client ids.
+pub const CLIENT_ID_PREFIX: &str = "srci_";
+/// Prefix of client secrets, so they are recognisable in a leak scan.
+pub const CLIENT_SECRET_PREFIX: &str = "srcs_";
+
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores))
+});
+
+fn hasher() -> Result<Argon2<'static>, VaultError> {
+    let params = Params::new(19 * 1024, 2, 1, None)
+        .map_err(|_| VaultError::Invalid("argon2 parameters".into()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a secret with argon2id (off the async threads).
+pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, VaultError> {
+    let _permit = HASHING.acquire().await.map_err(|_| VaultError::Sealed)?;
+    tokio::task::spawn_blocking(move || {
+        hasher()?
+            .hash_password(secret.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|_| VaultError::Invalid("could not hash secret".into()))
+    })
+    .await
+    .map_err(|_| VaultError::Invalid("hashing task failed".into()))?
+}
+
+/// A hash of a random secret nobody knows, verified against when a client id
+/// is unknown so the response time does not reveal which ids exist.
+static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
+    let secret = random::hex_id::<32>().ok()?;
+    hasher()
+        .ok()?
+        .hash_password(secret.as_bytes())
+        .ok()
+        .map(|h| h.to_string())
+});
+
+/// Checks a secret against a stored hash, in constant time with respect to
+/// the secret. `None` runs a dummy check of equal cost and fails.
+pub async fn verify_secret(secret: Zeroizing<String>, hash: Option<String>) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
+    let real = hash.is_some();
+    let Some(hash) = hash.or_else(|| DUMMY_HASH.clone()) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        let ok = Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok();
+        ok && real
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A new principal's one-time credentials.
+pub struct NewCredentials {
+    /// The stored record.
+    pub record: PrincipalRecord,
+    /// The client secret, shown once.
+    pub client_secret: Zeroizing<String>,
+}
+
+/// Validates a request to create a principal and makes its credentials.
+pub async fn new_principal(
+    name: &str,
+    roles: &[String],
+    tenants: &[String],
+    now_ms: i64,
+) -> Result<NewCredentials, VaultError> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(VaultError::Invalid(
+            "name must be 1-64 characters of letters, digits, '-', '_', '.', '@'".into(),
+        ));
+    }
+    if roles.is_empty() {
+        return Err(VaultError::Invalid("give at least one role".into()));
+    }
+    let mut parsed_roles: Vec<Role> = roles
+        .iter()
+        .map(|r| Role::parse(r))
+        .collect::<Result<_, _>>()?;
+    parsed_roles.sort_by_key(|r| r.as_str());
+    parsed_roles.dedup();
+    if tenants.is_empty() {
+        return Err(VaultError::Invalid(
+            "give at least one tenant (or '*' for all)".into(),
+        ));
+    }
+    for t in tenants {
+        if t != ALL_TENANTS {
+            validate_tenant(t)?;
+        }
+    }
+    let client_secret =
+        Zeroizing::new(random::token(CLIENT_SECRET_PREFIX)? + &random::hex_id::<16>()?);
+    let secret_hash = hash_secret(client_secret.clone()).await?;
+    Ok(NewCredentials {
+        record: PrincipalRecord {
+            id: random::token("p_")?,
+            client_id: random::token(CLIENT_ID_PREFIX)?,
+            name: name.to_owned(),
+            roles: parsed_roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            tenants: tenants.to_vec(),
+            secret_hash,
+            created_at: now_ms,
+            disabled: false,
+        },
+        client_secret,
+    })
+}
+
+/// The policy view of a stored principal (unknown role names are dropped).
+pub fn principal_of(record: &PrincipalRecord) -> Principal {
+    Principal {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        roles: record
+            .roles
+            .iter()
+            .filter_map(|r| Role::parse(r).ok())
+            .collect(),
+        tenants: record.tenants.clone(),
+    }
+}

@@ -1,0 +1,124 @@
+//! `/v1/auth`: client-credentials tokens, and `whoami`.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strongroom_audit::Outcome;
+use zeroize::Zeroizing;
+
+use crate::ApiState;
+use crate::auth::{Authenticated, issue};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::identity::{principal_of, verify_secret};
+use crate::json;
+
+/// Body of `POST /v1/auth/token`, as JSON or as an OAuth 2.0 form.
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    grant_type: String,
+    client_id: String,
+    client_secret: String,
+}
+
+/// `POST /v1/auth/token` (OAuth 2.0 client credentials grant).
+pub async fn token(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body: TokenRequest = if is_form {
+        axum::Form::<TokenRequest>::from_request(req, &state)
+            .await
+            .map(|f| f.0)
+            .map_err(|_| {
+                ApiError::invalid("form body needs grant_type, client_id and client_secret")
+            })?
+    } else {
+        let bytes = axum::body::Bytes::from_request(req, &state)
+            .await
+            .map_err(|_| ApiError::invalid("unreadable request body"))?;
+        json::parse(&bytes)?
+    };
+    let secret = Zeroizing::new(body.client_secret);
+    if body.grant_type != "client_credentials" {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "auth.unsupported_grant_type",
+            "grant_type must be client_credentials",
+        ));
+    }
+    // Tokens can only be signed while unsealed; say so before any hashing.
+    if !state.vault.is_unsealed() {
+        return Err(strongroom_vault::VaultError::Sealed.into());
+    }
+    let record = state
+        .vault
+        .stores()
+        .central
+        .principal_by_client_id(&body.client_id)
+        .await
+        .map_err(strongroom_vault::VaultError::from)?;
+    let hash = record.as_ref().map(|r| r.secret_hash.clone());
+    let secret_ok = verify_secret(secret, hash).await;
+    let active = record.as_ref().filter(|r| secret_ok && !r.disabled);
+    let Some(record) = active else {
+        let reason = match &record {
+            None => "auth.unknown_client",
+            Some(r) if r.disabled && secret_ok => "auth.disabled",
+            Some(_) => "auth.bad_secret",
+        };
+        let principal = record.as_ref().map(principal_of);
+        let event = state.vault.event(
+            &ctx,
+            principal.as_ref(),
+            "auth.token",
+            None,
+            None,
+            Outcome::Denied,
+            Some(reason.into()),
+        );
+        state.vault.record(event).await?;
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "auth.invalid_client",
+            "client authentication failed: check the client id and secret",
+        ));
+    };
+    let principal = principal_of(record);
+    let now = state.vault.clock().now_ms();
+    let event = state.vault.event(
+        &ctx,
+        Some(&principal),
+        "auth.token",
+        None,
+        None,
+        Outcome::Allowed,
+        None,
+    );
+    state.vault.record(event).await?;
+    let token = issue(&state, &principal, now, state.config.token_ttl_secs)?;
+    Ok(Json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": state.config.token_ttl_secs,
+    })))
+}
+
+/// `GET /v1/auth/whoami`: the caller's identity. Cheap by design: it is the
+/// authenticated no-op the benchmarks use as a ceiling.
+pub async fn whoami(Authenticated(who): Authenticated) -> Json<Value> {
+    Json(json!({
+        "id": who.id,
+        "name": who.name,
+        "roles": who.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "tenants": who.tenants,
+    }))
+}

@@ -1,0 +1,223 @@
+//! `/v1/principals`: create, list and disable principals (admin only).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strongroom_audit::Outcome;
+use strongroom_store::PrincipalRecord;
+use strongroom_vault::policy::ALL_TENANTS;
+use strongroom_vault::{Permission, Principal, RequestContext, VaultError, rfc3339};
+
+use crate::ApiState;
+use crate::auth::Authenticated;
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::identity::new_principal;
+use crate::json::ApiJson;
+
+/// Body of `POST /v1/principals`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrincipal {
+    name: String,
+    roles: Vec<String>,
+    tenants: Vec<String>,
+}
+
+fn view(p: &PrincipalRecord) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "client_id": p.client_id,
+        "roles": p.roles,
+        "tenants": p.tenants,
+        "created_at": rfc3339(p.created_at),
+        "disabled": p.disabled,
+    })
+}
+
+async fn require_admin(
+    state: &ApiState,
+    who: &Principal,
+    ctx: &RequestContext,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Err(e) = who.require(Permission::ManagePrincipals) {
+        let event = state.vault.event(
+            ctx,
+            Some(who),
+            action,
+            None,
+            target,
+            Outcome::Denied,
+            Some(e.code().into()),
+        );
+        state.vault.record(event).await?;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// `POST /v1/principals`: the client secret is in this response and nowhere else.
+pub async fn create(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    ApiJson(body): ApiJson<CreatePrincipal>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    const ACTION: &str = "principal.create";
+    require_admin(&state, &who, &ctx, ACTION, Some(&body.name)).await?;
+    // An administrator can only grant tenants it is bound to itself.
+    let outside = body.tenants.iter().find(|t| {
+        if t.as_str() == ALL_TENANTS {
+            !who.tenants.iter().any(|w| w == ALL_TENANTS)
+        } else {
+            !who.may_act_in(t)
+        }
+    });
+    if let Some(t) = outside {
+        let event = state.vault.event(
+            &ctx,
+            Some(&who),
+            ACTION,
+            None,
+            Some(&body.name),
+            Outcome::Denied,
+            Some("auth.forbidden: tenant".into()),
+        );
+        state.vault.record(event).await?;
+        return Err(VaultError::Invalid(format!(
+            "you cannot grant tenant '{t}': you are not bound to it"
+        ))
+        .into());
+    }
+    let now = state.vault.clock().now_ms();
+    let created = new_principal(&body.name, &body.roles, &body.tenants, now).await?;
+    let event = state.vault.event(
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Some(&created.record.id),
+        Outcome::Allowed,
+        Some(format!(
+            "name={} roles={}",
+            created.record.name,
+            created.record.roles.join(",")
+        )),
+    );
+    state.vault.record(event).await?;
+    state
+        .vault
+        .stores()
+        .central
+        .insert_principal(created.record.clone())
+        .await
+        .map_err(|e| match e {
+            strongroom_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "principal.exists",
+                "a principal with that name already exists",
+            ),
+            other => VaultError::from(other).into(),
+        })?;
+    let mut out = view(&created.record);
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert(
+            "client_secret".into(),
+            created.client_secret.as_str().into(),
+        );
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /v1/principals`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &who, &ctx, "principal.list", None).await?;
+    let all = state
+        .vault
+        .stores()
+        .central
+        .list_principals()
+        .await
+        .map_err(VaultError::from)?;
+    let event = state.vault.event(
+        &ctx,
+        Some(&who),
+        "principal.list",
+        None,
+        None,
+        Outcome::Allowed,
+        None,
+    );
+    state.vault.record(event).await?;
+    let visible: Vec<Value> = all
+        .iter()
+        .filter(|p| {
+            p.tenants
+                .iter()
+                .all(|t| who.may_act_in(t) || who.tenants.iter().any(|w| w == ALL_TENANTS))
+        })
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "principals": visible })))
+}
+
+/// `DELETE /v1/principals/{id}`: disables the principal. Tokens it already
+/// holds stay valid until they expire (minutes).
+pub async fn disable(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    const ACTION: &str = "principal.disable";
+    require_admin(&state, &who, &ctx, ACTION, Some(&id)).await?;
+    let central = &state.vault.stores().central;
+    let target = central
+        .principal_by_id(&id)
+        .await
+        .map_err(VaultError::from)?;
+    let visible = target
+        .as_ref()
+        .is_some_and(|p| p.tenants.iter().all(|t| who.may_act_in(t)));
+    if !visible {
+        let event = state.vault.event(
+            &ctx,
+            Some(&who),
+            ACTION,
+            None,
+            Some(&id),
+            Outcome::Denied,
+            Some("principal.not_found".into()),
+        );
+        state.vault.record(event).await?;
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "principal.not_found",
+            "no principal with that id",
+        ));
+    }
+    let event = state.vault.event(
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Some(&id),
+        Outcome::Allowed,
+        None,
+    );
+    state.vault.record(event).await?;
+    central
+        .disable_principal(&id)
+        .await
+        .map_err(VaultError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}

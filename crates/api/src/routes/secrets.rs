@@ -1,0 +1,236 @@
+//! `/v1/secrets`: tokenize (one or a batch), reveal, describe, delete, reactivate.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use strongroom_vault::{
+    NewSecret, OnDuplicate, SecretBytes, SecretInfo, Tokenized, VaultError, rfc3339,
+};
+
+use crate::ApiState;
+use crate::auth::Authenticated;
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+
+/// How to treat a value that is already stored.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDuplicateParam {
+    /// `409 vault.duplicate` naming the existing token (default).
+    Reject,
+    /// Return the existing token with `"duplicate": true`.
+    ReturnExisting,
+    /// Store another copy under a new token.
+    Allow,
+}
+
+/// One secret to store. Deliberately not `Debug`: it holds the value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecret {
+    tenant: Option<String>,
+    class: String,
+    value: String,
+    metadata: Option<Map<String, Value>>,
+    reveal_window_secs: Option<u64>,
+    on_duplicate: Option<OnDuplicateParam>,
+}
+
+impl From<CreateSecret> for NewSecret {
+    fn from(c: CreateSecret) -> Self {
+        NewSecret {
+            tenant: c.tenant,
+            class: c.class,
+            // Moves the buffer: the only copy is now zeroed on drop.
+            value: SecretBytes::new(c.value.into_bytes()),
+            metadata: c.metadata,
+            reveal_window_secs: c.reveal_window_secs,
+            on_duplicate: match c.on_duplicate {
+                None | Some(OnDuplicateParam::Reject) => OnDuplicate::Reject,
+                Some(OnDuplicateParam::ReturnExisting) => OnDuplicate::ReturnExisting,
+                Some(OnDuplicateParam::Allow) => OnDuplicate::Allow,
+            },
+        }
+    }
+}
+
+fn tokenized_view(t: &Tokenized) -> Value {
+    json!({
+        "token": t.token,
+        "tenant": t.tenant,
+        "class": t.class,
+        "created_at": rfc3339(t.created_at),
+        "reveal_window_closes_at": rfc3339(t.window_closes_at),
+        "key_version": t.key_version,
+        "duplicate": t.duplicate,
+    })
+}
+
+fn info_view(i: &SecretInfo) -> Value {
+    json!({
+        "token": i.token,
+        "tenant": i.tenant,
+        "class": i.class,
+        "state": "active",
+        "created_at": rfc3339(i.created_at),
+        "created_by": i.created_by,
+        "reveal_window_closes_at": rfc3339(i.window_closes_at),
+        "revealable": i.revealable,
+        "key_version": i.key_version,
+        "metadata": i.metadata,
+    })
+}
+
+/// `POST /v1/secrets`: 201 with the token; 200 when an existing token is
+/// returned on request.
+pub async fn create(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    ApiJson(body): ApiJson<CreateSecret>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let t = state.vault.tokenize(&who, &ctx, body.into()).await?;
+    let status = if t.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(tokenized_view(&t))))
+}
+
+/// Body of `POST /v1/secrets/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    items: Vec<CreateSecret>,
+}
+
+/// `POST /v1/secrets/batch`: up to the configured number of items; one
+/// result or error per item, in order.
+pub async fn batch(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    ApiJson(body): ApiJson<BatchRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config.max_batch_items;
+    if body.items.is_empty() || body.items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.batch_size",
+            format!("a batch holds 1 to {max} items; split larger loads"),
+        ));
+    }
+    let items = body.items.into_iter().map(NewSecret::from).collect();
+    let results = state.vault.tokenize_batch(&who, &ctx, items).await?;
+    let out: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            Ok(t) => tokenized_view(t),
+            Err(e) => {
+                let err = ApiError::from(e);
+                let mut body = err.body(&ctx.request_id);
+                if let Some(obj) = body.get_mut("error").and_then(Value::as_object_mut) {
+                    obj.remove("request_id");
+                }
+                body
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "items": out })))
+}
+
+/// Body of `POST /v1/secrets/{token}/reveal`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealRequest {
+    purpose: String,
+}
+
+#[derive(Serialize)]
+struct RevealView<'a> {
+    token: &'a str,
+    tenant: &'a str,
+    class: &'a str,
+    value: &'a str,
+    reveal_window_closes_at: String,
+}
+
+/// `POST /v1/secrets/{token}/reveal`: the value, while the window is open.
+pub async fn reveal(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(token): Path<String>,
+    ApiJson(body): ApiJson<RevealRequest>,
+) -> Result<Response, ApiError> {
+    let r = state
+        .vault
+        .reveal(&who, &ctx, &token, &body.purpose)
+        .await?;
+    let value =
+        std::str::from_utf8(r.value.expose()).map_err(|_| ApiError::from(VaultError::Integrity))?;
+    let view = RevealView {
+        token: &r.token,
+        tenant: &r.tenant,
+        class: &r.class,
+        value,
+        reveal_window_closes_at: rfc3339(r.window_closes_at),
+    };
+    let body = serde_json::to_vec(&view).map_err(|_| ApiError::from(VaultError::Integrity))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response())
+}
+
+/// `GET /v1/secrets/{token}`: metadata only.
+pub async fn describe(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info = state.vault.describe(&who, &ctx, &token).await?;
+    Ok(Json(info_view(&info)))
+}
+
+/// `DELETE /v1/secrets/{token}`.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.delete(&who, &ctx, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/secrets/{token}/reactivate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactivateRequest {
+    window_secs: u64,
+    reason: String,
+}
+
+/// `POST /v1/secrets/{token}/reactivate`: re-opens the reveal window.
+pub async fn reactivate(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(token): Path<String>,
+    ApiJson(body): ApiJson<ReactivateRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let info = state
+        .vault
+        .reactivate(&who, &ctx, &token, body.window_secs, &body.reason)
+        .await?;
+    Ok(Json(info_view(&info)))
+}

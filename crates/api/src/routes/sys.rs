@@ -1,0 +1,58 @@
+//! `/v1/sys`: health, seal status, unseal, seal.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::ApiState;
+use crate::auth::Authenticated;
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+
+/// `GET /v1/sys/health`: the process is up (sealed or not).
+pub async fn health(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "sealed": !state.vault.is_unsealed() }))
+}
+
+/// `GET /v1/sys/seal-status`.
+pub async fn seal_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.vault.seal_status().await?)))
+}
+
+/// Body of `POST /v1/sys/unseal`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    share: String,
+}
+
+/// `POST /v1/sys/unseal`: one key share per call.
+pub async fn unseal(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    ApiJson(body): ApiJson<UnsealRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let share = Zeroizing::new(body.share);
+    let status = state
+        .vault
+        .submit_share(&share, &ctx)
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(code = e.code(), client = ?ctx.client_addr, "unseal share refused");
+        })?;
+    Ok(Json(json!(status)))
+}
+
+/// `POST /v1/sys/seal`.
+pub async fn seal(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    state.vault.seal(&who, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

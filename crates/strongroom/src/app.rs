@@ -1,0 +1,329 @@
+//! Starting a server: the shared path of `serve`, `serve --dev` and the tests.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use axum_server::Handle;
+use serde::{Deserialize, Serialize};
+use strongroom_api::{ApiConfig, ApiState};
+use strongroom_store::sqlite::SqliteStores;
+use strongroom_vault::{Clock, RequestContext, SealMethod, Vault, VaultConfig, initialize};
+
+use crate::bootstrap::create_principal;
+use crate::datadir::{DataDir, write_private};
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A development CA and server certificate generated into the data directory.
+    DevSelfSigned,
+    /// Plain HTTP (loopback only).
+    InsecureHttp,
+}
+
+/// How to start a server.
+pub struct StartOptions {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address (port 0 picks a free port).
+    pub listen: String,
+    /// TLS.
+    pub tls: TlsSource,
+    /// Development mode: create, auto-unseal and bootstrap the data directory.
+    pub dev: bool,
+    /// Vault limits.
+    pub vault_config: VaultConfig,
+    /// API limits.
+    pub api_config: ApiConfig,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// One identity in the dev credentials file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevIdentity {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+}
+
+/// `DIR/dev-credentials.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevCredentials {
+    /// Server URL.
+    pub url: String,
+    /// CA certificate to trust.
+    pub ca_cert_path: Option<PathBuf>,
+    /// Dev administrator (manages principals; cannot reveal).
+    pub admin: DevIdentity,
+    /// Dev service with `ingest` and `fulfilment`.
+    pub service: DevIdentity,
+    /// Dev security officer (reactivate, rotate, delete).
+    pub security_officer: DevIdentity,
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Base URL.
+    pub url: String,
+    /// The vault behind it.
+    pub vault: Arc<Vault>,
+    /// The embedded stores.
+    pub stores: SqliteStores,
+    /// CA certificate clients should trust (dev TLS).
+    pub ca_cert_path: Option<PathBuf>,
+    /// Dev credentials (dev mode).
+    pub dev_credentials: Option<DevCredentials>,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits for the server to finish.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle
+            .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        self.task.await.context("server task failed")??;
+        Ok(())
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        self.task.await.context("server task failed")??;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Opens the stores, prepares the vault and starts serving.
+pub async fn start(opts: StartOptions) -> Result<RunningServer> {
+    let dir = DataDir::new(&opts.data_dir);
+    if opts.dev {
+        dir.create()?;
+    }
+    dir.check_permissions()?;
+    let stores = SqliteStores::open(&dir.root)
+        .with_context(|| format!("could not open the stores in {}", dir.root.display()))?;
+    let vault = Arc::new(Vault::new(
+        stores.store_set(),
+        opts.clock.clone(),
+        opts.vault_config.clone(),
+    ));
+
+    let listener = TcpListener::bind(&opts.listen)
+        .with_context(|| format!("could not listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = match opts.tls {
+        TlsSource::InsecureHttp => {
+            if !is_loopback(&addr) {
+                bail!(
+                    "--insecure-http is only allowed on a loopback address (127.0.0.1 or ::1), not {addr}"
+                );
+            }
+            "http"
+        }
+        _ => "https",
+    };
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("{scheme}://{host}:{}", addr.port());
+
+    let mut ca_cert_path = None;
+    let tls = match &opts.tls {
+        TlsSource::Files { cert, key } => {
+            let cert = std::fs::read(cert)
+                .with_context(|| format!("could not read {}", cert.display()))?;
+            let key =
+                std::fs::read(key).with_context(|| format!("could not read {}", key.display()))?;
+            Some(strongroom_api::server::tls_config(&cert, &key)?)
+        }
+        TlsSource::DevSelfSigned => {
+            let (cert, key, ca) = crate::devtls::ensure(&dir)?;
+            ca_cert_path = Some(ca);
+            Some(strongroom_api::server::tls_config(&cert, &key)?)
+        }
+        TlsSource::InsecureHttp => None,
+    };
+
+    let mut dev_credentials = None;
+    if opts.dev {
+        dev_credentials = Some(dev_bootstrap(&dir, &vault, &url, ca_cert_path.clone()).await?);
+    } else {
+        let status = vault.seal_status().await?;
+        if !status.initialized {
+            bail!(
+                "{} is not initialised; run `strongroom init --data-dir {}` first",
+                dir.root.display(),
+                dir.root.display()
+            );
+        }
+        if status.seal_method == "dev-key-file" {
+            tracing::warn!(
+                "this data directory was created by `serve --dev`; its root key is in a file and it is unfit for production"
+            );
+            if let Some(root) = dir.read_dev_key()? {
+                vault.unseal_with_root(&root, &startup_ctx()).await?;
+            }
+        }
+    }
+
+    let state = ApiState {
+        vault: vault.clone(),
+        config: Arc::new(opts.api_config.clone()),
+    };
+    let router = strongroom_api::router(state);
+    let handle = Handle::new();
+    let serve_handle = handle.clone();
+    let task = tokio::spawn(async move {
+        match tls {
+            Some(tls) => {
+                strongroom_api::server::serve_tls(listener, router, tls, serve_handle).await
+            }
+            None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        url,
+        vault,
+        stores,
+        ca_cert_path,
+        dev_credentials,
+        handle,
+        task,
+    })
+}
+
+fn startup_ctx() -> RequestContext {
+    RequestContext {
+        request_id: "startup".into(),
+        client_addr: None,
+    }
+}
+
+async fn dev_bootstrap(
+    dir: &DataDir,
+    vault: &Arc<Vault>,
+    url: &str,
+    ca_cert_path: Option<PathBuf>,
+) -> Result<DevCredentials> {
+    let status = vault.seal_status().await?;
+    if !status.initialized {
+        let init = initialize(vault.stores(), SealMethod::DevKeyFile).await?;
+        dir.write_dev_key(&init.root_key)?;
+    } else if status.seal_method != "dev-key-file" {
+        bail!(
+            "{} holds a production vault (sealed with key shares); `serve --dev` only runs development data directories",
+            dir.root.display()
+        );
+    }
+    let root = dir
+        .read_dev_key()?
+        .context("the dev key file is missing; delete the dev data directory to start afresh")?;
+    vault.unseal_with_root(&root, &startup_ctx()).await?;
+    drop(root);
+
+    // Reuse the dev principals if they still exist, so restarts keep credentials.
+    let path = dir.dev_credentials();
+    let existing: Option<DevCredentials> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let reusable = match &existing {
+        Some(c) => vault
+            .stores()
+            .central
+            .principal_by_client_id(&c.admin.client_id)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    let mut creds = match (existing, reusable) {
+        (Some(c), true) => c,
+        _ => {
+            let suffix = strongroom_crypto::random::hex_id::<3>()?;
+            let mk = |c: strongroom_api::identity::NewCredentials| DevIdentity {
+                client_id: c.record.client_id.clone(),
+                client_secret: c.client_secret.to_string(),
+            };
+            let admin = create_principal(
+                vault,
+                &format!("dev-admin-{suffix}"),
+                &["admin"],
+                &["*"],
+                "dev bootstrap",
+            )
+            .await?;
+            let service = create_principal(
+                vault,
+                &format!("dev-service-{suffix}"),
+                &["ingest", "fulfilment"],
+                &["dev"],
+                "dev bootstrap",
+            )
+            .await?;
+            let officer = create_principal(
+                vault,
+                &format!("dev-officer-{suffix}"),
+                &["security_officer"],
+                &["dev"],
+                "dev bootstrap",
+            )
+            .await?;
+            DevCredentials {
+                url: url.to_owned(),
+                ca_cert_path: None,
+                admin: mk(admin),
+                service: mk(service),
+                security_officer: mk(officer),
+            }
+        }
+    };
+    creds.url = url.to_owned();
+    creds.ca_cert_path = ca_cert_path;
+    write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;
+    Ok(creds)
+}

@@ -1,0 +1,194 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Strongroom: a vault for secrets worth money.
+#[derive(Parser)]
+#[command(name = "strongroom", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a data directory: a new root key split into key shares.
+    Init(InitArgs),
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Seal, unseal, status and key rotation.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Manage service principals (needs an admin credential).
+    #[command(subcommand)]
+    Principals(PrincipalsCommand),
+    /// Store, reveal, show and delete secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Data directory to create.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Number of key shares to print.
+    #[arg(long, default_value_t = 5)]
+    pub shares: u8,
+    /// Shares needed to unseal.
+    #[arg(long, default_value_t = 3)]
+    pub threshold: u8,
+    /// Name of the first administrator principal.
+    #[arg(long, default_value = "admin")]
+    pub admin_name: String,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Development mode: create and auto-unseal a data directory with a key
+    /// file, a self-signed certificate and dev credentials. Never in production.
+    #[arg(long)]
+    pub dev: bool,
+    /// TOML configuration file.
+    #[arg(long, conflicts_with = "dev")]
+    pub config: Option<PathBuf>,
+    /// Data directory (dev default: ./strongroom-dev).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8443).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Serve plain HTTP. Only accepted on a loopback address.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Log level filter (overrides RUST_LOG), e.g. info, debug, trace.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// How the CLI reaches a server and authenticates.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL. Default: from the credentials file.
+    #[arg(long, env = "STRONGROOM_URL", global = true)]
+    pub url: Option<String>,
+    /// CA certificate (PEM) to trust for the server.
+    #[arg(long, env = "STRONGROOM_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Client id. The secret is read from STRONGROOM_CLIENT_SECRET, never from the command line.
+    #[arg(long, env = "STRONGROOM_CLIENT_ID", global = true)]
+    pub client_id: Option<String>,
+    /// A dev-credentials.json written by `serve --dev`
+    /// (default: ./strongroom-dev/dev-credentials.json if it exists).
+    #[arg(long, env = "STRONGROOM_CREDENTIALS", global = true)]
+    pub credentials: Option<PathBuf>,
+    /// Which identity in the credentials file to use: admin, service or security_officer.
+    #[arg(long = "as", global = true)]
+    pub as_identity: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Give key shares to a sealed server, reading one share per line from stdin
+    /// (prompted on a terminal).
+    Unseal(#[command(flatten)] ClientArgs),
+    /// Seal the server: it forgets its keys until unsealed again.
+    Seal(#[command(flatten)] ClientArgs),
+    /// Show seal status.
+    Status(#[command(flatten)] ClientArgs),
+    /// Add a key version for a tenant and data class.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        class: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PrincipalsCommand {
+    /// Create a principal; its client secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Role (repeat for several): ingest, fulfilment, security_officer, admin, auditor.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Tenant (repeat for several; '*' for all).
+        #[arg(long = "tenant", required = true)]
+        tenants: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List principals.
+    List(#[command(flatten)] ClientArgs),
+    /// Disable a principal by id.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Store a secret read from stdin (one value; a trailing newline is dropped).
+    Put {
+        #[arg(long, default_value = "voucher_code")]
+        class: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Reveal window in seconds.
+        #[arg(long)]
+        window_secs: Option<u64>,
+        /// On a duplicate: reject, return_existing or allow.
+        #[arg(long, default_value = "reject")]
+        on_duplicate: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reveal a secret (printed to stdout).
+    Reveal {
+        token: String,
+        /// Why it is revealed; recorded in the audit log.
+        #[arg(long)]
+        purpose: String,
+        /// Print the whole JSON response rather than the value alone.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a secret's metadata (never its value).
+    Show {
+        token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a secret.
+    Delete {
+        token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify the audit chain offline. Needs the root key: reads key shares
+    /// from stdin, or uses the dev key file of a dev data directory.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}

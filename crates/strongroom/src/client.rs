@@ -1,0 +1,195 @@
+//! The CLI's HTTPS client: finds the server and credentials, gets an access
+//! token, and turns API errors into messages that say what to do.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::app::DevCredentials;
+use crate::cli::ClientArgs;
+
+/// An API client, optionally authenticated.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    client_id: Option<String>,
+    client_secret: Option<Zeroizing<String>>,
+}
+
+fn default_credentials() -> Option<PathBuf> {
+    let p = PathBuf::from("strongroom-dev").join(crate::datadir::DEV_CREDENTIALS);
+    p.exists().then_some(p)
+}
+
+impl Client {
+    /// Builds a client from flags, environment and (for development) a dev
+    /// credentials file. `default_identity` picks the dev identity for the command.
+    pub fn new(args: &ClientArgs, default_identity: &str) -> Result<Self> {
+        let creds_path = args.credentials.clone().or_else(default_credentials);
+        let creds: Option<DevCredentials> = match &creds_path {
+            Some(p) => Some(
+                serde_json::from_slice(
+                    &std::fs::read(p).with_context(|| format!("could not read {}", p.display()))?,
+                )
+                .with_context(|| format!("{} is not a dev credentials file", p.display()))?,
+            ),
+            None => None,
+        };
+        let base = args
+            .url
+            .clone()
+            .or_else(|| creds.as_ref().map(|c| c.url.clone()))
+            .context("no server given: pass --url (or STRONGROOM_URL), or run `strongroom serve --dev` first")?;
+        let ca = args
+            .ca_cert
+            .clone()
+            .or_else(|| creds.as_ref().and_then(|c| c.ca_cert_path.clone()));
+        let (client_id, client_secret) = match (
+            &args.client_id,
+            std::env::var("STRONGROOM_CLIENT_SECRET").ok(),
+        ) {
+            (Some(id), Some(secret)) => (Some(id.clone()), Some(Zeroizing::new(secret))),
+            (Some(_), None) => bail!(
+                "--client-id needs the secret in STRONGROOM_CLIENT_SECRET (secrets are never taken from the command line)"
+            ),
+            (None, _) => match &creds {
+                Some(c) => {
+                    let which = args.as_identity.as_deref().unwrap_or(default_identity);
+                    let ident = match which {
+                        "admin" => &c.admin,
+                        "service" => &c.service,
+                        "security_officer" => &c.security_officer,
+                        other => bail!("--as {other}: choose admin, service or security_officer"),
+                    };
+                    (
+                        Some(ident.client_id.clone()),
+                        Some(Zeroizing::new(ident.client_secret.clone())),
+                    )
+                }
+                None => (None, None),
+            },
+        };
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("strongroom-cli/", env!("CARGO_PKG_VERSION")));
+        if base.starts_with("https://") {
+            builder = builder.tls_backend_preconfigured(tls_client_config(ca.as_ref())?);
+        }
+        Ok(Self {
+            http: builder.build().context("could not build the HTTP client")?,
+            base: base.trim_end_matches('/').to_owned(),
+            client_id,
+            client_secret,
+        })
+    }
+
+    async fn token(&self) -> Result<String> {
+        let (Some(id), Some(secret)) = (&self.client_id, &self.client_secret) else {
+            bail!(
+                "this command needs credentials: --client-id with STRONGROOM_CLIENT_SECRET, or --credentials FILE"
+            );
+        };
+        let body = serde_json::json!({
+            "grant_type": "client_credentials",
+            "client_id": id,
+            "client_secret": secret.as_str(),
+        });
+        let v = self
+            .send(reqwest::Method::POST, "/v1/auth/token", Some(body), None)
+            .await?;
+        v.get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the server's token response had no access_token"))
+    }
+
+    /// Calls an endpoint with an access token.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let token = Zeroizing::new(self.token().await?);
+        self.send(method, path, body, Some(&token)).await
+    }
+
+    /// Calls an endpoint without authentication.
+    pub async fn call_anonymous(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        self.send(method, path, body, None).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("could not reach {}: {e}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("could not read the response")?;
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes)
+                .context("the server sent a response that is not JSON");
+        }
+        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let err = parsed.as_ref().and_then(|v| v.get("error"));
+        let code = err
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let message = err
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or("no details");
+        let rid = err
+            .and_then(|e| e.get("request_id"))
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        bail!(
+            "{message} ({code}, HTTP {}, request {rid})",
+            status.as_u16()
+        )
+    }
+}
+
+fn tls_client_config(ca: Option<&PathBuf>) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let Some(ca) = ca else {
+        bail!(
+            "an https server needs --ca-cert (or STRONGROOM_CA_CERT) naming the CA certificate to trust"
+        );
+    };
+    let pem = std::fs::read(ca)
+        .with_context(|| format!("could not read CA certificate {}", ca.display()))?;
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert?).context("invalid CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,87 @@
+//! `strongroom init`: a new data directory and root key split into shares.
+
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use strongroom_store::sqlite::SqliteStores;
+use strongroom_vault::{RequestContext, SealMethod, SystemClock, Vault, VaultConfig, initialize};
+
+use crate::bootstrap::create_principal;
+use crate::cli::InitArgs;
+use crate::datadir::DataDir;
+
+/// Runs `init`.
+pub async fn run(args: InitArgs) -> Result<()> {
+    let dir = DataDir::new(&args.data_dir);
+    if dir.root.exists() && std::fs::read_dir(&dir.root)?.next().is_some() {
+        bail!(
+            "{} is not empty; refusing to initialise over it. Choose a new directory.",
+            dir.root.display()
+        );
+    }
+    if args.threshold < 2 || args.threshold > args.shares {
+        bail!(
+            "--threshold must be at least 2 and at most --shares ({}); got {}",
+            args.shares,
+            args.threshold
+        );
+    }
+    dir.create()?;
+    let stores = SqliteStores::open(&dir.root).context("could not create the stores")?;
+    let vault = Vault::new(
+        stores.store_set(),
+        Arc::new(SystemClock),
+        VaultConfig::default(),
+    );
+    let init = initialize(
+        vault.stores(),
+        SealMethod::Shamir {
+            threshold: args.threshold,
+            shares: args.shares,
+        },
+    )
+    .await?;
+    let ctx = RequestContext {
+        request_id: "cli-init".into(),
+        client_addr: None,
+    };
+    vault.unseal_with_root(&init.root_key, &ctx).await?;
+    drop(init.root_key);
+    let admin = create_principal(&vault, &args.admin_name, &["admin"], &["*"], "init").await?;
+    vault
+        .seal(
+            &strongroom_vault::Principal {
+                id: "cli-init".into(),
+                name: "init".into(),
+                roles: vec![strongroom_vault::Role::Admin],
+                tenants: vec!["*".into()],
+            },
+            &ctx,
+        )
+        .await?;
+
+    println!(
+        "Strongroom vault {} initialised in {}.\n",
+        init.vault_id,
+        dir.root.display()
+    );
+    println!(
+        "Key shares: {} of {} are needed to unseal. Give each to a different custodian.",
+        args.threshold, args.shares
+    );
+    println!("They are shown only now and stored nowhere:\n");
+    for (i, share) in init.shares.iter().enumerate() {
+        println!("  Share {}: {}", i + 1, share.as_str());
+    }
+    println!(
+        "\nFirst administrator '{}' (manages principals; cannot reveal secrets).",
+        args.admin_name
+    );
+    println!("Its secret is shown only now:\n");
+    println!("  client_id:     {}", admin.record.client_id);
+    println!("  client_secret: {}", admin.client_secret.as_str());
+    println!(
+        "\nNext: `strongroom serve --config FILE`, then `strongroom operator unseal` with {} shares.",
+        args.threshold
+    );
+    Ok(())
+}

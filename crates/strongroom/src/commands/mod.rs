@@ -1,0 +1,35 @@
+//! One module per top-level command.
+
+pub mod audit;
+pub mod init;
+pub mod operator;
+pub mod principals;
+pub mod secrets;
+pub mod serve;
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use zeroize::Zeroizing;
+
+/// Reads one line from stdin, prompting on stderr when stdin is a terminal.
+/// Returns `None` at end of input.
+pub fn read_line(prompt: &str) -> Result<Option<Zeroizing<String>>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{prompt}");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = Zeroizing::new(String::new());
+    let n = stdin
+        .lock()
+        .read_line(&mut line)
+        .context("could not read stdin")?;
+    if n == 0 {
+        return Ok(None);
+    }
+    while line.ends_with('\n') || line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(Some(line))
+}

@@ -1,0 +1,69 @@
+//! `strongroom principals`.
+
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::PrincipalsCommand;
+use crate::client::Client;
+
+/// Runs a principals command.
+pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
+    match cmd {
+        PrincipalsCommand::Create {
+            name,
+            roles,
+            tenants,
+            client,
+        } => {
+            let c = Client::new(&client, "admin")?;
+            let v = c
+                .call(
+                    Method::POST,
+                    "/v1/principals",
+                    Some(json!({ "name": name, "roles": roles, "tenants": tenants })),
+                )
+                .await?;
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            println!("Created principal '{}' ({}).", s("name"), s("id"));
+            println!("The client secret is shown only now; store it in your secret manager:\n");
+            println!("  client_id:     {}", s("client_id"));
+            println!("  client_secret: {}", s("client_secret"));
+        }
+        PrincipalsCommand::List(client) => {
+            let c = Client::new(&client, "admin")?;
+            let v = c.call(Method::GET, "/v1/principals", None).await?;
+            for p in v
+                .get("principals")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let s = |k: &str| {
+                    p.get(k)
+                        .map(|x| x.to_string().trim_matches('"').to_owned())
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{}  {}  roles={}  tenants={}{}",
+                    s("id"),
+                    s("name"),
+                    s("roles"),
+                    s("tenants"),
+                    if p.get("disabled").and_then(Value::as_bool) == Some(true) {
+                        "  DISABLED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        PrincipalsCommand::Disable { id, client } => {
+            let c = Client::new(&client, "admin")?;
+            c.call(Method::DELETE, &format!("/v1/principals/{id}"), None)
+                .await?;
+            println!("disabled {id}");
+        }
+    }
+    Ok(())
+}
