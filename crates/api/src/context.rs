@@ -28,11 +28,29 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         client_addr,
     };
     req.extensions_mut().insert(ctx);
+    let method = req.method().clone();
+    // The route pattern, not the raw path: keeps the log's cardinality bounded.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
     let mut response = next.run(req).await;
+    let mut error_code = None;
     if let Some(ErrorMarker(err)) = response.extensions_mut().remove::<ErrorMarker>() {
         let status = err.status;
+        error_code = Some(err.code);
         response = (status, axum::Json(err.body(&request_id))).into_response();
     }
+    tracing::debug!(
+        request_id = %request_id,
+        %method,
+        route = %route,
+        status = response.status().as_u16(),
+        error = error_code.unwrap_or(""),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

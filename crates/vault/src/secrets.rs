@@ -366,6 +366,12 @@ impl Vault {
             });
         }
 
+        tracing::trace!(
+            request_id = %ctx.request_id,
+            items = count,
+            new = envelopes.len(),
+            "secret.tokenize batch prepared"
+        );
         // Step 1: envelopes and audit records, durably and concurrently.
         let put = async {
             if envelopes.is_empty() {
@@ -578,6 +584,7 @@ impl Vault {
                 return Err(e);
             }
         };
+        tracing::trace!(request_id = %ctx.request_id, token, tenant = %rec.tenant, "secret.reveal allowed");
         let mut allowed = self.event(
             ctx,
             Some(who),

@@ -89,10 +89,11 @@ pub async fn create(
             Some("auth.forbidden: tenant".into()),
         );
         state.vault.record(event).await?;
-        return Err(VaultError::Invalid(format!(
-            "you cannot grant tenant '{t}': you are not bound to it"
-        ))
-        .into());
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auth.forbidden",
+            format!("you cannot grant tenant '{t}': you are not bound to it"),
+        ));
     }
     let now = state.vault.clock().now_ms();
     let created = new_principal(&body.name, &body.roles, &body.tenants, now).await?;

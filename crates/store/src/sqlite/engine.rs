@@ -248,6 +248,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         let committed = conn
             .execute_batch("COMMIT")
             .map_err(StoreError::backend("commit"));
+        tracing::trace!(jobs = batch.len(), ok = committed.is_ok(), "group commit");
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -63,3 +63,6 @@ impl SqliteStores {
         }
     }
 }
+
+/// The SQLite driver, for tests and tools that inspect stored rows.
+pub use rusqlite;

@@ -1,0 +1,149 @@
+//! Access tokens: expired, forged, `alg: none`, wrong key; client credentials.
+
+use data_encoding::BASE64URL_NOPAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Harness, code};
+
+fn b64(v: &serde_json::Value) -> String {
+    BASE64URL_NOPAD.encode(v.to_string().as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let good = svc.token.clone().unwrap();
+    assert_eq!(svc.get("/v1/auth/whoami").await.0, StatusCode::OK);
+
+    let parts: Vec<&str> = good.split('.').collect();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(parts[1].as_bytes()).unwrap()).unwrap();
+
+    // alg: none with the same claims and no signature.
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    // Claims altered (more roles, other tenant) under the original signature.
+    let mut elevated = claims.clone();
+    elevated["roles"] = json!(["admin", "fulfilment", "security_officer"]);
+    elevated["tenants"] = json!(["*"]);
+    let forged = format!("{}.{}.{}", parts[0], b64(&elevated), parts[2]);
+    // Properly signed, but with a key that is not the vault's.
+    let wrong_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &elevated,
+        &EncodingKey::from_secret(b"not the vault's signing key, 32b"),
+    )
+    .unwrap();
+    // A flipped bit in the signature.
+    let mut sig = parts[2].to_owned();
+    let last = sig.pop().unwrap();
+    sig.push(if last == 'A' { 'B' } else { 'A' });
+    let bad_sig = format!("{}.{}.{sig}", parts[0], parts[1]);
+
+    for (name, token) in [
+        ("alg none", none.as_str()),
+        ("forged claims", forged.as_str()),
+        ("wrong key", wrong_key.as_str()),
+        ("bad signature", bad_sig.as_str()),
+        ("garbage", "not-a-jwt"),
+        ("empty", ""),
+    ] {
+        let (status, body) = svc.with_token(token).get("/v1/auth/whoami").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(code(&body), "auth.unauthenticated", "{name}");
+    }
+    let (status, body) = h.anonymous().get("/v1/auth/whoami").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer")
+    );
+
+    // Expiry follows the vault's clock: 300 s lifetime.
+    h.clock.advance_secs(299);
+    assert_eq!(svc.get("/v1/auth/whoami").await.0, StatusCode::OK);
+    h.clock.advance_secs(2);
+    let (status, body) = svc.get("/v1/auth/whoami").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_as_json_and_form() {
+    let h = Harness::dev().await;
+    let id = &h.creds.service.client_id;
+    let secret = &h.creds.service.client_secret;
+    let form = h
+        .http
+        .post(format!("{}/v1/auth/token", h.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let body: serde_json::Value = form.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+
+    let anon = h.anonymous();
+    let wrong_secret = anon
+        .post("/v1/auth/token", json!({"grant_type": "client_credentials", "client_id": id, "client_secret": "srcs_wrong"}))
+        .await;
+    let unknown_id = anon
+        .post("/v1/auth/token", json!({"grant_type": "client_credentials", "client_id": "srci_nobody", "client_secret": secret}))
+        .await;
+    assert_eq!(wrong_secret.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown_id.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong_secret.1["error"]["message"],
+        unknown_id.1["error"]["message"]
+    );
+    let (status, body) = anon
+        .post(
+            "/v1/auth/token",
+            json!({"grant_type": "password", "client_id": id, "client_secret": secret}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "auth.unsupported_grant_type");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_forbids_caching() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let token = svc.put(&crate::harness::random_code()).await;
+    let resp = svc
+        .http
+        .post(format!("{}/v1/secrets/{token}/reveal", h.url))
+        .bearer_auth(svc.token.as_ref().unwrap())
+        .json(&json!({"purpose": "headers"}))
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        headers["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    assert_eq!(headers["x-request-id"].len(), 24);
+}

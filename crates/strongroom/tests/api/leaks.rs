@@ -1,0 +1,377 @@
+//! Plaintext never at rest: 10,000 codes through a real `strongroom serve`
+//! process with trace-level logging, then every file under the data
+//! directory (databases, WAL, everything) and the server's log are searched
+//! for every code and for the root key.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use data_encoding::{BASE32, BASE64, BASE64URL_NOPAD, HEXLOWER, HEXUPPER};
+use reqwest::StatusCode;
+use serde_json::json;
+use strongroom_crypto::shamir::{Share, combine};
+
+use crate::harness::{Caller, https_client, random_code};
+
+const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
+
+/// Kills the server if the test fails midway.
+struct ServerProcess(Option<Child>);
+
+impl ServerProcess {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Every (file, code) where a code occurs in a file. Codes share one length,
+/// so a sliding window over each file finds them all in one pass.
+fn find_codes(files: &[PathBuf], codes: &HashSet<Vec<u8>>, len: usize) -> Vec<(PathBuf, String)> {
+    let mut hits = Vec::new();
+    for f in files {
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
+        if bytes.len() < len {
+            continue;
+        }
+        for w in bytes.windows(len) {
+            if w.starts_with(b"GC-") && codes.contains(w) {
+                hits.push((f.clone(), String::from_utf8_lossy(w).into_owned()));
+            }
+        }
+    }
+    hits
+}
+
+fn find_patterns(files: &[PathBuf], patterns: &[(String, Vec<u8>)]) -> Vec<(PathBuf, String)> {
+    let mut hits = Vec::new();
+    for f in files {
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
+        for (name, p) in patterns {
+            if bytes.windows(p.len()).any(|w| w == p.as_slice()) {
+                hits.push((f.clone(), name.clone()));
+            }
+        }
+    }
+    hits
+}
+
+fn scan(
+    data: &Path,
+    log: &Path,
+    codes: &HashSet<Vec<u8>>,
+    root_patterns: &[(String, Vec<u8>)],
+    when: &str,
+) {
+    let mut files = Vec::new();
+    files_under(data, &mut files);
+    files.push(log.to_path_buf());
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in ["central.db", "vault.db", "audit.db", "archive.db"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{when}: {expected} missing from {names:?}"
+        );
+    }
+    let code_hits = find_codes(&files, codes, 29);
+    assert!(
+        code_hits.is_empty(),
+        "{when}: plaintext codes found on disk: {:?}",
+        &code_hits[..code_hits.len().min(5)]
+    );
+    let key_hits = find_patterns(&files, root_patterns);
+    assert!(
+        key_hits.is_empty(),
+        "{when}: root key material found: {key_hits:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let log_path = tmp.path().join("server.log");
+
+    // 1. init with Shamir shares (real binary).
+    let out = Command::new(BIN)
+        .args(["init", "--shares", "3", "--threshold", "2", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let shares: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once(": ")
+                .filter(|(k, _)| k.starts_with("Share"))
+                .map(|(_, v)| v.to_owned())
+        })
+        .collect();
+    assert_eq!(shares.len(), 3, "{stdout}");
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap()
+    };
+    let (admin_id, admin_secret) = (field("client_id:"), field("client_secret:"));
+
+    // TLS material outside the data directory.
+    let tls_home = tmp.path().join("pki");
+    std::fs::create_dir_all(&tls_home).unwrap();
+    let (_, _, ca) =
+        strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(&tls_home)).unwrap();
+    let port = free_port();
+    let config = tmp.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n",
+            data,
+            tls_home.join("tls/server.pem"),
+            tls_home.join("tls/server-key.pem")
+        ),
+    )
+    .unwrap();
+
+    // 2. serve with trace logging (real binary).
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut server = ServerProcess(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server did not start: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://localhost:{port}");
+
+    // 3. unseal through the CLI, shares on stdin.
+    let mut unseal = Command::new(BIN)
+        .args(["operator", "unseal", "--url", &url, "--ca-cert"])
+        .arg(&ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        unseal.stdin.as_mut().unwrap(),
+        "{}\n{}",
+        shares[2],
+        shares[0]
+    )
+    .unwrap();
+    let unsealed = unseal.wait_with_output().unwrap();
+    assert!(
+        unsealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unsealed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&unsealed.stdout).contains("unsealed"));
+
+    // 4. a service principal, then 10,000 codes.
+    let http = https_client(&ca);
+    let anon = Caller {
+        http: http.clone(),
+        url: url.clone(),
+        token: None,
+    };
+    let login = |id: String, secret: String| {
+        let anon = anon.clone();
+        async move {
+            let (s, b) = anon
+                .post("/v1/auth/token", json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret}))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            anon.with_token(b["access_token"].as_str().unwrap())
+        }
+    };
+    let admin = login(admin_id, admin_secret).await;
+    let (s, created) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "loader", "roles": ["ingest", "fulfilment"], "tenants": ["shop"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let svc_id = created["client_id"].as_str().unwrap().to_owned();
+    let svc_secret = created["client_secret"].as_str().unwrap().to_owned();
+    let svc = login(svc_id.clone(), svc_secret.clone()).await;
+
+    let codes: Vec<String> = (0..10_000).map(|_| random_code()).collect();
+    let mut tokens = Vec::with_capacity(codes.len());
+    for chunk in codes.chunks(1000) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|c| json!({"class": "voucher_code", "value": c}))
+            .collect();
+        let (s, body) = svc.post("/v1/secrets/batch", json!({"items": items})).await;
+        assert_eq!(s, StatusCode::OK);
+        for item in body["items"].as_array().unwrap() {
+            tokens.push(
+                item["token"]
+                    .as_str()
+                    .expect("every item stored")
+                    .to_owned(),
+            );
+        }
+    }
+    // Some through the CLI too, value on stdin.
+    let mut cli_codes = Vec::new();
+    for _ in 0..3 {
+        let code = random_code();
+        let mut put = Command::new(BIN)
+            .args([
+                "secrets",
+                "put",
+                "--class",
+                "voucher_code",
+                "--url",
+                &url,
+                "--client-id",
+                &svc_id,
+                "--ca-cert",
+            ])
+            .arg(&ca)
+            .env("STRONGROOM_CLIENT_SECRET", &svc_secret)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(put.stdin.as_mut().unwrap(), "{code}").unwrap();
+        let out = put.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_eq!(svc.reveal(&token).await.1["value"], code.as_str());
+        cli_codes.push(code);
+    }
+    // Reveals put values into responses; they must not reach the log either.
+    for i in (0..10_000).step_by(97) {
+        let (s, body) = svc.reveal(&tokens[i]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body["value"], codes[i].as_str());
+    }
+
+    // 5. search while running (WAL files populated), and after shutdown.
+    let root = combine(&[
+        Share::parse(&shares[0]).unwrap(),
+        Share::parse(&shares[1]).unwrap(),
+    ])
+    .unwrap();
+    let key = root.expose();
+    let patterns: Vec<(String, Vec<u8>)> = vec![
+        ("root key raw".into(), key.to_vec()),
+        ("root key hex".into(), HEXLOWER.encode(key).into_bytes()),
+        ("root key HEX".into(), HEXUPPER.encode(key).into_bytes()),
+        ("root key base64".into(), BASE64.encode(key).into_bytes()),
+        (
+            "root key base64url".into(),
+            BASE64URL_NOPAD.encode(key).into_bytes(),
+        ),
+        ("root key base32".into(), BASE32.encode(key).into_bytes()),
+    ];
+    let set: HashSet<Vec<u8>> = codes
+        .iter()
+        .chain(&cli_codes)
+        .map(|c| c.clone().into_bytes())
+        .collect();
+    let mut wal_seen = Vec::new();
+    files_under(&data, &mut wal_seen);
+    assert!(
+        wal_seen
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with("vault.db-wal")),
+        "{wal_seen:?}"
+    );
+    scan(&data, &log_path, &set, &patterns, "while running");
+    server.stop();
+    scan(&data, &log_path, &set, &patterns, "after shutdown");
+
+    // The log really was at trace level, and did record the traffic.
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log_text.contains("TRACE"),
+        "the server did not log at trace level"
+    );
+    for expected in [
+        "/v1/secrets/batch",
+        "secret.reveal allowed",
+        "group commit",
+        "rustls",
+    ] {
+        assert!(
+            log_text.contains(expected),
+            "the trace log lacks '{expected}'"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Every built-in role is refused what it lacks.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Caller, Harness, code, random_code};
+
+struct Outcomes {
+    tokenize: StatusCode,
+    reveal: StatusCode,
+    describe: StatusCode,
+    reactivate: StatusCode,
+    rotate: StatusCode,
+    delete: StatusCode,
+    create_principal: StatusCode,
+    verify_audit: StatusCode,
+}
+
+async fn try_everything(h: &Harness, who: &Caller, name: &str) -> Outcomes {
+    let token = h.service().await.put(&random_code()).await;
+    let tokenize = who
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": random_code()}),
+        )
+        .await
+        .0;
+    let reveal = who.reveal(&token).await.0;
+    let describe = who.get(&format!("/v1/secrets/{token}")).await.0;
+    let reactivate = who
+        .post(
+            &format!("/v1/secrets/{token}/reactivate"),
+            json!({"window_secs": 60, "reason": "test"}),
+        )
+        .await
+        .0;
+    let rotate = who
+        .post(
+            "/v1/keys/rotate",
+            json!({"tenant": "dev", "class": "generic"}),
+        )
+        .await
+        .0;
+    let create_principal = who
+        .post(
+            "/v1/principals",
+            json!({"name": format!("made-by-{name}"), "roles": ["ingest"], "tenants": ["dev"]}),
+        )
+        .await
+        .0;
+    let verify_audit = who.get("/v1/audit/verify").await.0;
+    let delete = who.delete(&format!("/v1/secrets/{token}")).await.0;
+    Outcomes {
+        tokenize,
+        reveal,
+        describe,
+        reactivate,
+        rotate,
+        delete,
+        create_principal,
+        verify_audit,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_gets_exactly_its_permissions() {
+    use StatusCode as S;
+    let h = Harness::dev().await;
+    let f = S::FORBIDDEN;
+    // (role, tokenize, reveal, describe, reactivate, rotate, delete, principal, audit)
+    let table = [
+        ("ingest", S::CREATED, f, S::OK, f, f, f, f, f),
+        ("fulfilment", f, S::OK, S::OK, f, f, f, f, f),
+        (
+            "security_officer",
+            f,
+            f,
+            S::OK,
+            S::OK,
+            S::OK,
+            S::NO_CONTENT,
+            f,
+            f,
+        ),
+        ("admin", f, f, f, f, f, f, S::CREATED, f),
+        ("auditor", f, f, S::OK, f, f, f, f, S::OK),
+    ];
+    for (role, tokenize, reveal, describe, reactivate, rotate, delete, principal, audit) in table {
+        let who = h
+            .principal(&format!("only-{role}"), &[role], &["dev"])
+            .await;
+        let got = try_everything(&h, &who, role).await;
+        let row = [
+            ("tokenize", got.tokenize, tokenize),
+            ("reveal", got.reveal, reveal),
+            ("describe", got.describe, describe),
+            ("reactivate", got.reactivate, reactivate),
+            ("rotate", got.rotate, rotate),
+            ("delete", got.delete, delete),
+            ("create principal", got.create_principal, principal),
+            ("verify audit", got.verify_audit, audit),
+        ];
+        for (action, actual, expected) in row {
+            assert_eq!(actual, expected, "role {role}, action {action}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_manages_principals_but_never_reveals() {
+    let h = Harness::dev().await;
+    let admin = h.admin().await;
+    let token = h.service().await.put(&random_code()).await;
+    let (status, body) = admin.reveal(&token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "auth.forbidden");
+    // Nor can it hand itself the power: it can create a fulfilment principal,
+    // but the creation is audited and the secret is shown only to that principal.
+    let (status, list) = admin.get("/v1/principals").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list["principals"].as_array().unwrap().len() >= 3);
+    assert!(
+        !list.to_string().contains("argon2"),
+        "hashes must not be listed"
+    );
+
+    // A disabled principal cannot get a token.
+    let (_, created) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "temp", "roles": ["ingest"], "tenants": ["dev"]}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        admin.delete(&format!("/v1/principals/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = h
+        .anonymous()
+        .post(
+            "/v1/auth/token",
+            json!({"grant_type": "client_credentials", "client_id": created["client_id"], "client_secret": created["client_secret"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "auth.invalid_client");
+
+    // Weak requests are refused with reasons.
+    let (status, body) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "x", "roles": ["superuser"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown role")
+    );
+    let (status, body) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "temp", "roles": ["ingest"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_bound_admin_cannot_grant_other_tenants() {
+    let h = Harness::dev().await;
+    let shop_admin = h.principal("shop-admin", &["admin"], &["shop-a"]).await;
+    let (status, _) = shop_admin
+        .post(
+            "/v1/principals",
+            json!({"name": "a1", "roles": ["ingest"], "tenants": ["shop-a"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for tenants in [json!(["shop-b"]), json!(["*"])] {
+        let (status, _) = shop_admin
+            .post(
+                "/v1/principals",
+                json!({"name": "a2", "roles": ["fulfilment"], "tenants": tenants}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,334 @@
+//! Tokenize, reveal, describe, delete, batches, duplicates, windows, rotation.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Harness, code, random_code};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_then_delete() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let value = random_code();
+    let (status, created) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value, "metadata": {"brand": "acme", "face_value": 25}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap();
+    assert!(token.starts_with("sr_vc_"), "{token}");
+    assert_eq!(created["tenant"], "dev");
+    assert!(
+        !created.to_string().contains(&value),
+        "the value was echoed"
+    );
+
+    let (status, revealed) = svc.reveal(token).await;
+    assert_eq!(status, StatusCode::OK, "{revealed}");
+    assert_eq!(revealed["value"], value.as_str());
+
+    let (status, meta) = svc.get(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(meta["metadata"]["brand"], "acme");
+    assert_eq!(meta["revealable"], true);
+    assert!(
+        !meta.to_string().contains(&value),
+        "metadata showed the value"
+    );
+
+    let officer = h.officer().await;
+    let (status, _) = officer.delete(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = svc.reveal(token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&body), "secret.not_found");
+    // Deleting frees the value: it can be stored again.
+    svc.put(&value).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_keeps_order_and_reports_each_item() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let existing_value = random_code();
+    let existing = svc.put(&existing_value).await;
+    let fresh: Vec<String> = (0..5).map(|_| random_code()).collect();
+    let items = json!([
+        {"class": "voucher_code", "value": fresh[0]},
+        {"class": "voucher_code", "value": existing_value},
+        {"class": "no_such_class", "value": fresh[1]},
+        {"class": "voucher_code", "value": fresh[2]},
+        {"class": "voucher_code", "value": fresh[2]},
+        {"class": "voucher_code", "value": ""},
+        {"class": "generic", "value": fresh[3], "tenant": "someone-else"},
+    ]);
+    let (status, body) = svc.post("/v1/secrets/batch", json!({"items": items})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = body["items"].as_array().unwrap();
+    assert_eq!(out.len(), 7);
+    assert!(out[0]["token"].as_str().unwrap().starts_with("sr_vc_"));
+    assert_eq!(code(&out[1]), "vault.duplicate");
+    assert_eq!(out[1]["error"]["existing_token"], existing.as_str());
+    assert_eq!(code(&out[2]), "request.invalid");
+    assert!(out[3]["token"].is_string());
+    assert_eq!(
+        code(&out[4]),
+        "vault.duplicate",
+        "a value twice in one batch"
+    );
+    assert_eq!(out[4]["error"]["existing_token"], out[3]["token"]);
+    assert_eq!(code(&out[5]), "request.invalid");
+    assert_eq!(code(&out[6]), "auth.forbidden");
+
+    // Every stored item reveals to its own value.
+    for (i, v) in [(0, &fresh[0]), (3, &fresh[2])] {
+        let (_, r) = svc.reveal(out[i]["token"].as_str().unwrap()).await;
+        assert_eq!(r["value"], v.as_str());
+    }
+
+    // Size limits.
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| json!({"class": "voucher_code", "value": format!("v{i}")}))
+        .collect();
+    let (status, body) = svc
+        .post("/v1/secrets/batch", json!({"items": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "request.batch_size");
+    let (status, _) = svc.post("/v1/secrets/batch", json!({"items": []})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_reported_unless_asked_otherwise() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let value = random_code();
+    let first = svc.put(&value).await;
+
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(code(&body), "vault.duplicate");
+    assert_eq!(body["error"]["existing_token"], first.as_str());
+
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value, "on_duplicate": "return_existing"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["token"], first.as_str());
+    assert_eq!(body["duplicate"], true);
+
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value, "on_duplicate": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(body["token"], first.as_str());
+
+    // The same value in another class is not a duplicate.
+    let (status, _) = svc
+        .post("/v1/secrets", json!({"class": "generic", "value": value}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dormant_after_window_until_reactivated() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let value = random_code();
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value, "reveal_window_secs": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(svc.reveal(token).await.0, StatusCode::OK);
+
+    h.clock.advance_secs(61);
+    // Tokens last 300 s, so the service's token is still good.
+    let (status, body) = svc.reveal(token).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(code(&body), "vault.dormant");
+    let (_, meta) = svc.get(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(meta["revealable"], false);
+
+    // The fulfilment service cannot re-open its own window.
+    let path = format!("/v1/secrets/{token}/reactivate");
+    let (status, body) = svc
+        .post(&path, json!({"window_secs": 600, "reason": "customer"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "auth.forbidden");
+
+    let officer = h.officer().await;
+    let (status, body) = officer
+        .post(&path, json!({"window_secs": 600, "reason": ""}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a reason is required: {body}"
+    );
+    let (status, body) = officer
+        .post(
+            &path,
+            json!({"window_secs": 600, "reason": "ticket 4411: customer lost email"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revealable"], true);
+    let (status, body) = svc.reveal(token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], value.as_str());
+
+    h.clock.advance_secs(601);
+    let svc = h.service().await;
+    assert_eq!(code(&svc.reveal(token).await.1), "vault.dormant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_token_looks_unknown() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let token = svc.put(&random_code()).await;
+    let other = h
+        .principal("shop-b", &["ingest", "fulfilment"], &["shop-b"])
+        .await;
+
+    let (s1, foreign) = other.reveal(&token).await;
+    let (s2, unknown) = other.reveal("sr_vc_aaaaaaaaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!(s1, StatusCode::NOT_FOUND);
+    assert_eq!(s2, StatusCode::NOT_FOUND);
+    assert_eq!(foreign["error"]["code"], unknown["error"]["code"]);
+    assert_eq!(foreign["error"]["message"], unknown["error"]["message"]);
+    let (s3, _) = other.get(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(s3, StatusCode::NOT_FOUND);
+
+    // Its own secrets live in its own tenant; naming another tenant is refused.
+    let (status, body) = other
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": random_code(), "tenant": "dev"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let mine = other.put(&random_code()).await;
+    assert_eq!(svc.reveal(&mine).await.0, StatusCode::NOT_FOUND);
+
+    // The same value in two tenants is not a duplicate.
+    let shared = random_code();
+    svc.put(&shared).await;
+    other.put(&shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_old_secrets_revealable() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let officer = h.officer().await;
+    let old_value = random_code();
+    let old = svc.put(&old_value).await;
+
+    let (status, body) = officer
+        .post(
+            "/v1/keys/rotate",
+            json!({"tenant": "dev", "class": "voucher_code"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
+
+    let new_value = random_code();
+    let (_, created) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": new_value}),
+        )
+        .await;
+    assert_eq!(created["key_version"], 2);
+    let (_, old_meta) = svc.get(&format!("/v1/secrets/{old}")).await;
+    assert_eq!(old_meta["key_version"], 1);
+
+    assert_eq!(svc.reveal(&old).await.1["value"], old_value.as_str());
+    assert_eq!(
+        svc.reveal(created["token"].as_str().unwrap()).await.1["value"],
+        new_value.as_str()
+    );
+    // Duplicates are still found across key versions.
+    let (status, _) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": old_value}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Rotating in a tenant the officer is not bound to is refused.
+    let (status, _) = officer
+        .post(
+            "/v1/keys/rotate",
+            json!({"tenant": "elsewhere", "class": "voucher_code"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_clear_errors_and_change_nothing() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let cases = [
+        json!({"class": "voucher_code"}),
+        json!({"class": "voucher_code", "value": 4111111111111111u64}),
+        json!({"class": "voucher_code", "value": "x", "colour": "blue"}),
+        json!({"class": "voucher_code", "value": "x".repeat(5000)}),
+        json!({"class": "voucher_code", "value": "x", "reveal_window_secs": 0}),
+        json!({"class": "pan", "value": "4111111111111111"}),
+        json!({"class": "voucher_code", "value": "x", "metadata": {"k": "v".repeat(5000)}}),
+    ];
+    for body in cases {
+        let (status, resp) = svc.post("/v1/secrets", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {resp}");
+        assert!(resp["error"]["message"].as_str().unwrap().len() > 5);
+        assert!(
+            !resp.to_string().contains("4111111111111111"),
+            "echoed a value: {resp}"
+        );
+    }
+    let raw = svc
+        .http
+        .post(format!("{}/v1/secrets", svc.url))
+        .bearer_auth(svc.token.as_ref().unwrap())
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    let big = svc
+        .http
+        .post(format!("{}/v1/secrets", svc.url))
+        .bearer_auth(svc.token.as_ref().unwrap())
+        .body(vec![b' '; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = svc.get("/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&body), "request.no_route");
+}
