@@ -1,1 +1,101 @@
-fn main() {}
+//! `strongroom-bench`: drives a real `strongroom serve --dev` over HTTPS with
+//! many keep-alive connections, on the same machine, and reports throughput,
+//! latency percentiles and the server's peak memory.
+//!
+//! Run it with `bench/run` (builds both binaries in release mode first).
+#![forbid(unsafe_code)]
+// A measuring tool, not a service: it reads JSON from our own server, where
+// `Value` indexing yields `Null` rather than panicking.
+#![allow(clippy::indexing_slicing)]
+
+mod load;
+mod server;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+/// Benchmark a Strongroom server over HTTPS.
+#[derive(Parser)]
+struct Args {
+    /// The `strongroom` binary to benchmark.
+    #[arg(long, default_value = "target/release/strongroom")]
+    strongroom: PathBuf,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds of measurement per scenario (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Items per batch request.
+    #[arg(long, default_value_t = 1000)]
+    batch_items: usize,
+    /// Secrets stored before the reveal scenario.
+    #[arg(long, default_value_t = 20_000)]
+    reveal_pool: usize,
+    /// Scenarios to run (noop, tokenize, reveal, batch).
+    #[arg(long, value_delimiter = ',', default_value = "noop,tokenize,reveal,batch")]
+    scenarios: Vec<String>,
+    /// Write results as JSON here.
+    #[arg(long, default_value = "target/bench-results.json")]
+    out: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // The load generator gets its own two worker threads; the server process
+    // has its own runtime. Both share the machine, as the benchmark intends.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let server = server::Server::start(&args.strongroom).await?;
+    println!("server: pid {} at {}", server.pid(), server.url);
+    println!(
+        "machine: {} cores, {}; {} connections, {} s per scenario\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        server::cpu_model(),
+        args.connections,
+        args.seconds
+    );
+    let client = load::Client::new(&server).await?;
+    let mut results = Vec::new();
+    let measure = Duration::from_secs(args.seconds);
+    for name in &args.scenarios {
+        let scenario = match name.as_str() {
+            "noop" => load::Scenario::Noop,
+            "tokenize" => load::Scenario::Tokenize,
+            "batch" => load::Scenario::Batch(args.batch_items),
+            "reveal" => {
+                let tokens = client.populate(args.reveal_pool).await.context("populating secrets to reveal")?;
+                load::Scenario::Reveal(std::sync::Arc::new(tokens))
+            }
+            other => anyhow::bail!("unknown scenario '{other}'"),
+        };
+        let token = client.login().await?;
+        let report = load::run(&client, &scenario, &token, args.connections, measure).await?;
+        let rss = server.memory();
+        println!("{}", report.line(name, rss));
+        results.push(report.json(name, rss));
+    }
+    let summary = serde_json::json!({
+        "cpu": server::cpu_model(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "results": results,
+    });
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&summary)?)?;
+    println!("\nresults written to {}", args.out.display());
+    server.stop();
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! request id and `Cache-Control: no-store`; every error has the same shape
 //! and a stable code (see [`error`]).
 #![forbid(unsafe_code)]
+// Tests may panic: a failed unwrap is a failed test, which is the point.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod auth;
 mod context;

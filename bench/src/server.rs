@@ -1,0 +1,101 @@
+//! Starting and watching the server process.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// A `strongroom serve --dev` process on a fresh data directory.
+pub struct Server {
+    child: Child,
+    _dir: tempdir::Dir,
+    /// Base URL.
+    pub url: String,
+    /// The dev credentials file's content.
+    pub credentials: Value,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Server {
+    /// Starts the server and waits for its credentials file.
+    pub async fn start(binary: &Path) -> Result<Self> {
+        if !binary.exists() {
+            bail!("{} not found: build it with `cargo build --release -p strongroom` (bench/run does)", binary.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("strongroom-bench-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let child = Command::new(binary)
+            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("could not start the server")?;
+        let creds_path = dir.join("dev-credentials.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(bytes) = std::fs::read(&creds_path)
+                && let Ok(credentials) = serde_json::from_slice::<Value>(&bytes)
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                let url = credentials["url"].as_str().unwrap_or_default().to_owned();
+                return Ok(Self { child, _dir: tempdir::Dir(dir), url, credentials });
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not start within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (current RSS, peak RSS) in MiB, from /proc.
+    pub fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Stops the server.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CPU model, for the report.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
