@@ -48,7 +48,9 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 impl Client {
     pub async fn new(server: &Server) -> Result<Self> {
-        let ca = server.credentials["ca_cert_path"].as_str().context("no CA in credentials")?;
+        let ca = server.credentials["ca_cert_path"]
+            .as_str()
+            .context("no CA in credentials")?;
         let pem = std::fs::read(ca)?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -79,7 +81,14 @@ impl Client {
         Ok(sender)
     }
 
-    async fn send(&self, sender: &mut Sender, method: Method, path: &str, token: Option<&str>, body: Option<String>) -> Result<(u16, Bytes)> {
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes)> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -104,7 +113,15 @@ impl Client {
             "client_id": self.credentials["service"]["client_id"],
             "client_secret": self.credentials["service"]["client_secret"],
         });
-        let (status, bytes) = self.send(&mut s, Method::POST, "/v1/auth/token", None, Some(body.to_string())).await?;
+        let (status, bytes) = self
+            .send(
+                &mut s,
+                Method::POST,
+                "/v1/auth/token",
+                None,
+                Some(body.to_string()),
+            )
+            .await?;
         let v: Value = serde_json::from_slice(&bytes)?;
         if status != 200 {
             anyhow::bail!("login failed: {v}");
@@ -122,14 +139,25 @@ impl Client {
                 .map(|_| json!({"class": "voucher_code", "value": unique_value()}))
                 .collect();
             let (status, bytes) = self
-                .send(&mut s, Method::POST, "/v1/secrets/batch", Some(&token), Some(json!({"items": items}).to_string()))
+                .send(
+                    &mut s,
+                    Method::POST,
+                    "/v1/secrets/batch",
+                    Some(&token),
+                    Some(json!({"items": items}).to_string()),
+                )
                 .await?;
             let v: Value = serde_json::from_slice(&bytes)?;
             if status != 200 {
                 anyhow::bail!("populate failed: {v}");
             }
             for item in v["items"].as_array().into_iter().flatten() {
-                tokens.push(item["token"].as_str().context("item not stored")?.to_owned());
+                tokens.push(
+                    item["token"]
+                        .as_str()
+                        .context("item not stored")?
+                        .to_owned(),
+                );
             }
         }
         Ok(tokens)
@@ -179,7 +207,13 @@ impl Report {
 }
 
 /// Runs a scenario: 2 s of warm-up, then `measure` of measurement.
-pub async fn run(client: &Client, scenario: &Scenario, token: &str, connections: usize, measure: Duration) -> Result<Report> {
+pub async fn run(
+    client: &Client,
+    scenario: &Scenario,
+    token: &str,
+    connections: usize,
+    measure: Duration,
+) -> Result<Report> {
     let client = Arc::new(Client {
         connector: client.connector.clone(),
         addr: client.addr.clone(),
@@ -214,7 +248,10 @@ pub async fn run(client: &Client, scenario: &Scenario, token: &str, connections:
                     Scenario::Tokenize => (
                         Method::POST,
                         "/v1/secrets".to_owned(),
-                        Some(format!(r#"{{"class":"voucher_code","value":"{}"}}"#, unique_value())),
+                        Some(format!(
+                            r#"{{"class":"voucher_code","value":"{}"}}"#,
+                            unique_value()
+                        )),
                         1,
                     ),
                     Scenario::Batch(n) => {
@@ -229,16 +266,28 @@ pub async fn run(client: &Client, scenario: &Scenario, token: &str, connections:
                             body.push_str(r#""}"#);
                         }
                         body.push_str("]}");
-                        (Method::POST, "/v1/secrets/batch".to_owned(), Some(body), *n as u64)
+                        (
+                            Method::POST,
+                            "/v1/secrets/batch".to_owned(),
+                            Some(body),
+                            *n as u64,
+                        )
                     }
                     Scenario::Reveal(tokens) => {
                         i = (i + connections) % tokens.len().max(1);
                         let t = tokens.get(i).cloned().unwrap_or_default();
-                        (Method::POST, format!("/v1/secrets/{t}/reveal"), Some(r#"{"purpose":"benchmark"}"#.to_owned()), 1)
+                        (
+                            Method::POST,
+                            format!("/v1/secrets/{t}/reveal"),
+                            Some(r#"{"purpose":"benchmark"}"#.to_owned()),
+                            1,
+                        )
                     }
                 };
                 let sent = Instant::now();
-                let outcome = client.send(&mut sender, method, &path, Some(&token), body).await;
+                let outcome = client
+                    .send(&mut sender, method, &path, Some(&token), body)
+                    .await;
                 let took = sent.elapsed();
                 if sent < warm_until {
                     if outcome.is_err() {

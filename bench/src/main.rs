@@ -36,7 +36,11 @@ struct Args {
     #[arg(long, default_value_t = 20_000)]
     reveal_pool: usize,
     /// Scenarios to run (noop, tokenize, reveal, batch).
-    #[arg(long, value_delimiter = ',', default_value = "noop,tokenize,reveal,batch")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "noop,tokenize,reveal,batch"
+    )]
     scenarios: Vec<String>,
     /// Write results as JSON here.
     #[arg(long, default_value = "target/bench-results.json")]
@@ -73,7 +77,10 @@ async fn run(args: Args) -> Result<()> {
             "tokenize" => load::Scenario::Tokenize,
             "batch" => load::Scenario::Batch(args.batch_items),
             "reveal" => {
-                let tokens = client.populate(args.reveal_pool).await.context("populating secrets to reveal")?;
+                let tokens = client
+                    .populate(args.reveal_pool)
+                    .await
+                    .context("populating secrets to reveal")?;
                 load::Scenario::Reveal(std::sync::Arc::new(tokens))
             }
             other => anyhow::bail!("unknown scenario '{other}'"),

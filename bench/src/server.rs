@@ -31,13 +31,25 @@ impl Server {
     /// Starts the server and waits for its credentials file.
     pub async fn start(binary: &Path) -> Result<Self> {
         if !binary.exists() {
-            bail!("{} not found: build it with `cargo build --release -p strongroom` (bench/run does)", binary.display());
+            bail!(
+                "{} not found: build it with `cargo build --release -p strongroom` (bench/run does)",
+                binary.display()
+            );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("strongroom-bench-{}-{port}", std::process::id()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("strongroom-bench-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let child = Command::new(binary)
-            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(&dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -52,7 +64,12 @@ impl Server {
                 && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             {
                 let url = credentials["url"].as_str().unwrap_or_default().to_owned();
-                return Ok(Self { child, _dir: tempdir::Dir(dir), url, credentials });
+                return Ok(Self {
+                    child,
+                    _dir: tempdir::Dir(dir),
+                    url,
+                    credentials,
+                });
             }
             if Instant::now() > deadline {
                 bail!("the server did not start within 30 s");
@@ -68,7 +85,8 @@ impl Server {
 
     /// (current RSS, peak RSS) in MiB, from /proc.
     pub fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -82,7 +100,10 @@ impl Server {
 
     /// Stops the server.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

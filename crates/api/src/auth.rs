@@ -89,6 +89,8 @@ pub enum TokenProblem {
     Invalid,
     /// Past its expiry.
     Expired,
+    /// The principal has been disabled since the token was issued.
+    Revoked,
 }
 
 impl TokenProblem {
@@ -97,6 +99,7 @@ impl TokenProblem {
             TokenProblem::Missing => "auth.missing_token",
             TokenProblem::Invalid => "auth.invalid_token",
             TokenProblem::Expired => "auth.expired_token",
+            TokenProblem::Revoked => "auth.revoked_principal",
         }
     }
 }
@@ -123,6 +126,9 @@ pub fn verify(
     }
     if claims.iat > now + SKEW_SECS {
         return Err(Ok(TokenProblem::Invalid));
+    }
+    if state.revocations.is_revoked(&claims.sub) {
+        return Err(Ok(TokenProblem::Revoked));
     }
     Ok(Principal {
         id: claims.sub,

@@ -6,13 +6,22 @@
 //! and a stable code (see [`error`]).
 #![forbid(unsafe_code)]
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod auth;
 mod context;
 pub mod error;
 pub mod identity;
-mod json;
+pub(crate) mod json;
+pub mod revocation;
 pub mod routes;
 pub mod server;
 
@@ -57,6 +66,23 @@ pub struct ApiState {
     pub vault: Arc<Vault>,
     /// API limits.
     pub config: Arc<ApiConfig>,
+    /// Disabled principals whose tokens are refused.
+    pub revocations: Arc<revocation::Revocations>,
+    /// Bounds the batch requests processed at once, and so the memory they use.
+    pub batch_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// State for a vault with the given limits.
+    pub fn new(vault: Arc<Vault>, config: ApiConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            vault,
+            config: Arc::new(config),
+            revocations: Arc::default(),
+            batch_permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
 }
 
 /// The full router.

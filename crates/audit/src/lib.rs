@@ -20,7 +20,15 @@
 //! does not complete an operation whose record could not be written.
 #![forbid(unsafe_code)]
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod event;
 mod verify;

@@ -13,7 +13,15 @@
 //! * [`random`]: the OS CSPRNG, and random tokens and identifiers.
 #![forbid(unsafe_code)]
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod aead;
 mod error;

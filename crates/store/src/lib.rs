@@ -11,7 +11,15 @@
 //! secret vault and, separately, the archive vault, and [`AuditStore`].
 #![forbid(unsafe_code)]
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod error;
 mod ports;

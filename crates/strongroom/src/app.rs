@@ -211,9 +211,20 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         }
     }
 
-    let state = ApiState {
-        vault: vault.clone(),
-        config: Arc::new(opts.api_config.clone()),
+    let state = ApiState::new(vault.clone(), opts.api_config.clone());
+    let revocations = state.revocations.clone();
+    revocations.refresh(vault.stores().central.as_ref()).await?;
+    let _refresher = {
+        let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
+        tokio::spawn(async move {
+            let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = revocations.refresh(central.as_ref()).await {
+                    tracing::warn!(error = %e, "could not refresh the list of disabled principals");
+                }
+            }
+        })
     };
     let router = strongroom_api::router(state);
     let handle = Handle::new();

@@ -9,7 +9,15 @@
 //! operation whose audit record cannot be written does not happen.
 #![forbid(unsafe_code)]
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod class;
 mod clock;

@@ -116,8 +116,25 @@ pub async fn batch(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
-    ApiJson(body): ApiJson<BatchRequest>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    // Wait for a slot before reading the body, so queued batches cost little memory.
+    let _permit = state
+        .batch_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::from(VaultError::Sealed))?;
+    let bytes = axum::body::to_bytes(body, state.config.max_batch_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.too_large",
+                "batch body is too large or unreadable",
+            )
+        })?;
+    let body: BatchRequest = crate::json::parse(&bytes)?;
+    drop(bytes);
     let max = state.config.max_batch_items;
     if body.items.is_empty() || body.items.len() > max {
         return Err(ApiError::new(

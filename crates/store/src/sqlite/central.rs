@@ -16,6 +16,9 @@ use crate::{
 // a random number for a duplicate the caller explicitly allowed, so a single
 // unique index both enforces uniqueness and serves fingerprint look-ups.
 // A deleted record's fingerprint is set to NULL, which frees it.
+// Rows are appended in rowid order and found through the unique token index:
+// keyed by the random token itself, every insert would land on its own page
+// and each commit would rewrite thousands of pages.
 const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          token TEXT PRIMARY KEY,
          tenant TEXT NOT NULL,
@@ -28,7 +31,7 @@ const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          window_closes_at INTEGER NOT NULL,
          created_by TEXT NOT NULL,
          state TEXT NOT NULL
-     ) WITHOUT ROWID;
+     );
      CREATE UNIQUE INDEX secrets_fingerprint ON secrets (tenant, class, fingerprint, fp_dup);
      CREATE TABLE principals (
          id TEXT PRIMARY KEY,

@@ -10,7 +10,8 @@ use super::engine::{Database, Migrations};
 use crate::{RecordStore, StoreError, StoreResult, WrappedKey};
 
 const MIGRATIONS: Migrations = &[
-    "CREATE TABLE records (token TEXT PRIMARY KEY, envelope BLOB NOT NULL) WITHOUT ROWID;
+    // Appended in rowid order, found through the token index (see central.rs).
+    "CREATE TABLE records (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE, envelope BLOB NOT NULL);
      CREATE TABLE keyring (scope TEXT NOT NULL, version INTEGER NOT NULL, wrapped BLOB NOT NULL,
          created_at INTEGER NOT NULL, PRIMARY KEY (scope, version)) WITHOUT ROWID;
      CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",

@@ -2,7 +2,12 @@
 //! matters, the real binary). One test binary, so it links once.
 
 // Tests may panic: a failed unwrap is a failed test, which is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod harness;
 
