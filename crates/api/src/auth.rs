@@ -127,6 +127,10 @@ pub fn verify(
     if claims.iat > now + SKEW_SECS {
         return Err(Ok(TokenProblem::Invalid));
     }
+    // Issued before the last unseal: sealing retires every token.
+    if claims.iat < state.vault.tokens_valid_from_secs().map_err(Err)? {
+        return Err(Ok(TokenProblem::Expired));
+    }
     if state.revocations.is_revoked(&claims.sub) {
         return Err(Ok(TokenProblem::Revoked));
     }

@@ -94,11 +94,15 @@ pub struct NewCredentials {
 }
 
 /// Validates a request to create a principal and makes its credentials.
+/// `created_by` is the creating principal's id (empty for bootstrap).
+/// A principal with a role that [`Role::needs_approval`] is created pending
+/// when `created_by` is not empty.
 pub async fn new_principal(
     name: &str,
     roles: &[String],
     tenants: &[String],
     now_ms: i64,
+    created_by: &str,
 ) -> Result<NewCredentials, VaultError> {
     let name = name.trim();
     if name.is_empty()
@@ -143,6 +147,9 @@ pub async fn new_principal(
             secret_hash,
             created_at: now_ms,
             disabled: false,
+            created_by: created_by.to_owned(),
+            pending_approval: !created_by.is_empty()
+                && parsed_roles.iter().any(|r| r.needs_approval()),
         },
         client_secret,
     })

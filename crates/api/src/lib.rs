@@ -116,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/principals/{id}",
             axum::routing::delete(principals::disable),
         )
+        .route("/v1/principals/{id}/approve", post(principals::approve))
         .route("/v1/audit/verify", get(audit::verify))
         .layer(DefaultBodyLimit::max(body_limit));
     batch

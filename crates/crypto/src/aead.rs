@@ -11,8 +11,8 @@
 //! # The bound we enforce anyway
 //! We still treat 2^32 records per key version as the limit, the same bound as
 //! random-nonce AES-GCM, which keeps a good margin below RFC 8452's own limits.
-//! The vault counts records per key version and rotates to a new version
-//! before a version reaches [`RECORDS_PER_KEY_LIMIT`].
+//! Operators rotate before a version reaches [`RECORDS_PER_KEY_LIMIT`]
+//! (automatic rotation by count is planned; see docs/architecture.md).
 //!
 //! # Format
 //! `version (1 byte, = 1) || nonce (12 bytes) || ciphertext || tag (16 bytes)`.

@@ -74,7 +74,7 @@ impl Share {
             .map_err(|_| CryptoError::InvalidShare("index is not a number"))?;
         let payload = Zeroizing::new(
             BASE32_NOPAD
-                .decode(payload.to_ascii_uppercase().as_bytes())
+                .decode(Zeroizing::new(payload.to_ascii_uppercase()).as_bytes())
                 .map_err(|_| CryptoError::InvalidShare("payload is not base32"))?,
         );
         if payload.len() != KEY_LEN + 1 || payload.first() != Some(&index) || index == 0 {

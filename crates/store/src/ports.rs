@@ -95,6 +95,10 @@ pub struct PrincipalRecord {
     pub created_at: i64,
     /// Disabled principals cannot obtain tokens.
     pub disabled: bool,
+    /// Principal id of whoever created it (empty for bootstrap principals).
+    pub created_by: String,
+    /// Waiting for a second person's approval (dual control); cannot obtain tokens.
+    pub pending_approval: bool,
 }
 
 /// The central store: tokens, metadata and principals. Holds no secret.
@@ -139,6 +143,9 @@ pub trait CentralStore: Send + Sync {
 
     /// Disables a principal. False if there is none with that id.
     async fn disable_principal(&self, id: &str) -> StoreResult<bool>;
+
+    /// Approves a pending principal. False if there is no pending principal with that id.
+    async fn approve_principal(&self, id: &str) -> StoreResult<bool>;
 }
 
 /// A wrapped (encrypted) data key in the keyring.

@@ -46,6 +46,10 @@ pub struct InitArgs {
     /// Name of the first administrator principal.
     #[arg(long, default_value = "admin")]
     pub admin_name: String,
+    /// Name of the first security officer, who approves principals that can
+    /// reveal (dual control with the administrator).
+    #[arg(long, default_value = "security-officer")]
+    pub officer_name: String,
 }
 
 #[derive(Args)]
@@ -129,6 +133,12 @@ pub enum PrincipalsCommand {
     },
     /// List principals.
     List(#[command(flatten)] ClientArgs),
+    /// Approve a pending principal (as a security officer other than its creator).
+    Approve {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Disable a principal by id.
     Disable {
         id: String,

@@ -247,17 +247,8 @@ impl Vault {
     /// requests already in flight finish.
     pub async fn seal(&self, who: &Principal, ctx: &RequestContext) -> Result<(), VaultError> {
         let u = self.unsealed()?;
-        let allowed = who.require(Permission::Seal);
-        let outcome = if allowed.is_ok() {
-            Outcome::Allowed
-        } else {
-            Outcome::Denied
-        };
-        let reason = allowed.as_ref().err().map(|e| e.code().to_owned());
-        u.audit
-            .append_one(self.event(ctx, Some(who), "sys.seal", None, None, outcome, reason))
+        self.audited_permission(&u, who, ctx, Permission::Seal, "sys.seal")
             .await?;
-        allowed?;
         drop(u);
         if let Ok(mut state) = self.state.write() {
             *state = State::Sealed {
@@ -268,6 +259,27 @@ impl Vault {
         Ok(())
     }
 
+    /// Checks a permission that needs no target, recording the decision
+    /// either way before returning it.
+    async fn audited_permission(
+        &self,
+        u: &Unsealed,
+        who: &Principal,
+        ctx: &RequestContext,
+        permission: Permission,
+        action: &str,
+    ) -> Result<(), VaultError> {
+        let allowed = who.require(permission);
+        let (outcome, reason) = match &allowed {
+            Ok(()) => (Outcome::Allowed, None),
+            Err(e) => (Outcome::Denied, Some(e.code().to_owned())),
+        };
+        u.audit
+            .append_one(self.event(ctx, Some(who), action, None, None, outcome, reason))
+            .await?;
+        allowed
+    }
+
     /// Verifies the audit chain (auditors only); the check is itself audited.
     pub async fn verify_audit(
         &self,
@@ -275,23 +287,29 @@ impl Vault {
         ctx: &RequestContext,
     ) -> Result<strongroom_audit::VerifyReport, VaultError> {
         let u = self.unsealed()?;
-        let allowed = who.require(Permission::ReadAudit);
-        let outcome = if allowed.is_ok() {
-            Outcome::Allowed
-        } else {
-            Outcome::Denied
-        };
-        let reason = allowed.as_ref().err().map(|e| e.code().to_owned());
-        u.audit
-            .append_one(self.event(ctx, Some(who), "audit.verify", None, None, outcome, reason))
+        self.audited_permission(&u, who, ctx, Permission::ReadAudit, "audit.verify")
             .await?;
-        allowed?;
         Ok(strongroom_audit::verify(&self.stores.audit, &u.audit_key).await?)
     }
 
     /// True while unsealed.
     pub fn is_unsealed(&self) -> bool {
         self.unsealed().is_ok()
+    }
+
+    /// Access tokens issued before this time (Unix seconds) are refused:
+    /// the moment of the last unseal.
+    pub fn tokens_valid_from_secs(&self) -> Result<i64, VaultError> {
+        Ok(self.unsealed()?.unsealed_at_ms / 1000)
+    }
+
+    /// Forgets the shares given so far in an unseal attempt.
+    pub fn reset_unseal(&self) {
+        if let Ok(mut state) = self.state.write()
+            && let State::Sealed { progress } = &mut *state
+        {
+            progress.clear();
+        }
     }
 
     /// The access-token signing key; only while unsealed.

@@ -48,6 +48,9 @@ pub enum Permission {
     ReadAudit,
     /// Seal the vault.
     Seal,
+    /// Approve a principal that another person created with powers that
+    /// need dual control (reveal, key management).
+    ApprovePrincipals,
 }
 
 impl Permission {
@@ -63,6 +66,7 @@ impl Permission {
             Permission::ManagePrincipals => "principal.manage",
             Permission::ReadAudit => "audit.read",
             Permission::Seal => "sys.seal",
+            Permission::ApprovePrincipals => "principal.approve",
         }
     }
 }
@@ -83,10 +87,24 @@ impl Role {
         match self {
             Role::Ingest => &[Tokenize, ReadMetadata],
             Role::Fulfilment => &[Reveal, ReadMetadata],
-            Role::SecurityOfficer => &[Reactivate, RotateKeys, Delete, ReadMetadata, Seal],
+            Role::SecurityOfficer => &[
+                Reactivate,
+                RotateKeys,
+                Delete,
+                ReadMetadata,
+                Seal,
+                ApprovePrincipals,
+            ],
             Role::Admin => &[ManagePrincipals, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
         }
+    }
+
+    /// Whether granting this role needs a second person's approval: roles
+    /// that reveal secrets or manage keys. An administrator alone must never be
+    /// able to give itself, or a credential it holds, the power to reveal.
+    pub fn needs_approval(self) -> bool {
+        matches!(self, Role::Fulfilment | Role::SecurityOfficer)
     }
 
     /// The role's stable name.

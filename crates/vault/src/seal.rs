@@ -86,6 +86,9 @@ pub struct Unsealed {
     pub token_signing_key: Arc<KeyBytes>,
     /// Key of the audit chain, for verification.
     pub audit_key: KeyBytes,
+    /// Unseal time, Unix ms: access tokens issued before it are refused, so
+    /// sealing in an emergency also retires every outstanding token.
+    pub unsealed_at_ms: i64,
 }
 
 /// Creates a vault in empty stores. Fails if the stores are already initialised.
@@ -206,7 +209,7 @@ pub async fn open_unsealed(
     stores: &StoreSet,
     clock: Arc<dyn Clock>,
 ) -> Result<Unsealed, VaultError> {
-    let keyring = Keyring::load(root, stores.vault.clone(), clock).await?;
+    let keyring = Keyring::load(root, stores.vault.clone(), clock.clone()).await?;
     let audit_key = audit_key(root)?;
     let audit = AuditLog::new(stores.audit.clone(), &audit_key);
     let token_signing_key = Arc::new(kdf::derive(root, TOKEN_SIGNING_PURPOSE)?);
@@ -215,5 +218,6 @@ pub async fn open_unsealed(
         audit,
         token_signing_key,
         audit_key,
+        unsealed_at_ms: clock.now_ms(),
     })
 }

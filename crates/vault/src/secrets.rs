@@ -197,6 +197,25 @@ impl Vault {
         let mut events: Vec<AuditEvent> = Vec::with_capacity(count);
         let mut prepared: Vec<Prepared> = Vec::with_capacity(count);
 
+        // Refusals are collected in `events` and written with the rest. If a
+        // later step fails, they are written anyway (with the failure) before
+        // the error returns, so no refusal goes unrecorded.
+        macro_rules! or_flush {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(err) => {
+                        let err: VaultError = err.into();
+                        events.push(self.event(ctx, Some(who), "secret.tokenize", None, None, Outcome::Failed, Some(err.code().into())));
+                        if let Err(audit_err) = u.audit.append(&events).await {
+                            tracing::error!(error = %audit_err, "could not record a failed tokenize");
+                        }
+                        return Err(err);
+                    }
+                }
+            };
+        }
+
         for (index, item) in items.into_iter().enumerate() {
             let named_tenant = item.tenant.clone();
             match self.prepare_item(who, item) {
@@ -227,7 +246,7 @@ impl Vault {
                             Some(text)
                         }
                     };
-                    let fp_key = u.keyring.fingerprint_key(&tenant).await?;
+                    let fp_key = or_flush!(u.keyring.fingerprint_key(&tenant).await);
                     let fingerprint = fp_key.tag(&[class.as_str().as_bytes(), item.value.expose()]);
                     prepared.push(Prepared {
                         index,
@@ -274,11 +293,12 @@ impl Vault {
                 .iter()
                 .filter_map(|&i| prepared.get(i).map(|p| p.fingerprint))
                 .collect();
-            let found = self
-                .stores
-                .central
-                .find_fingerprints(tenant, class.as_str(), &fps)
-                .await?;
+            let found = or_flush!(
+                self.stores
+                    .central
+                    .find_fingerprints(tenant, class.as_str(), &fps)
+                    .await
+            );
             for (&i, tok) in members.iter().zip(found) {
                 if let Some(slot) = existing.get_mut(i) {
                     *slot = tok;
@@ -329,12 +349,12 @@ impl Vault {
                     OnDuplicate::Allow => unique = false,
                 }
             }
-            let (version, key) = u.keyring.current(&p.tenant, p.class.as_str()).await?;
-            let token = random::token(p.class.token_prefix())?;
-            let envelope = key.seal(
+            let (version, key) = or_flush!(u.keyring.current(&p.tenant, p.class.as_str()).await);
+            let token = or_flush!(random::token(p.class.token_prefix()));
+            let envelope = or_flush!(key.seal(
                 &record_context(&p.tenant, p.class.as_str(), &token, version),
                 p.value.expose(),
-            )?;
+            ));
             if unique {
                 seen_in_batch.insert(batch_key, token.clone());
             }
@@ -388,7 +408,29 @@ impl Vault {
         let outcomes = if records.is_empty() {
             Vec::new()
         } else {
-            self.stores.central.insert_secrets(records.clone()).await?
+            match self.stores.central.insert_secrets(records.clone()).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    let failed: Vec<AuditEvent> = records
+                        .iter()
+                        .map(|r| {
+                            self.event(
+                                ctx,
+                                Some(who),
+                                "secret.tokenize",
+                                Some(&r.tenant),
+                                Some(&r.token),
+                                Outcome::Failed,
+                                Some("store.unavailable: token never went live".into()),
+                            )
+                        })
+                        .collect();
+                    if let Err(audit_err) = u.audit.append(&failed).await {
+                        tracing::error!(error = %audit_err, "could not record a failed tokenize");
+                    }
+                    return Err(e.into());
+                }
+            }
         };
         let mut late_events = Vec::new();
         for ((rec, index), outcome) in records.into_iter().zip(record_index).zip(outcomes) {
@@ -404,7 +446,9 @@ impl Vault {
                 }),
                 InsertOutcome::Duplicate { existing } => {
                     // Lost a race with a concurrent request storing the same value.
-                    let _ = self.stores.vault.delete(&rec.token).await;
+                    if let Err(e) = self.stores.vault.delete(&rec.token).await {
+                        tracing::warn!(error = %e, "could not remove the envelope of a withdrawn token");
+                    }
                     late_events.push(self.event(
                         ctx,
                         Some(who),
@@ -677,8 +721,12 @@ impl Vault {
                 None,
             ))
             .await?;
-        self.stores.central.mark_deleted(token).await?;
+        // The envelope goes first: if this stops half-way, the token still
+        // resolves (and reveals fail their integrity check), so the delete can
+        // be retried and finish. The other order would leave the ciphertext
+        // behind a token that answers 404 to every later delete.
         self.stores.vault.delete(token).await?;
+        self.stores.central.mark_deleted(token).await?;
         Ok(())
     }
 

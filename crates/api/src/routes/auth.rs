@@ -23,32 +23,62 @@ pub struct TokenRequest {
     client_secret: String,
 }
 
+async fn read_token_request(state: &ApiState, req: Request) -> Result<TokenRequest, ApiError> {
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        axum::Form::<TokenRequest>::from_request(req, state)
+            .await
+            .map(|f| f.0)
+            .map_err(|_| {
+                ApiError::invalid("form body needs grant_type, client_id and client_secret")
+            })
+    } else {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::invalid("unreadable request body"))?;
+        json::parse(&bytes)
+    }
+}
+
+/// Records a token request refused before the client was identified.
+async fn refuse(
+    state: &ApiState,
+    ctx: &strongroom_vault::RequestContext,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let event = state.vault.event(
+        ctx,
+        None,
+        "auth.token",
+        None,
+        None,
+        Outcome::Denied,
+        Some(reason.to_owned()),
+    );
+    state.vault.record(event).await?;
+    Ok(())
+}
+
 /// `POST /v1/auth/token` (OAuth 2.0 client credentials grant).
 pub async fn token(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let is_form = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body: TokenRequest = if is_form {
-        axum::Form::<TokenRequest>::from_request(req, &state)
-            .await
-            .map(|f| f.0)
-            .map_err(|_| {
-                ApiError::invalid("form body needs grant_type, client_id and client_secret")
-            })?
-    } else {
-        let bytes = axum::body::Bytes::from_request(req, &state)
-            .await
-            .map_err(|_| ApiError::invalid("unreadable request body"))?;
-        json::parse(&bytes)?
+    let body = match read_token_request(&state, req).await {
+        Ok(body) => body,
+        Err(e) => {
+            refuse(&state, &ctx, e.code).await?;
+            return Err(e);
+        }
     };
     let secret = Zeroizing::new(body.client_secret);
     if body.grant_type != "client_credentials" {
+        refuse(&state, &ctx, "auth.unsupported_grant_type").await?;
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "auth.unsupported_grant_type",
@@ -68,11 +98,14 @@ pub async fn token(
         .map_err(strongroom_vault::VaultError::from)?;
     let hash = record.as_ref().map(|r| r.secret_hash.clone());
     let secret_ok = verify_secret(secret, hash).await;
-    let active = record.as_ref().filter(|r| secret_ok && !r.disabled);
+    let active = record
+        .as_ref()
+        .filter(|r| secret_ok && !r.disabled && !r.pending_approval);
     let Some(record) = active else {
         let reason = match &record {
             None => "auth.unknown_client",
             Some(r) if r.disabled && secret_ok => "auth.disabled",
+            Some(r) if r.pending_approval && secret_ok => "auth.pending_approval",
             Some(_) => "auth.bad_secret",
         };
         let principal = record.as_ref().map(principal_of);
@@ -86,6 +119,13 @@ pub async fn token(
             Some(reason.into()),
         );
         state.vault.record(event).await?;
+        if reason == "auth.pending_approval" {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "auth.pending_approval",
+                "this principal is waiting for a security officer's approval",
+            ));
+        }
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "auth.invalid_client",

@@ -34,8 +34,43 @@ fn view(p: &PrincipalRecord) -> Value {
         "roles": p.roles,
         "tenants": p.tenants,
         "created_at": rfc3339(p.created_at),
+        "created_by": p.created_by,
         "disabled": p.disabled,
+        "pending_approval": p.pending_approval,
     })
+}
+
+/// Records a principal-management decision (fail-closed, like every audit write).
+async fn record(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    let event = state
+        .vault
+        .event(ctx, Some(who), action, None, Some(target), outcome, reason);
+    state.vault.record(event).await?;
+    Ok(())
+}
+
+fn principal_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "principal.not_found",
+        "no principal with that id",
+    )
+}
+
+fn not_pending() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "principal.not_pending",
+        "that principal is not waiting for approval",
+    )
 }
 
 async fn require_admin(
@@ -79,16 +114,16 @@ pub async fn create(
         }
     });
     if let Some(t) = outside {
-        let event = state.vault.event(
+        record(
+            &state,
             &ctx,
-            Some(&who),
+            &who,
             ACTION,
-            None,
-            Some(&body.name),
+            &body.name,
             Outcome::Denied,
             Some("auth.forbidden: tenant".into()),
-        );
-        state.vault.record(event).await?;
+        )
+        .await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "auth.forbidden",
@@ -96,21 +131,21 @@ pub async fn create(
         ));
     }
     let now = state.vault.clock().now_ms();
-    let created = new_principal(&body.name, &body.roles, &body.tenants, now).await?;
-    let event = state.vault.event(
+    let created = new_principal(&body.name, &body.roles, &body.tenants, now, &who.id).await?;
+    record(
+        &state,
         &ctx,
-        Some(&who),
+        &who,
         ACTION,
-        None,
-        Some(&created.record.id),
+        &created.record.id,
         Outcome::Allowed,
         Some(format!(
             "name={} roles={}",
             created.record.name,
             created.record.roles.join(",")
         )),
-    );
-    state.vault.record(event).await?;
+    )
+    .await?;
     state
         .vault
         .stores()
@@ -171,8 +206,8 @@ pub async fn list(
     Ok(Json(json!({ "principals": visible })))
 }
 
-/// `DELETE /v1/principals/{id}`: disables the principal. Tokens it already
-/// holds stay valid until they expire (minutes).
+/// `DELETE /v1/principals/{id}`: disables the principal; its outstanding
+/// access tokens are refused from now on.
 pub async fn disable(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -190,35 +225,89 @@ pub async fn disable(
         .as_ref()
         .is_some_and(|p| p.tenants.iter().all(|t| who.may_act_in(t)));
     if !visible {
-        let event = state.vault.event(
+        record(
+            &state,
+            &ctx,
+            &who,
+            ACTION,
+            &id,
+            Outcome::Denied,
+            Some("principal.not_found".into()),
+        )
+        .await?;
+        return Err(principal_not_found());
+    }
+    record(&state, &ctx, &who, ACTION, &id, Outcome::Allowed, None).await?;
+    central
+        .disable_principal(&id)
+        .await
+        .map_err(VaultError::from)?;
+    state.revocations.revoke(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/principals/{id}/approve`: dual control. A principal created with
+/// a role that reveals or manages keys stays pending until a security officer
+/// other than its creator approves it.
+pub async fn approve(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    const ACTION: &str = "principal.approve";
+    let deny = |reason: &str| {
+        state.vault.event(
             &ctx,
             Some(&who),
             ACTION,
             None,
             Some(&id),
             Outcome::Denied,
-            Some("principal.not_found".into()),
-        );
-        state.vault.record(event).await?;
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "principal.not_found",
-            "no principal with that id",
-        ));
+            Some(reason.to_owned()),
+        )
+    };
+    if let Err(e) = who.require(Permission::ApprovePrincipals) {
+        state.vault.record(deny(e.code())).await?;
+        return Err(e.into());
     }
-    let event = state.vault.event(
-        &ctx,
-        Some(&who),
-        ACTION,
-        None,
-        Some(&id),
-        Outcome::Allowed,
-        None,
-    );
-    state.vault.record(event).await?;
-    central
-        .disable_principal(&id)
+    let central = &state.vault.stores().central;
+    let target = central
+        .principal_by_id(&id)
         .await
         .map_err(VaultError::from)?;
+    let Some(target) = target.filter(|p| p.tenants.iter().all(|t| who.may_act_in(t))) else {
+        state.vault.record(deny("principal.not_found")).await?;
+        return Err(principal_not_found());
+    };
+    if target.created_by == who.id {
+        state.vault.record(deny("principal.self_approval")).await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "principal.self_approval",
+            "a principal must be approved by someone other than its creator",
+        ));
+    }
+    if !target.pending_approval || target.disabled {
+        state.vault.record(deny("principal.not_pending")).await?;
+        return Err(not_pending());
+    }
+    record(
+        &state,
+        &ctx,
+        &who,
+        ACTION,
+        &id,
+        Outcome::Allowed,
+        Some(format!("roles={}", target.roles.join(","))),
+    )
+    .await?;
+    if !central
+        .approve_principal(&id)
+        .await
+        .map_err(VaultError::from)?
+    {
+        return Err(not_pending());
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -137,6 +137,16 @@ pub async fn batch(
     drop(bytes);
     let max = state.config.max_batch_items;
     if body.items.is_empty() || body.items.len() > max {
+        let event = state.vault.event(
+            &ctx,
+            Some(&who),
+            "secret.tokenize",
+            None,
+            None,
+            strongroom_audit::Outcome::Denied,
+            Some(format!("request.batch_size: {} items", body.items.len())),
+        );
+        state.vault.record(event).await?;
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "request.batch_size",

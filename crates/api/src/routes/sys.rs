@@ -27,7 +27,11 @@ pub async fn seal_status(State(state): State<ApiState>) -> Result<Json<Value>, A
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
-    share: String,
+    /// One key share.
+    share: Option<String>,
+    /// Forget the shares given so far and start again.
+    #[serde(default)]
+    reset: bool,
 }
 
 /// `POST /v1/sys/unseal`: one key share per call.
@@ -36,7 +40,17 @@ pub async fn unseal(
     Ctx(ctx): Ctx,
     ApiJson(body): ApiJson<UnsealRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let share = Zeroizing::new(body.share);
+    if body.reset {
+        state.vault.reset_unseal();
+        tracing::warn!(client = ?ctx.client_addr, "unseal progress reset");
+        return Ok(Json(json!(state.vault.seal_status().await?)));
+    }
+    let Some(share) = body.share else {
+        return Err(ApiError::invalid(
+            "give a key share as {\"share\": \"srs1-...\"}, or {\"reset\": true}",
+        ));
+    };
+    let share = Zeroizing::new(share);
     let status = state
         .vault
         .submit_share(&share, &ctx)

@@ -41,7 +41,9 @@ const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          tenants TEXT NOT NULL,
          secret_hash TEXT NOT NULL,
          created_at INTEGER NOT NULL,
-         disabled INTEGER NOT NULL DEFAULT 0
+         disabled INTEGER NOT NULL DEFAULT 0,
+         created_by TEXT NOT NULL,
+         pending_approval INTEGER NOT NULL
      )"];
 
 const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, fp_dup, metadata, \
@@ -131,11 +133,12 @@ fn principal_from_row(r: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
         secret_hash: r.get(5)?,
         created_at: r.get(6)?,
         disabled: r.get::<_, i64>(7)? != 0,
+        created_by: r.get(8)?,
+        pending_approval: r.get::<_, i64>(9)? != 0,
     })
 }
 
-const PRINCIPAL_COLUMNS: &str =
-    "id, client_id, name, roles, tenants, secret_hash, created_at, disabled";
+const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval";
 
 #[async_trait]
 impl CentralStore for SqliteCentralStore {
@@ -252,7 +255,7 @@ impl CentralStore for SqliteCentralStore {
         self.db
             .write(move |conn| {
                 conn.execute(
-                    &format!("INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                    &format!("INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                     params![
                         p.id,
                         p.client_id,
@@ -261,7 +264,9 @@ impl CentralStore for SqliteCentralStore {
                         join_list(&p.tenants),
                         p.secret_hash,
                         p.created_at,
-                        p.disabled
+                        p.disabled,
+                        p.created_by,
+                        p.pending_approval
                     ],
                 )
                 .map(|_| ())
@@ -312,6 +317,21 @@ impl CentralStore for SqliteCentralStore {
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::backend("list principals"))
         })
+    }
+
+    async fn approve_principal(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE principals SET pending_approval = 0 \
+                     WHERE id = ?1 AND pending_approval = 1 AND disabled = 0",
+                    [id],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("approve principal"))
+            })
+            .await
     }
 
     async fn disable_principal(&self, id: &str) -> StoreResult<bool> {

@@ -249,15 +249,36 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
             continue;
         }
+        // If SQLite abandons the transaction (disk full, I/O error), the jobs
+        // after that point must not run: each savepoint would then be a
+        // transaction of its own and commit alone. They are failed instead,
+        // and so are the ones before, whose work went with the transaction.
+        let mut aborted = false;
         for job in batch.iter_mut() {
-            if run_statement(&conn, "SAVEPOINT job").is_err() {
-                // Without a savepoint the job's failure could not be undone alone.
-                continue;
+            if conn.is_autocommit() || run_statement(&conn, "SAVEPOINT job").is_err() {
+                aborted = true;
+                break;
             }
             if job.run(&conn) {
                 let _ = run_statement(&conn, "ROLLBACK TO job");
             }
             let _ = run_statement(&conn, "RELEASE job");
+        }
+        if aborted || conn.is_autocommit() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            tracing::error!(
+                jobs = batch.len(),
+                "write transaction aborted; failing its jobs"
+            );
+            for job in batch.drain(..) {
+                job.complete(Err(StoreError::Backend {
+                    op: "transaction",
+                    detail: "the transaction was aborted by the database".into(),
+                }));
+            }
+            continue;
         }
         let committed = conn
             .execute_batch("COMMIT")

@@ -47,6 +47,14 @@ pub async fn run(args: InitArgs) -> Result<()> {
     vault.unseal_with_root(&init.root_key, &ctx).await?;
     drop(init.root_key);
     let admin = create_principal(&vault, &args.admin_name, &["admin"], &["*"], "init").await?;
+    let officer = create_principal(
+        &vault,
+        &args.officer_name,
+        &["security_officer"],
+        &["*"],
+        "init",
+    )
+    .await?;
     vault
         .seal(
             &strongroom_vault::Principal {
@@ -79,6 +87,17 @@ pub async fn run(args: InitArgs) -> Result<()> {
     println!("Its secret is shown only now:\n");
     println!("  client_id:     {}", admin.record.client_id);
     println!("  client_secret: {}", admin.client_secret.as_str());
+    println!(
+        "
+First security officer '{}' (approves principals that can reveal, reactivates, rotates keys).",
+        args.officer_name
+    );
+    println!(
+        "Give it to a different person from the administrator. Its secret is shown only now:
+"
+    );
+    println!("  client_id:     {}", officer.record.client_id);
+    println!("  client_secret: {}", officer.client_secret.as_str());
     println!(
         "\nNext: `strongroom serve --config FILE`, then `strongroom operator unseal` with {} shares.",
         args.threshold

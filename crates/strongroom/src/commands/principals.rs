@@ -29,6 +29,15 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
             println!("The client secret is shown only now; store it in your secret manager:\n");
             println!("  client_id:     {}", s("client_id"));
             println!("  client_secret: {}", s("client_secret"));
+            if v.get("pending_approval").and_then(Value::as_bool) == Some(true) {
+                println!(
+                    "\nIts roles need dual control: it can get no token until a security officer"
+                );
+                println!(
+                    "other than you runs `strongroom principals approve {}`.",
+                    s("id")
+                );
+            }
         }
         PrincipalsCommand::List(client) => {
             let c = Client::new(&client, "admin")?;
@@ -52,11 +61,19 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                     s("tenants"),
                     if p.get("disabled").and_then(Value::as_bool) == Some(true) {
                         "  DISABLED"
+                    } else if p.get("pending_approval").and_then(Value::as_bool) == Some(true) {
+                        "  PENDING APPROVAL"
                     } else {
                         ""
                     }
                 );
             }
+        }
+        PrincipalsCommand::Approve { id, client } => {
+            let c = Client::new(&client, "security_officer")?;
+            c.call(Method::POST, &format!("/v1/principals/{id}/approve"), None)
+                .await?;
+            println!("approved {id}");
         }
         PrincipalsCommand::Disable { id, client } => {
             let c = Client::new(&client, "admin")?;

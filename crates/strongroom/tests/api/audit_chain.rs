@@ -203,3 +203,62 @@ async fn edits_deletions_and_reorders_are_named() {
     assert_eq!(report["intact"], true, "{report}");
     let _ = json!({});
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_audit_record_means_no_operation() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    let kept = random_code();
+    let token = svc.put(&kept).await;
+
+    // The audit store breaks (here: its table disappears).
+    exec(&h, |c| {
+        c.execute("ALTER TABLE audit_log RENAME TO audit_log_away", [])
+            .unwrap();
+    })
+    .await;
+
+    let lost = random_code();
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": lost}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit.unavailable");
+    let (status, body) = svc.reveal(&token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit.unavailable");
+    assert!(
+        !body.to_string().contains(&kept),
+        "a value left without its audit record"
+    );
+    let (status, _) = svc.reveal("sr_vc_unknown").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "denials are audited too, so they fail closed"
+    );
+
+    // Back again: the refused secret was never stored, the old one still reveals.
+    exec(&h, |c| {
+        c.execute("ALTER TABLE audit_log_away RENAME TO audit_log", [])
+            .unwrap();
+    })
+    .await;
+    let (status, _) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": lost}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the failed attempt must not have stored the value"
+    );
+    assert_eq!(svc.reveal(&token).await.1["value"], kept.as_str());
+    let auditor = h.principal("auditor-2", &["auditor"], &["dev"]).await;
+    assert_eq!(auditor.get("/v1/audit/verify").await.1["intact"], true);
+}

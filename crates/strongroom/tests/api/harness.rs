@@ -124,7 +124,28 @@ impl Harness {
         .await
     }
 
-    /// Creates a principal through the API and logs in as it.
+    /// A security officer bound to every tenant, made directly in the stores
+    /// (as `init` does), to approve principals in tests.
+    pub async fn approver(&self) -> Caller {
+        let name = format!(
+            "approver-{}",
+            strongroom_crypto::random::hex_id::<4>().unwrap()
+        );
+        let made = strongroom::bootstrap::create_principal(
+            &self.server.vault,
+            &name,
+            &["security_officer"],
+            &["*"],
+            "test",
+        )
+        .await
+        .unwrap();
+        self.login(&made.record.client_id, &made.client_secret)
+            .await
+    }
+
+    /// Creates a principal through the API (approving it if its roles need
+    /// dual control) and logs in as it.
     pub async fn principal(&self, name: &str, roles: &[&str], tenants: &[&str]) -> Caller {
         let (status, body) = self
             .admin()
@@ -135,6 +156,15 @@ impl Harness {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        if body["pending_approval"] == true {
+            let id = body["id"].as_str().unwrap();
+            let (status, resp) = self
+                .approver()
+                .await
+                .post(&format!("/v1/principals/{id}/approve"), json!({}))
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{resp}");
+        }
         self.login(
             body["client_id"].as_str().unwrap(),
             body["client_secret"].as_str().unwrap(),

@@ -162,13 +162,20 @@ async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
         })
         .collect();
     assert_eq!(shares.len(), 3, "{stdout}");
-    let field = |name: &str| {
+    let all = |name: &str| -> Vec<String> {
         stdout
             .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-            .unwrap()
+            .filter_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .collect()
     };
-    let (admin_id, admin_secret) = (field("client_id:"), field("client_secret:"));
+    let (ids, secrets) = (all("client_id:"), all("client_secret:"));
+    assert_eq!(
+        ids.len(),
+        2,
+        "init prints an administrator and a security officer: {stdout}"
+    );
+    let (admin_id, admin_secret) = (ids[0].clone(), secrets[0].clone());
+    let (officer_id, officer_secret) = (ids[1].clone(), secrets[1].clone());
 
     // TLS material outside the data directory.
     let tls_home = tmp.path().join("pki");
@@ -259,6 +266,16 @@ async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
+    // The loader can reveal, so a second person (the security officer) approves it.
+    assert_eq!(created["pending_approval"], true);
+    let officer = login(officer_id, officer_secret).await;
+    let (s, body) = officer
+        .post(
+            &format!("/v1/principals/{}/approve", created["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
     let svc_id = created["client_id"].as_str().unwrap().to_owned();
     let svc_secret = created["client_secret"].as_str().unwrap().to_owned();
     let svc = login(svc_id.clone(), svc_secret.clone()).await;

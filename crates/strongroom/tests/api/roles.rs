@@ -190,3 +190,62 @@ async fn tenant_bound_admin_cannot_grant_other_tenants() {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_alone_cannot_create_a_principal_that_reveals() {
+    let h = Harness::dev().await;
+    let admin = h.admin().await;
+    let token = h.service().await.put(&random_code()).await;
+    let (status, created) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "backdoor", "roles": ["fulfilment"], "tenants": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["pending_approval"], true);
+    let (id, client_id, secret) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let anon = h.anonymous();
+    let request = json!({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret});
+    let login = || anon.post("/v1/auth/token", request.clone());
+    // Pending: no token, and the admin cannot approve it.
+    let (status, body) = login().await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "auth.pending_approval");
+    let path = format!("/v1/principals/{id}/approve");
+    assert_eq!(admin.post(&path, json!({})).await.0, StatusCode::FORBIDDEN);
+    // A security officer bound to fewer tenants cannot approve a '*' principal.
+    assert_eq!(
+        h.officer().await.post(&path, json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A second person can; then it works, and approving twice is refused.
+    let approver = h.approver().await;
+    assert_eq!(
+        approver.post(&path, json!({})).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        approver.post(&path, json!({})).await.1["error"]["code"],
+        "principal.not_pending"
+    );
+    let (status, body) = login().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let backdoor = h
+        .anonymous()
+        .with_token(body["access_token"].as_str().unwrap());
+    assert_eq!(backdoor.reveal(&token).await.0, StatusCode::OK);
+
+    // Roles without reveal or key powers need no approval.
+    let (_, plain) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "loader", "roles": ["ingest"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(plain["pending_approval"], false);
+}

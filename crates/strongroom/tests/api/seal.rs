@@ -115,9 +115,50 @@ async fn sealed_vault_refuses_work_until_unsealed_with_shares() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(code(&body), "vault.sealed");
 
-    // Any three shares unseal it, and the old secret is still there.
+    // A reset forgets shares given so far.
+    let (_, body) = anon
+        .post("/v1/sys/unseal", json!({"share": shares[1]}))
+        .await;
+    assert_eq!(body["progress"], 1);
+    let (_, body) = anon.post("/v1/sys/unseal", json!({"reset": true})).await;
+    assert_eq!(body["progress"], 0);
+    let (status, _) = anon.post("/v1/sys/unseal", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Shares of another split carrying this vault's id rebuild a wrong key:
+    // refused, and progress is reset.
+    let vault_id = anon.get("/v1/sys/seal-status").await.1["vault_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let impostor = strongroom_crypto::shamir::split(
+        &strongroom_crypto::KeyBytes::generate().unwrap(),
+        3,
+        5,
+        &vault_id,
+    )
+    .unwrap();
+    anon.post("/v1/sys/unseal", json!({"share": impostor[0].as_str()}))
+        .await;
+    anon.post("/v1/sys/unseal", json!({"share": impostor[1].as_str()}))
+        .await;
+    let (status, body) = anon
+        .post("/v1/sys/unseal", json!({"share": impostor[2].as_str()}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "unseal.failed");
+    assert_eq!(anon.get("/v1/sys/seal-status").await.1["progress"], 0);
+
+    // Any three shares unseal it; tokens from before the seal stay retired.
+    h.clock.advance_secs(2);
     h.unseal(&[shares[3].clone(), shares[0].clone(), shares[2].clone()])
         .await;
+    let (status, _) = svc.reveal(&token).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a token issued before the seal must not come back to life"
+    );
     let svc = h.service().await;
     assert_eq!(svc.reveal(&token).await.1["value"], value.as_str());
 }
