@@ -26,17 +26,17 @@ use crate::StoreError;
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
 /// Reader connections kept per file. Reads run on the async worker threads,
-/// so only a few are ever in use at once.
-const MAX_IDLE_READERS: usize = 4;
+/// so no more are ever in use at once than there are worker threads.
+const MAX_IDLE_READERS: usize = 2;
 /// Page cache of the writer connection, KiB. Inserts under random keys touch
 /// pages all over the indexes; a cache that holds them avoids re-reading.
-const WRITER_CACHE_KIB: i64 = 16 * 1024;
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// WAL pages before a checkpoint copies them into the database. Hot index
 /// pages rewritten by many commits are copied once per checkpoint, so fewer,
 /// larger checkpoints write less. (About 40 MiB of WAL between them.)
 const CHECKPOINT_PAGES: u32 = 10_000;
 /// Page cache of each reader connection, KiB.
-const READER_CACHE_KIB: i64 = 4 * 1024;
+const READER_CACHE_KIB: i64 = 2 * 1024;
 
 /// A queued write: `run` executes it inside the batch transaction and reports
 /// whether it failed; `complete` answers the caller once the batch's commit
