@@ -9,11 +9,14 @@
 //! audience and expiry against the vault's clock. Sealing the vault makes
 //! every outstanding token unverifiable.
 
+use std::sync::{Arc, RwLock};
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use strongroom_crypto::KeyBytes;
 use strongroom_vault::{Principal, Role, VaultError};
 
 use crate::ApiState;
@@ -47,6 +50,47 @@ pub struct Claims {
     pub jti: String,
 }
 
+/// The signing and verifying keys of the current unseal, built once rather
+/// than copying the key on every request.
+pub struct TokenKeys {
+    source: Arc<KeyBytes>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// Cache of [`TokenKeys`], dropped as soon as the vault is found sealed.
+#[derive(Default)]
+pub struct TokenKeyCache(RwLock<Option<Arc<TokenKeys>>>);
+
+impl TokenKeyCache {
+    fn get(&self, vault: &strongroom_vault::Vault) -> Result<Arc<TokenKeys>, VaultError> {
+        let source = match vault.token_signing_key() {
+            Ok(k) => k,
+            Err(e) => {
+                if let Ok(mut slot) = self.0.write() {
+                    *slot = None;
+                }
+                return Err(e);
+            }
+        };
+        if let Ok(slot) = self.0.read()
+            && let Some(keys) = slot.as_ref()
+            && Arc::ptr_eq(&keys.source, &source)
+        {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(TokenKeys {
+            encoding: EncodingKey::from_secret(source.expose()),
+            decoding: DecodingKey::from_secret(source.expose()),
+            source,
+        });
+        if let Ok(mut slot) = self.0.write() {
+            *slot = Some(keys.clone());
+        }
+        Ok(keys)
+    }
+}
+
 /// Issues an access token for `principal`, valid `ttl_secs` from `now_ms`.
 pub fn issue(
     state: &ApiState,
@@ -54,7 +98,7 @@ pub fn issue(
     now_ms: i64,
     ttl_secs: u64,
 ) -> Result<String, ApiError> {
-    let key = state.vault.token_signing_key()?;
+    let keys = state.token_keys.get(&state.vault)?;
     let iat = now_ms / 1000;
     let claims = Claims {
         iss: ISSUER.into(),
@@ -71,12 +115,8 @@ pub fn issue(
         exp: iat.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
         jti: strongroom_crypto::random::hex_id::<12>().map_err(VaultError::from)?,
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(key.expose()),
-    )
-    .map_err(|_| ApiError::from(VaultError::Invalid("could not sign token".into())))
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
+        .map_err(|_| ApiError::from(VaultError::Invalid("could not sign token".into())))
 }
 
 /// Why a bearer token was refused. Kept for the audit log; the client sees
@@ -109,16 +149,15 @@ pub fn verify(
     state: &ApiState,
     token: &str,
 ) -> Result<Principal, Result<TokenProblem, VaultError>> {
-    let key = state.vault.token_signing_key().map_err(Err)?;
+    let keys = state.token_keys.get(&state.vault).map_err(Err)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[AUDIENCE]);
     // Expiry is checked below against the vault's clock, not the system's.
     validation.validate_exp = false;
     validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-    let data =
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key.expose()), &validation)
-            .map_err(|_| Ok(TokenProblem::Invalid))?;
+    let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &validation)
+        .map_err(|_| Ok(TokenProblem::Invalid))?;
     let claims = data.claims;
     let now = state.vault.clock().now_ms() / 1000;
     if now >= claims.exp {

@@ -70,6 +70,8 @@ pub struct ApiState {
     pub revocations: Arc<revocation::Revocations>,
     /// Bounds the batch requests processed at once, and so the memory they use.
     pub batch_permits: Arc<tokio::sync::Semaphore>,
+    /// Access-token keys of the current unseal.
+    pub token_keys: Arc<auth::TokenKeyCache>,
 }
 
 impl ApiState {
@@ -81,6 +83,7 @@ impl ApiState {
             config: Arc::new(config),
             revocations: Arc::default(),
             batch_permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            token_keys: Arc::default(),
         }
     }
 }

@@ -107,8 +107,10 @@ pub enum OperatorCommand {
     Status(#[command(flatten)] ClientArgs),
     /// Add a key version for a tenant and data class.
     Rotate {
+        /// Tenant whose key to rotate.
         #[arg(long)]
         tenant: String,
+        /// Data class: voucher_code or generic.
         #[arg(long)]
         class: String,
         #[command(flatten)]
@@ -120,6 +122,7 @@ pub enum OperatorCommand {
 pub enum PrincipalsCommand {
     /// Create a principal; its client secret is printed once.
     Create {
+        /// Unique name (letters, digits, '-', '_', '.', '@').
         #[arg(long)]
         name: String,
         /// Role (repeat for several): ingest, fulfilment, security_officer, admin, auditor.
@@ -151,8 +154,10 @@ pub enum PrincipalsCommand {
 pub enum SecretsCommand {
     /// Store a secret read from stdin (one value; a trailing newline is dropped).
     Put {
+        /// Data class: voucher_code or generic.
         #[arg(long, default_value = "voucher_code")]
         class: String,
+        /// Tenant; may be left out when your credential is bound to one.
         #[arg(long)]
         tenant: Option<String>,
         /// Metadata as a JSON object.

@@ -11,14 +11,18 @@ use crate::commands::read_line;
 fn print_status(v: &Value) {
     let sealed = v.get("sealed").and_then(Value::as_bool).unwrap_or(true);
     let get = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-    println!(
-        "vault {}: {} ({} of {} shares given, {} needed)",
-        v.get("vault_id").and_then(Value::as_str).unwrap_or("?"),
-        if sealed { "SEALED" } else { "unsealed" },
-        get("progress"),
-        get("shares"),
-        get("threshold")
-    );
+    let id = v.get("vault_id").and_then(Value::as_str).unwrap_or("?");
+    let state = if sealed { "SEALED" } else { "unsealed" };
+    if v.get("seal_method").and_then(Value::as_str) == Some("dev-key-file") {
+        println!("vault {id}: {state} (development vault: its root key is in a key file)");
+    } else {
+        println!(
+            "vault {id}: {state} ({} of {} shares given, {} needed)",
+            get("progress"),
+            get("shares"),
+            get("threshold")
+        );
+    }
 }
 
 /// Runs an operator command.

@@ -48,10 +48,15 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                 .into_iter()
                 .flatten()
             {
-                let s = |k: &str| {
-                    p.get(k)
-                        .map(|x| x.to_string().trim_matches('"').to_owned())
-                        .unwrap_or_default()
+                let s = |k: &str| match p.get(k) {
+                    Some(Value::String(v)) => v.clone(),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
                 };
                 println!(
                     "{}  {}  roles={}  tenants={}{}",
