@@ -332,3 +332,62 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&body), "request.no_route");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_code_stored_concurrently_is_stored_once() {
+    let h = Harness::dev().await;
+    let svc = h.service().await;
+    for round in 0..5 {
+        let value = random_code();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let svc = svc.clone();
+            let value = value.clone();
+            tasks.push(tokio::spawn(async move {
+                svc.post(
+                    "/v1/secrets",
+                    json!({"class": "voucher_code", "value": value}),
+                )
+                .await
+            }));
+        }
+        let mut created = Vec::new();
+        let mut duplicates = Vec::new();
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            match status {
+                StatusCode::CREATED => created.push(body["token"].as_str().unwrap().to_owned()),
+                StatusCode::CONFLICT => {
+                    assert_eq!(code(&body), "vault.duplicate");
+                    duplicates.push(body["error"]["existing_token"].as_str().unwrap().to_owned());
+                }
+                other => panic!("round {round}: unexpected {other}: {body}"),
+            }
+        }
+        assert_eq!(
+            created.len(),
+            1,
+            "round {round}: stored {} times",
+            created.len()
+        );
+        assert!(
+            duplicates.iter().all(|t| *t == created[0]),
+            "round {round}: duplicates name another token"
+        );
+        assert_eq!(svc.reveal(&created[0]).await.1["value"], value.as_str());
+    }
+    // Withdrawn envelopes of the losers are gone: the vault holds exactly one per live token.
+    let envelopes: i64 = h
+        .server
+        .stores
+        .vault
+        .database()
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+                    .unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(envelopes, 5);
+}
