@@ -498,16 +498,22 @@ impl Vault {
         &self,
         who: &Principal,
         token: &str,
-    ) -> Result<Result<SecretRecord, (VaultError, &'static str)>, VaultError> {
+    ) -> Result<Result<SecretRecord, (VaultError, &'static str, Option<String>)>, VaultError> {
         let rec = self.stores.central.get_secret(token).await?;
         Ok(match rec {
-            None => Err((VaultError::NotFound, "secret.not_found")),
-            Some(r) if !who.may_act_in(&r.tenant) => {
-                Err((VaultError::NotFound, "secret.not_found: other tenant"))
-            }
-            Some(r) if r.state == SecretState::Deleted => {
-                Err((VaultError::NotFound, "secret.not_found: deleted"))
-            }
+            None => Err((VaultError::NotFound, "secret.not_found", None)),
+            // The owning tenant is recorded, so its auditors see the probe;
+            // the caller sees the same answer as for an unknown token.
+            Some(r) if !who.may_act_in(&r.tenant) => Err((
+                VaultError::NotFound,
+                "secret.not_found: other tenant",
+                Some(r.tenant),
+            )),
+            Some(r) if r.state == SecretState::Deleted => Err((
+                VaultError::NotFound,
+                "secret.not_found: deleted",
+                Some(r.tenant),
+            )),
             Some(r) => Ok(r),
         })
     }
@@ -538,13 +544,13 @@ impl Vault {
         }
         match self.visible_record(who, token).await? {
             Ok(rec) => Ok(rec),
-            Err((e, reason)) => {
+            Err((e, reason, tenant)) => {
                 u.audit
                     .append_one(self.event(
                         ctx,
                         Some(who),
                         action,
-                        None,
+                        tenant.as_deref(),
                         Some(token),
                         Outcome::Denied,
                         Some(reason.into()),

@@ -12,6 +12,9 @@ use crate::{
     StoreResult,
 };
 
+// The fingerprint is an HMAC under the tenant's own key over class and value,
+// so it is unique across tenants and classes by itself, and the index needs no
+// tenant or class columns (half the size, half the pages to write).
 // `fp_dup` is 0 for a fingerprint that must be unique in (tenant, class), and
 // a random number for a duplicate the caller explicitly allowed, so a single
 // unique index both enforces uniqueness and serves fingerprint look-ups.
@@ -32,7 +35,7 @@ const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          created_by TEXT NOT NULL,
          state TEXT NOT NULL
      );
-     CREATE UNIQUE INDEX secrets_fingerprint ON secrets (tenant, class, fingerprint, fp_dup);
+     CREATE UNIQUE INDEX secrets_fingerprint ON secrets (fingerprint, fp_dup);
      CREATE TABLE principals (
          id TEXT PRIMARY KEY,
          client_id TEXT NOT NULL UNIQUE,

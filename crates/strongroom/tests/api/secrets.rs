@@ -219,6 +219,20 @@ async fn another_tenants_token_looks_unknown() {
     let (s3, _) = other.get(&format!("/v1/secrets/{token}")).await;
     assert_eq!(s3, StatusCode::NOT_FOUND);
 
+    // The probe is recorded under the owning tenant, for its auditors.
+    let records =
+        strongroom_store::AuditStore::read_from(h.server.stores.audit.as_ref(), 1, 100_000)
+            .await
+            .unwrap();
+    assert!(records.iter().any(|r| {
+        let e: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        e["action"] == "secret.reveal"
+            && e["outcome"] == "denied"
+            && e["target"] == token.as_str()
+            && e["tenant"] == "dev"
+            && e["reason"] == "secret.not_found: other tenant"
+    }));
+
     // Its own secrets live in its own tenant; naming another tenant is refused.
     let (status, body) = other
         .post(
