@@ -48,14 +48,19 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn dev() -> Self {
-        let dir = TempDir::new().unwrap();
-        let clock = ManualClock::new(now_ms());
+    /// Starts a server on `data` (dev mode creates and unseals it).
+    async fn launch(
+        dir: TempDir,
+        data: PathBuf,
+        dev: bool,
+        clock: ManualClock,
+        creds: Option<DevCredentials>,
+    ) -> Self {
         let server = start(StartOptions {
-            data_dir: dir.path().join("data"),
+            data_dir: data,
             listen: "127.0.0.1:0".into(),
             tls: TlsSource::DevSelfSigned,
-            dev: true,
+            dev,
             vault_config: VaultConfig::default(),
             api_config: ApiConfig::default(),
             clock: Arc::new(clock.clone()),
@@ -64,7 +69,7 @@ impl Harness {
         .unwrap();
         let http = https_client(server.ca_cert_path.as_ref().unwrap());
         let url = server.url.clone();
-        let creds = server.dev_credentials.clone().unwrap();
+        let creds = creds.or_else(|| server.dev_credentials.clone()).unwrap();
         Self {
             server,
             dir,
@@ -73,6 +78,12 @@ impl Harness {
             clock,
             creds,
         }
+    }
+
+    pub async fn dev() -> Self {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        Self::launch(dir, data, true, ManualClock::new(now_ms()), None).await
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -318,28 +329,8 @@ impl Harness {
                 },
             )
         };
-        let server = start(StartOptions {
-            data_dir: data,
-            listen: "127.0.0.1:0".into(),
-            tls: TlsSource::DevSelfSigned,
-            dev: false,
-            vault_config: VaultConfig::default(),
-            api_config: ApiConfig::default(),
-            clock: Arc::new(clock.clone()),
-        })
-        .await
-        .unwrap();
-        let http = https_client(server.ca_cert_path.as_ref().unwrap());
-        let url = server.url.clone();
         (
-            Self {
-                server,
-                dir,
-                http,
-                url,
-                clock,
-                creds,
-            },
+            Self::launch(dir, data, false, clock, Some(creds)).await,
             printed,
         )
     }
