@@ -81,8 +81,17 @@ pub struct RequestContext {
     pub client_addr: Option<String>,
 }
 
+/// Shares given in an unseal attempt are forgotten after this long, so that
+/// partial progress (up to threshold − 1 real shares) does not sit in memory
+/// indefinitely and a stalled attempt does not block the next one.
+pub const UNSEAL_PROGRESS_TTL_MS: i64 = 10 * 60 * 1000;
+
 enum State {
-    Sealed { progress: Vec<Share> },
+    Sealed {
+        progress: Vec<Share>,
+        /// When the first share of this attempt arrived (Unix ms).
+        started_ms: i64,
+    },
     Unsealed(Arc<Unsealed>),
 }
 
@@ -111,6 +120,7 @@ impl Vault {
             config,
             state: RwLock::new(State::Sealed {
                 progress: Vec::new(),
+                started_ms: 0,
             }),
             unsealing: Mutex::new(()),
         }
@@ -143,7 +153,13 @@ impl Vault {
         let identity = VaultIdentity::load(&self.stores.vault).await?;
         let (sealed, progress) = match &*self.state.read().map_err(|_| VaultError::Sealed)? {
             State::Unsealed(_) => (false, 0),
-            State::Sealed { progress } => (true, progress.len() as u8),
+            State::Sealed {
+                progress,
+                started_ms,
+            } => {
+                let expired = self.clock.now_ms() - *started_ms > UNSEAL_PROGRESS_TTL_MS;
+                (true, if expired { 0 } else { progress.len() as u8 })
+            }
         };
         Ok(match identity {
             None => SealStatus {
@@ -185,9 +201,21 @@ impl Vault {
         let share = identity.parse_share(text)?;
         let ready = {
             let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
-            let State::Sealed { progress } = &mut *state else {
+            let State::Sealed {
+                progress,
+                started_ms,
+            } = &mut *state
+            else {
                 return Err(VaultError::Sealed);
             };
+            let now = self.clock.now_ms();
+            if !progress.is_empty() && now - *started_ms > UNSEAL_PROGRESS_TTL_MS {
+                tracing::warn!("unseal progress expired; starting a new attempt");
+                progress.clear();
+            }
+            if progress.is_empty() {
+                *started_ms = now;
+            }
             if progress.iter().any(|s| s.index() == share.index()) {
                 return Err(VaultError::InvalidShare(format!(
                     "share {} was already given in this unseal attempt",
@@ -253,6 +281,7 @@ impl Vault {
         if let Ok(mut state) = self.state.write() {
             *state = State::Sealed {
                 progress: Vec::new(),
+                started_ms: 0,
             };
         }
         tracing::info!("vault sealed");
@@ -306,7 +335,7 @@ impl Vault {
     /// Forgets the shares given so far in an unseal attempt.
     pub fn reset_unseal(&self) {
         if let Ok(mut state) = self.state.write()
-            && let State::Sealed { progress } = &mut *state
+            && let State::Sealed { progress, .. } = &mut *state
         {
             progress.clear();
         }

@@ -162,3 +162,32 @@ async fn sealed_vault_refuses_work_until_unsealed_with_shares() {
     let svc = h.service().await;
     assert_eq!(svc.reveal(&token).await.1["value"], value.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_unseal_progress_expires() {
+    let (h, shares) = Harness::shamir(2, 3).await;
+    let anon = h.anonymous();
+    let (_, body) = anon
+        .post("/v1/sys/unseal", json!({"share": shares[0]}))
+        .await;
+    assert_eq!(body["progress"], 1);
+    h.clock.advance_secs(9 * 60);
+    assert_eq!(anon.get("/v1/sys/seal-status").await.1["progress"], 1);
+    h.clock.advance_secs(2 * 60);
+    assert_eq!(
+        anon.get("/v1/sys/seal-status").await.1["progress"],
+        0,
+        "the share must be forgotten"
+    );
+    // The old share no longer counts: one more share is not enough...
+    let (_, body) = anon
+        .post("/v1/sys/unseal", json!({"share": shares[1]}))
+        .await;
+    assert_eq!(body["sealed"], true);
+    assert_eq!(body["progress"], 1);
+    // ...and a second one completes a fresh attempt.
+    let (_, body) = anon
+        .post("/v1/sys/unseal", json!({"share": shares[2]}))
+        .await;
+    assert_eq!(body["sealed"], false, "{body}");
+}
