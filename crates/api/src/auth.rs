@@ -44,6 +44,8 @@ pub struct Claims {
     pub tenants: Vec<String>,
     /// Issued at, Unix seconds.
     pub iat: i64,
+    /// Issued at, Unix milliseconds (compared with the unseal time).
+    pub iat_ms: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
     /// Token id.
@@ -63,6 +65,13 @@ pub struct TokenKeys {
 pub struct TokenKeyCache(RwLock<Option<Arc<TokenKeys>>>);
 
 impl TokenKeyCache {
+    /// Forgets the keys (on seal).
+    pub fn clear(&self) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = None;
+        }
+    }
+
     fn get(&self, vault: &strongroom_vault::Vault) -> Result<Arc<TokenKeys>, VaultError> {
         let source = match vault.token_signing_key() {
             Ok(k) => k,
@@ -84,7 +93,11 @@ impl TokenKeyCache {
             decoding: DecodingKey::from_secret(source.expose()),
             source,
         });
-        if let Ok(mut slot) = self.0.write() {
+        // Cache only if the vault was not sealed (or re-keyed) meanwhile.
+        let still_current = vault
+            .token_signing_key()
+            .is_ok_and(|k| Arc::ptr_eq(&k, &keys.source));
+        if still_current && let Ok(mut slot) = self.0.write() {
             *slot = Some(keys.clone());
         }
         Ok(keys)
@@ -112,6 +125,7 @@ pub fn issue(
             .collect(),
         tenants: principal.tenants.clone(),
         iat,
+        iat_ms: now_ms,
         exp: iat.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
         jti: strongroom_crypto::random::hex_id::<12>().map_err(VaultError::from)?,
     };
@@ -167,7 +181,7 @@ pub fn verify(
         return Err(Ok(TokenProblem::Invalid));
     }
     // Issued before the last unseal: sealing retires every token.
-    if claims.iat < state.vault.tokens_valid_from_secs().map_err(Err)? {
+    if claims.iat_ms < state.vault.tokens_valid_from_ms().map_err(Err)? {
         return Err(Ok(TokenProblem::Expired));
     }
     if state.revocations.is_revoked(&claims.sub) {
@@ -185,6 +199,18 @@ pub fn verify(
     })
 }
 
+/// The token of an `Authorization: Bearer` header, if any.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
 /// An authenticated caller. Refused tokens are audited and answered with a
 /// uniform 401.
 pub struct Authenticated(pub Principal);
@@ -196,15 +222,7 @@ impl FromRequestParts<ApiState> for Authenticated {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+        let bearer = bearer_token(&parts.headers);
         let outcome = match bearer {
             None => Err(Ok(TokenProblem::Missing)),
             Some(token) => verify(state, token),

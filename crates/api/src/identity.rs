@@ -128,6 +128,13 @@ pub async fn new_principal(
         .collect::<Result<_, _>>()?;
     parsed_roles.sort_by_key(|r| r.as_str());
     parsed_roles.dedup();
+    if parsed_roles.contains(&Role::Admin) && parsed_roles.iter().any(|r| r.needs_approval()) {
+        // One principal creating principals and approving them would be a
+        // single person on both sides of dual control.
+        return Err(VaultError::Invalid(
+            "admin cannot be combined with fulfilment or security_officer: those roles need approval by a person other than the one who manages principals".into(),
+        ));
+    }
     if tenants.is_empty() {
         return Err(VaultError::Invalid(
             "give at least one tenant (or '*' for all)".into(),

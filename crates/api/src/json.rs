@@ -8,6 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
+use strongroom_vault::{Principal, RequestContext};
+
+use crate::ApiState;
 use crate::error::ApiError;
 
 /// A JSON body parsed with safe error messages.
@@ -41,19 +44,61 @@ fn safe_message(e: &serde_json::Error) -> String {
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned + Send> FromRequest<ApiState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let ctx = req
+            .extensions()
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_default();
+        let path = req.uri().path().to_owned();
+        let bearer = crate::auth::bearer_token(req.headers()).map(str::to_owned);
+        let parsed = match Bytes::from_request(req, state).await {
+            Ok(bytes) => parse(&bytes),
+            Err(e) => Err(ApiError::new(
                 e.status(),
                 "request.too_large",
                 "request body is too large or unreadable",
-            )
-        })?;
-        parse(&bytes).map(ApiJson)
+            )),
+        };
+        match parsed {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(e) => {
+                let who = bearer.and_then(|t| crate::auth::verify(state, &t).ok());
+                record_rejection(state, &ctx, who.as_ref(), &path, e.code).await?;
+                Err(e)
+            }
+        }
     }
+}
+
+/// Audits a request refused for its body (as its caller, when the access
+/// token checks out). While sealed there is no audit key; such refusals go to
+/// the operational log, like unseal attempts.
+pub async fn record_rejection(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: Option<&Principal>,
+    path: &str,
+    code: &str,
+) -> Result<(), ApiError> {
+    if !state.vault.is_unsealed() {
+        tracing::info!(request_id = %ctx.request_id, path, code, "request refused while sealed");
+        return Ok(());
+    }
+    let event = state.vault.event(
+        ctx,
+        who,
+        "request.rejected",
+        None,
+        Some(path),
+        strongroom_audit::Outcome::Denied,
+        Some(code.to_owned()),
+    );
+    state.vault.record(event).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,8 +45,10 @@ impl Revocations {
             .filter(|p| p.disabled)
             .map(|p| p.id)
             .collect();
+        // Merge rather than replace: a snapshot read just before a local
+        // disable committed must not un-revoke it. Disabling is permanent.
         if let Ok(mut set) = self.disabled.write() {
-            *set = disabled;
+            set.extend(disabled);
         }
         Ok(())
     }

@@ -151,14 +151,19 @@ impl Vault {
     /// Seal state and unseal progress.
     pub async fn seal_status(&self) -> Result<SealStatus, VaultError> {
         let identity = VaultIdentity::load(&self.stores.vault).await?;
-        let (sealed, progress) = match &*self.state.read().map_err(|_| VaultError::Sealed)? {
+        let (sealed, progress) = match &mut *self.state.write().map_err(|_| VaultError::Sealed)? {
             State::Unsealed(_) => (false, 0),
             State::Sealed {
                 progress,
                 started_ms,
             } => {
-                let expired = self.clock.now_ms() - *started_ms > UNSEAL_PROGRESS_TTL_MS;
-                (true, if expired { 0 } else { progress.len() as u8 })
+                if !progress.is_empty()
+                    && self.clock.now_ms() - *started_ms > UNSEAL_PROGRESS_TTL_MS
+                {
+                    // Forget expired shares now, not at the next attempt.
+                    progress.clear();
+                }
+                (true, progress.len() as u8)
             }
         };
         Ok(match identity {
@@ -326,10 +331,10 @@ impl Vault {
         self.unsealed().is_ok()
     }
 
-    /// Access tokens issued before this time (Unix seconds) are refused:
-    /// the moment of the last unseal.
-    pub fn tokens_valid_from_secs(&self) -> Result<i64, VaultError> {
-        Ok(self.unsealed()?.unsealed_at_ms / 1000)
+    /// Access tokens issued before this time (Unix ms) are refused: the
+    /// moment of the last unseal.
+    pub fn tokens_valid_from_ms(&self) -> Result<i64, VaultError> {
+        Ok(self.unsealed()?.unsealed_at_ms)
     }
 
     /// Forgets the shares given so far in an unseal attempt.

@@ -206,6 +206,12 @@ impl Vault {
                     Ok(v) => v,
                     Err(err) => {
                         let err: VaultError = err.into();
+                        // Nothing of this request was stored: items sealed so
+                        // far are recorded as failed, not allowed.
+                        for e in events.iter_mut().filter(|e| e.outcome == Outcome::Allowed) {
+                            e.outcome = Outcome::Failed;
+                            e.reason = Some(format!("{}: request failed before storing", err.code()));
+                        }
                         events.push(self.event(ctx, Some(who), "secret.tokenize", None, None, Outcome::Failed, Some(err.code().into())));
                         if let Err(audit_err) = u.audit.append(&events).await {
                             tracing::error!(error = %audit_err, "could not record a failed tokenize");
@@ -402,7 +408,27 @@ impl Vault {
         };
         let (put, audited) = tokio::join!(put, u.audit.append(&events));
         audited?;
-        put?;
+        if let Err(e) = put {
+            // The audit log says these were allowed; record that they failed.
+            let failed: Vec<AuditEvent> = records
+                .iter()
+                .map(|r| {
+                    self.event(
+                        ctx,
+                        Some(who),
+                        "secret.tokenize",
+                        Some(&r.tenant),
+                        Some(&r.token),
+                        Outcome::Failed,
+                        Some("store.unavailable: envelope not stored".into()),
+                    )
+                })
+                .collect();
+            if let Err(audit_err) = u.audit.append(&failed).await {
+                tracing::error!(error = %audit_err, "could not record a failed tokenize");
+            }
+            return Err(e.into());
+        }
 
         // Step 2: make the tokens live.
         let outcomes = if records.is_empty() {

@@ -133,7 +133,14 @@ pub async fn batch(
                 "batch body is too large or unreadable",
             )
         })?;
-    let body: BatchRequest = crate::json::parse(&bytes)?;
+    let body: BatchRequest = match crate::json::parse(&bytes) {
+        Ok(body) => body,
+        Err(e) => {
+            let path = "/v1/secrets/batch";
+            crate::json::record_rejection(&state, &ctx, Some(&who), path, e.code).await?;
+            return Err(e);
+        }
+    };
     drop(bytes);
     let max = state.config.max_batch_items;
     if body.items.is_empty() || body.items.len() > max {

@@ -68,5 +68,6 @@ pub async fn seal(
     Authenticated(who): Authenticated,
 ) -> Result<StatusCode, ApiError> {
     state.vault.seal(&who, &ctx).await?;
+    state.token_keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -259,10 +259,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 aborted = true;
                 break;
             }
-            if job.run(&conn) {
-                let _ = run_statement(&conn, "ROLLBACK TO job");
+            let undone = !job.run(&conn) || run_statement(&conn, "ROLLBACK TO job").is_ok();
+            if !undone || run_statement(&conn, "RELEASE job").is_err() {
+                // A failed job that could not be undone must not be committed
+                // with the rest.
+                aborted = true;
+                break;
             }
-            let _ = run_statement(&conn, "RELEASE job");
         }
         if aborted || conn.is_autocommit() {
             if !conn.is_autocommit() {

@@ -72,6 +72,24 @@ async fn every_attempt_is_recorded_without_values() {
     svc.reveal("sr_vc_unknown").await;
     svc.with_token("forged").get("/v1/auth/whoami").await;
 
+    // A malformed body is refused, and the refusal recorded against its caller.
+    let (status, _) = svc
+        .post(
+            &format!("/v1/secrets/{token}/reveal"),
+            json!({"purpose": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let service_id = h
+        .server
+        .vault
+        .stores()
+        .central
+        .principal_by_client_id(&h.creds.service.client_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let all = rows(&h).await;
     let events: Vec<Value> = all
         .iter()
@@ -99,6 +117,9 @@ async fn every_attempt_is_recorded_without_values() {
             .iter()
             .any(|e| e["action"] == "auth.token" && e["outcome"] == "allowed")
     );
+    assert!(events.iter().any(|e| e["action"] == "request.rejected"
+        && e["actor"] == service_id.as_str()
+        && e["reason"] == "request.invalid"));
     let reveal = events
         .iter()
         .find(|e| e["action"] == "secret.reveal" && e["outcome"] == "allowed")

@@ -240,6 +240,26 @@ async fn an_admin_alone_cannot_create_a_principal_that_reveals() {
         .with_token(body["access_token"].as_str().unwrap());
     assert_eq!(backdoor.reveal(&token).await.0, StatusCode::OK);
 
+    // One principal may not both manage principals and approve them.
+    for roles in [
+        json!(["admin", "security_officer"]),
+        json!(["admin", "fulfilment"]),
+    ] {
+        let (status, body) = admin
+            .post(
+                "/v1/principals",
+                json!({"name": "both", "roles": roles, "tenants": ["dev"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be combined")
+        );
+    }
+
     // Roles without reveal or key powers need no approval.
     let (_, plain) = admin
         .post(
