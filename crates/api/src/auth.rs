@@ -58,6 +58,7 @@ pub struct TokenKeys {
     source: Arc<KeyBytes>,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    validation: Validation,
 }
 
 /// Cache of [`TokenKeys`], dropped as soon as the vault is found sealed.
@@ -91,6 +92,7 @@ impl TokenKeyCache {
         let keys = Arc::new(TokenKeys {
             encoding: EncodingKey::from_secret(source.expose()),
             decoding: DecodingKey::from_secret(source.expose()),
+            validation: validation(),
             source,
         });
         // Cache only if the vault was not sealed (or re-keyed) meanwhile.
@@ -102,6 +104,18 @@ impl TokenKeyCache {
         }
         Ok(keys)
     }
+}
+
+/// What every access token must satisfy: HS256 only (so `alg: none` and
+/// algorithm confusion fail), our issuer and audience, the standard claims.
+fn validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    // Expiry is checked in `verify` against the vault's clock, not the system's.
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+    validation
 }
 
 /// Issues an access token for `principal`, valid `ttl_secs` from `now_ms`.
@@ -164,13 +178,7 @@ pub fn verify(
     token: &str,
 ) -> Result<Principal, Result<TokenProblem, VaultError>> {
     let keys = state.token_keys.get(&state.vault).map_err(Err)?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[ISSUER]);
-    validation.set_audience(&[AUDIENCE]);
-    // Expiry is checked below against the vault's clock, not the system's.
-    validation.validate_exp = false;
-    validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-    let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &validation)
+    let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
         .map_err(|_| Ok(TokenProblem::Invalid))?;
     let claims = data.claims;
     let now = state.vault.clock().now_ms() / 1000;

@@ -101,9 +101,4 @@ impl AuditLog {
         let seqs = self.append(std::slice::from_ref(&event)).await?;
         seqs.first().copied().ok_or(AuditError::Encode)
     }
-
-    /// The store, for readers (verify, search).
-    pub fn store(&self) -> &Arc<dyn AuditStore> {
-        &self.store
-    }
 }

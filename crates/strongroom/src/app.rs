@@ -214,7 +214,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let state = ApiState::new(vault.clone(), opts.api_config.clone());
     let revocations = state.revocations.clone();
     revocations.refresh(vault.stores().central.as_ref()).await?;
-    let _refresher = {
+    let refresher = {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
         tokio::spawn(async move {
             let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
@@ -230,12 +230,15 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let handle = Handle::new();
     let serve_handle = handle.clone();
     let task = tokio::spawn(async move {
-        match tls {
+        let served = match tls {
             Some(tls) => {
                 strongroom_api::server::serve_tls(listener, router, tls, serve_handle).await
             }
             None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
-        }
+        };
+        // The refresher lives exactly as long as the server.
+        refresher.abort();
+        served
     });
     Ok(RunningServer {
         addr,

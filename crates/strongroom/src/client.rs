@@ -175,7 +175,8 @@ impl Client {
     }
 }
 
-fn tls_client_config(ca: Option<&PathBuf>) -> Result<rustls::ClientConfig> {
+/// A rustls client configuration trusting one CA certificate (aws-lc-rs, TLS 1.2+).
+pub fn tls_client_config(ca: Option<&PathBuf>) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let Some(ca) = ca else {
         bail!(

@@ -136,11 +136,6 @@ impl Vault {
         &self.clock
     }
 
-    /// The vault's limits.
-    pub fn config(&self) -> &VaultConfig {
-        &self.config
-    }
-
     fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
         match &*self.state.read().map_err(|_| VaultError::Sealed)? {
             State::Unsealed(u) => Ok(u.clone()),

@@ -410,23 +410,14 @@ impl Vault {
         audited?;
         if let Err(e) = put {
             // The audit log says these were allowed; record that they failed.
-            let failed: Vec<AuditEvent> = records
-                .iter()
-                .map(|r| {
-                    self.event(
-                        ctx,
-                        Some(who),
-                        "secret.tokenize",
-                        Some(&r.tenant),
-                        Some(&r.token),
-                        Outcome::Failed,
-                        Some("store.unavailable: envelope not stored".into()),
-                    )
-                })
-                .collect();
-            if let Err(audit_err) = u.audit.append(&failed).await {
-                tracing::error!(error = %audit_err, "could not record a failed tokenize");
-            }
+            self.record_failed_tokens(
+                &u,
+                ctx,
+                who,
+                &records,
+                "store.unavailable: envelope not stored",
+            )
+            .await;
             return Err(e.into());
         }
 
@@ -437,23 +428,14 @@ impl Vault {
             match self.stores.central.insert_secrets(records.clone()).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
-                    let failed: Vec<AuditEvent> = records
-                        .iter()
-                        .map(|r| {
-                            self.event(
-                                ctx,
-                                Some(who),
-                                "secret.tokenize",
-                                Some(&r.tenant),
-                                Some(&r.token),
-                                Outcome::Failed,
-                                Some("store.unavailable: token never went live".into()),
-                            )
-                        })
-                        .collect();
-                    if let Err(audit_err) = u.audit.append(&failed).await {
-                        tracing::error!(error = %audit_err, "could not record a failed tokenize");
-                    }
+                    self.record_failed_tokens(
+                        &u,
+                        ctx,
+                        who,
+                        &records,
+                        "store.unavailable: token never went live",
+                    )
+                    .await;
                     return Err(e.into());
                 }
             }
@@ -515,6 +497,35 @@ impl Vault {
             .into_iter()
             .map(|r| r.unwrap_or(Err(VaultError::Invalid("item was not processed".into()))))
             .collect())
+    }
+
+    /// Records, best effort, that tokens already audited as allowed never went
+    /// live. The request fails either way, so a failure here is only logged.
+    async fn record_failed_tokens(
+        &self,
+        u: &Unsealed,
+        ctx: &RequestContext,
+        who: &Principal,
+        records: &[SecretRecord],
+        reason: &str,
+    ) {
+        let failed: Vec<AuditEvent> = records
+            .iter()
+            .map(|r| {
+                self.event(
+                    ctx,
+                    Some(who),
+                    "secret.tokenize",
+                    Some(&r.tenant),
+                    Some(&r.token),
+                    Outcome::Failed,
+                    Some(reason.to_owned()),
+                )
+            })
+            .collect();
+        if let Err(audit_err) = u.audit.append(&failed).await {
+            tracing::error!(error = %audit_err, "could not record a failed tokenize");
+        }
     }
 
     /// Loads the record for `token` if `who` may see it; any other case is

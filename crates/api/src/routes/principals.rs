@@ -46,13 +46,13 @@ async fn record(
     ctx: &RequestContext,
     who: &Principal,
     action: &str,
-    target: &str,
+    target: Option<&str>,
     outcome: Outcome,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let event = state
         .vault
-        .event(ctx, Some(who), action, None, Some(target), outcome, reason);
+        .event(ctx, Some(who), action, None, target, outcome, reason);
     state.vault.record(event).await?;
     Ok(())
 }
@@ -73,6 +73,22 @@ fn not_pending() -> ApiError {
     )
 }
 
+/// The principal with `id`, if it exists and `who` is bound to all its tenants.
+async fn visible_principal(
+    state: &ApiState,
+    who: &Principal,
+    id: &str,
+) -> Result<Option<PrincipalRecord>, ApiError> {
+    let found = state
+        .vault
+        .stores()
+        .central
+        .principal_by_id(id)
+        .await
+        .map_err(VaultError::from)?;
+    Ok(found.filter(|p| p.tenants.iter().all(|t| who.may_act_in(t))))
+}
+
 async fn require_admin(
     state: &ApiState,
     who: &Principal,
@@ -81,16 +97,16 @@ async fn require_admin(
     target: Option<&str>,
 ) -> Result<(), ApiError> {
     if let Err(e) = who.require(Permission::ManagePrincipals) {
-        let event = state.vault.event(
+        record(
+            state,
             ctx,
-            Some(who),
+            who,
             action,
-            None,
             target,
             Outcome::Denied,
             Some(e.code().into()),
-        );
-        state.vault.record(event).await?;
+        )
+        .await?;
         return Err(e.into());
     }
     Ok(())
@@ -119,7 +135,7 @@ pub async fn create(
             &ctx,
             &who,
             ACTION,
-            &body.name,
+            Some(&body.name),
             Outcome::Denied,
             Some("auth.forbidden: tenant".into()),
         )
@@ -137,7 +153,7 @@ pub async fn create(
         &ctx,
         &who,
         ACTION,
-        &created.record.id,
+        Some(&created.record.id),
         Outcome::Allowed,
         Some(format!(
             "name={} roles={}",
@@ -146,20 +162,38 @@ pub async fn create(
         )),
     )
     .await?;
-    state
+    let inserted = state
         .vault
         .stores()
         .central
         .insert_principal(created.record.clone())
-        .await
-        .map_err(|e| match e {
-            strongroom_store::StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
+        .await;
+    if let Err(e) = inserted {
+        // The allowed record above is followed by one saying it did not happen.
+        let (error, reason) = match e {
+            strongroom_store::StoreError::Conflict(_) => (
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "principal.exists",
+                    "a principal with that name already exists",
+                ),
                 "principal.exists",
-                "a principal with that name already exists",
             ),
-            other => VaultError::from(other).into(),
-        })?;
+            other => (ApiError::from(VaultError::from(other)), "store.unavailable"),
+        };
+        let id = created.record.id.as_str();
+        record(
+            &state,
+            &ctx,
+            &who,
+            ACTION,
+            Some(id),
+            Outcome::Failed,
+            Some(reason.into()),
+        )
+        .await?;
+        return Err(error);
+    }
     let mut out = view(&created.record);
     if let Some(obj) = out.as_object_mut() {
         obj.insert(
@@ -184,23 +218,19 @@ pub async fn list(
         .list_principals()
         .await
         .map_err(VaultError::from)?;
-    let event = state.vault.event(
+    record(
+        &state,
         &ctx,
-        Some(&who),
+        &who,
         "principal.list",
-        None,
         None,
         Outcome::Allowed,
         None,
-    );
-    state.vault.record(event).await?;
+    )
+    .await?;
     let visible: Vec<Value> = all
         .iter()
-        .filter(|p| {
-            p.tenants
-                .iter()
-                .all(|t| who.may_act_in(t) || who.tenants.iter().any(|w| w == ALL_TENANTS))
-        })
+        .filter(|p| p.tenants.iter().all(|t| who.may_act_in(t)))
         .map(view)
         .collect();
     Ok(Json(json!({ "principals": visible })))
@@ -216,28 +246,30 @@ pub async fn disable(
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.disable";
     require_admin(&state, &who, &ctx, ACTION, Some(&id)).await?;
-    let central = &state.vault.stores().central;
-    let target = central
-        .principal_by_id(&id)
-        .await
-        .map_err(VaultError::from)?;
-    let visible = target
-        .as_ref()
-        .is_some_and(|p| p.tenants.iter().all(|t| who.may_act_in(t)));
-    if !visible {
+    if visible_principal(&state, &who, &id).await?.is_none() {
         record(
             &state,
             &ctx,
             &who,
             ACTION,
-            &id,
+            Some(&id),
             Outcome::Denied,
             Some("principal.not_found".into()),
         )
         .await?;
         return Err(principal_not_found());
     }
-    record(&state, &ctx, &who, ACTION, &id, Outcome::Allowed, None).await?;
+    record(
+        &state,
+        &ctx,
+        &who,
+        ACTION,
+        Some(&id),
+        Outcome::Allowed,
+        None,
+    )
+    .await?;
+    let central = &state.vault.stores().central;
     central
         .disable_principal(&id)
         .await
@@ -257,31 +289,26 @@ pub async fn approve(
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.approve";
     let deny = |reason: &str| {
-        state.vault.event(
+        record(
+            &state,
             &ctx,
-            Some(&who),
+            &who,
             ACTION,
-            None,
             Some(&id),
             Outcome::Denied,
             Some(reason.to_owned()),
         )
     };
     if let Err(e) = who.require(Permission::ApprovePrincipals) {
-        state.vault.record(deny(e.code())).await?;
+        deny(e.code()).await?;
         return Err(e.into());
     }
-    let central = &state.vault.stores().central;
-    let target = central
-        .principal_by_id(&id)
-        .await
-        .map_err(VaultError::from)?;
-    let Some(target) = target.filter(|p| p.tenants.iter().all(|t| who.may_act_in(t))) else {
-        state.vault.record(deny("principal.not_found")).await?;
+    let Some(target) = visible_principal(&state, &who, &id).await? else {
+        deny("principal.not_found").await?;
         return Err(principal_not_found());
     };
     if target.created_by == who.id {
-        state.vault.record(deny("principal.self_approval")).await?;
+        deny("principal.self_approval").await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "principal.self_approval",
@@ -289,7 +316,7 @@ pub async fn approve(
         ));
     }
     if !target.pending_approval || target.disabled {
-        state.vault.record(deny("principal.not_pending")).await?;
+        deny("principal.not_pending").await?;
         return Err(not_pending());
     }
     record(
@@ -297,11 +324,12 @@ pub async fn approve(
         &ctx,
         &who,
         ACTION,
-        &id,
+        Some(&id),
         Outcome::Allowed,
         Some(format!("roles={}", target.roles.join(","))),
     )
     .await?;
+    let central = &state.vault.stores().central;
     if !central
         .approve_principal(&id)
         .await

@@ -49,8 +49,12 @@ const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          pending_approval INTEGER NOT NULL
      )"];
 
-const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, fp_dup, metadata, \
-     created_at, window_closes_at, created_by, state";
+// Column lists as macros, so every statement is a literal built at compile time.
+macro_rules! secret_columns {
+    () => {
+        "token, tenant, class, key_version, fingerprint, fp_dup, metadata, created_at, window_closes_at, created_by, state"
+    };
+}
 
 /// A [`CentralStore`] in one SQLite file.
 #[derive(Debug)]
@@ -141,7 +145,11 @@ fn principal_from_row(r: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
     })
 }
 
-const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval";
+macro_rules! principal_columns {
+    () => {
+        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval"
+    };
+}
 
 #[async_trait]
 impl CentralStore for SqliteCentralStore {
@@ -163,12 +171,13 @@ impl CentralStore for SqliteCentralStore {
     async fn insert_secrets(&self, records: Vec<SecretRecord>) -> StoreResult<Vec<InsertOutcome>> {
         self.db
             .write(move |conn| {
-                let sql = format!(
-                    "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN 0 ELSE abs(random()) END, ?7, ?8, ?9, ?10, ?11)"
+                let sql = concat!(
+                    "INSERT INTO secrets (",
+                    secret_columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN 0 ELSE abs(random()) END, ?7, ?8, ?9, ?10, ?11)"
                 );
                 let mut stmt = conn
-                    .prepare_cached(&sql)
+                    .prepare_cached(sql)
                     .map_err(StoreError::backend("prepare secret insert"))?;
                 let mut outcomes = Vec::with_capacity(records.len());
                 for rec in &records {
@@ -210,8 +219,10 @@ impl CentralStore for SqliteCentralStore {
 
     async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {
         let row = self.db.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SECRET_COLUMNS} FROM secrets WHERE token = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                secret_columns!(),
+                " FROM secrets WHERE token = ?1"
             ))
             .and_then(|mut s| s.query_row([token], secret_from_row).optional())
             .map_err(StoreError::backend("read secret"))
@@ -258,7 +269,11 @@ impl CentralStore for SqliteCentralStore {
         self.db
             .write(move |conn| {
                 conn.execute(
-                    &format!("INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                    concat!(
+                        "INSERT INTO principals (",
+                        principal_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    ),
                     params![
                         p.id,
                         p.client_id,
@@ -289,8 +304,10 @@ impl CentralStore for SqliteCentralStore {
         client_id: &str,
     ) -> StoreResult<Option<PrincipalRecord>> {
         self.db.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE client_id = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                principal_columns!(),
+                " FROM principals WHERE client_id = ?1"
             ))
             .and_then(|mut s| s.query_row([client_id], principal_from_row).optional())
             .map_err(StoreError::backend("read principal"))
@@ -299,8 +316,10 @@ impl CentralStore for SqliteCentralStore {
 
     async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
         self.db.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                principal_columns!(),
+                " FROM principals WHERE id = ?1"
             ))
             .and_then(|mut s| s.query_row([id], principal_from_row).optional())
             .map_err(StoreError::backend("read principal"))
@@ -310,8 +329,10 @@ impl CentralStore for SqliteCentralStore {
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
         self.db.read(|conn| {
             let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at, name"
+                .prepare(concat!(
+                    "SELECT ",
+                    principal_columns!(),
+                    " FROM principals ORDER BY created_at, name"
                 ))
                 .map_err(StoreError::backend("list principals"))?;
             let rows = stmt

@@ -20,17 +20,7 @@ pub fn now_ms() -> i64 {
 
 /// An HTTPS client trusting one CA certificate.
 pub fn https_client(ca: &Path) -> reqwest::Client {
-    let pem = std::fs::read(ca).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = strongroom::client::tls_client_config(Some(&ca.to_path_buf())).unwrap();
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .build()

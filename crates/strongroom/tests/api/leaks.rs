@@ -362,6 +362,24 @@ async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
         .chain(&cli_codes)
         .map(|c| c.clone().into_bytes())
         .collect();
+    // The scanner itself must find what it looks for: plant one code and the
+    // root key's hex in a file outside the data directory.
+    let planted = tmp.path().join("planted.bin");
+    std::fs::write(
+        &planted,
+        format!("xx{}yy{}", codes[17], HEXLOWER.encode(key)),
+    )
+    .unwrap();
+    assert_eq!(
+        find_codes(std::slice::from_ref(&planted), &set, 29).len(),
+        1,
+        "the code scanner is blind"
+    );
+    assert_eq!(
+        find_patterns(&[planted], &patterns).len(),
+        1,
+        "the key scanner is blind"
+    );
     let mut wal_seen = Vec::new();
     files_under(&data, &mut wal_seen);
     assert!(
