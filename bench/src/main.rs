@@ -45,6 +45,11 @@ struct Args {
     /// Write results as JSON here.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
+    /// Benchmark on PostgreSQL: an admin URL (e.g.
+    /// `postgres://postgres@127.0.0.1:5432/test`). A fresh database is created
+    /// on that server, set up with `strongroom db setup`, and dropped after.
+    #[arg(long)]
+    postgres_admin: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -59,7 +64,11 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let server = server::Server::start(&args.strongroom).await?;
+    let database = match &args.postgres_admin {
+        Some(admin) => Some(server::Database::create(admin, &args.strongroom).await?),
+        None => None,
+    };
+    let server = server::Server::start(&args.strongroom, database.as_ref()).await?;
     println!("server: pid {} at {}", server.pid(), server.url);
     println!(
         "machine: {} cores, {}; {} connections, {} s per scenario\n",
@@ -104,5 +113,8 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_vec_pretty(&summary)?)?;
     println!("\nresults written to {}", args.out.display());
     server.stop();
+    if let Some(db) = database {
+        db.drop_database().await?;
+    }
     Ok(())
 }

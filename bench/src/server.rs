@@ -17,6 +17,65 @@ pub struct Server {
     pub credentials: Value,
 }
 
+/// A PostgreSQL database made for one benchmark run.
+pub struct Database {
+    admin: String,
+    name: String,
+    /// Its URL (as the admin; each store replaces the user with its role).
+    pub url: String,
+}
+
+impl Database {
+    /// Creates the database and sets it up with `strongroom db setup`.
+    pub async fn create(admin: &str, binary: &Path) -> Result<Self> {
+        use sqlx::Connection;
+        let name = format!("strongroom_bench_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .with_context(|| format!("could not connect to {admin}"))?;
+        // Two statements: DROP DATABASE may not share a transaction block.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await?;
+        }
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        let url = format!("{base}/{name}");
+        let setup = Command::new(binary)
+            .args(["db", "setup", "--admin-url", &url])
+            .stdout(Stdio::null())
+            .output()
+            .context("could not run strongroom db setup")?;
+        if !setup.status.success() {
+            bail!(
+                "db setup failed: {}",
+                String::from_utf8_lossy(&setup.stderr)
+            );
+        }
+        Ok(Self {
+            admin: admin.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    /// Drops the database.
+    pub async fn drop_database(self) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}
+
 mod tempdir {
     /// A directory removed on drop.
     pub struct Dir(pub std::path::PathBuf);
@@ -29,7 +88,7 @@ mod tempdir {
 
 impl Server {
     /// Starts the server and waits for its credentials file.
-    pub async fn start(binary: &Path) -> Result<Self> {
+    pub async fn start(binary: &Path, database: Option<&Database>) -> Result<Self> {
         if !binary.exists() {
             bail!(
                 "{} not found: build it with `cargo build --release -p strongroom` (bench/run does)",
@@ -42,7 +101,8 @@ impl Server {
         let dir =
             std::env::temp_dir().join(format!("strongroom-bench-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args([
                 "serve",
                 "--dev",
@@ -50,7 +110,11 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",
             ])
-            .arg(&dir)
+            .arg(&dir);
+        if let Some(db) = database {
+            command.arg("--postgres").arg(&db.url);
+        }
+        let child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -82,7 +82,9 @@ impl ApiState {
             vault,
             config: Arc::new(config),
             revocations: Arc::default(),
-            batch_permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            // Two per core: while one batch is in the store writers, another
+            // is parsed and sealed, so neither stage waits for the other.
+            batch_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
             token_keys: Arc::default(),
         }
     }

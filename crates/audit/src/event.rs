@@ -48,6 +48,27 @@ pub struct AuditEvent {
     /// Client network address.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_addr: Option<String>,
+    /// For a batch request: what happened to each item. One record per
+    /// request keeps who, when and from where in one place, and keeps the
+    /// log a log of requests (a batch of 1,000 is one line for a SIEM).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub items: Option<Vec<AuditItem>>,
+}
+
+/// One item of a batch request, inside the request's audit record (the
+/// record names the tenant: a batch spanning tenants gets one per tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditItem {
+    /// Position in the request, from 0 (as in the response).
+    pub item: usize,
+    /// Token stored, returned or collided with.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    /// Allowed, denied or failed.
+    pub outcome: Outcome,
+    /// Stable reason code for a refusal or failure, or a short note.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl AuditEvent {

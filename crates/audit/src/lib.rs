@@ -39,7 +39,7 @@ use strongroom_crypto::KeyBytes;
 use strongroom_crypto::mac::MacKey;
 use strongroom_store::{AuditStore, ChainFn, StoreError};
 
-pub use event::{AuditEvent, Outcome};
+pub use event::{AuditEvent, AuditItem, Outcome};
 pub use verify::{Problem, VerifyReport, verify};
 
 /// Purpose label for deriving the audit chain key from the root key.

@@ -23,6 +23,13 @@ pub enum StoreError {
         /// Highest version this build knows.
         supported: i64,
     },
+    /// Another process (or another open in this one) holds the store for
+    /// writing. Its in-memory index would not see this one's writes.
+    #[error("{path} is in use by another Strongroom process (one server per data directory)")]
+    Locked {
+        /// The database file.
+        path: String,
+    },
     /// The store has been shut down.
     #[error("store is closed")]
     Closed,

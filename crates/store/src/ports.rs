@@ -115,7 +115,8 @@ pub trait CentralStore: Send + Sync {
 
     /// Inserts records durably, each independently: one duplicate does not
     /// stop the others. Returns one outcome per record, in order.
-    async fn insert_secrets(&self, records: Vec<SecretRecord>) -> StoreResult<Vec<InsertOutcome>>;
+    async fn insert_secrets(&self, records: Arc<[SecretRecord]>)
+    -> StoreResult<Vec<InsertOutcome>>;
 
     /// A record by token, whatever its state.
     async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>>;

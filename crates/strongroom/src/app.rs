@@ -8,7 +8,10 @@ use anyhow::{Context, Result, bail};
 use axum_server::Handle;
 use serde::{Deserialize, Serialize};
 use strongroom_api::{ApiConfig, ApiState};
+use strongroom_store::StoreSet;
 use strongroom_store::sqlite::SqliteStores;
+
+use crate::storage::{Backend, OpenStores};
 use strongroom_vault::{Clock, RequestContext, SealMethod, Vault, VaultConfig, initialize};
 
 use crate::bootstrap::create_principal;
@@ -46,6 +49,8 @@ pub struct StartOptions {
     pub api_config: ApiConfig,
     /// Clock.
     pub clock: Arc<dyn Clock>,
+    /// Where the stores live.
+    pub backend: Backend,
 }
 
 /// One identity in the dev credentials file.
@@ -80,8 +85,10 @@ pub struct RunningServer {
     pub url: String,
     /// The vault behind it.
     pub vault: Arc<Vault>,
-    /// The embedded stores.
-    pub stores: SqliteStores,
+    /// The stores.
+    pub stores: StoreSet,
+    /// The SQLite files, when that is the backend.
+    pub sqlite: Option<SqliteStores>,
     /// CA certificate clients should trust (dev TLS).
     pub ca_cert_path: Option<PathBuf>,
     /// Dev credentials (dev mode).
@@ -143,10 +150,12 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         dir.create()?;
     }
     dir.check_permissions()?;
-    let stores = SqliteStores::open(&dir.root)
-        .with_context(|| format!("could not open the stores in {}", dir.root.display()))?;
+    let OpenStores {
+        set: stores,
+        sqlite,
+    } = crate::storage::open(&opts.backend, &dir).await?;
     let vault = Arc::new(Vault::new(
-        stores.store_set(),
+        stores.clone(),
         opts.clock.clone(),
         opts.vault_config.clone(),
     ));
@@ -245,6 +254,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         url,
         vault,
         stores,
+        sqlite,
         ca_cert_path,
         dev_credentials,
         handle,

@@ -30,13 +30,58 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// PostgreSQL: create schemas, roles and grants; apply migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `strongroom db …`.
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create (if missing) the owner role, one login role and one schema per
+    /// store, their grants, and migrate. Safe to re-run. Prints the storage
+    /// settings for the server's configuration, or writes them (mode 0600).
+    Setup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Write the settings to this file (mode 0600) instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Give existing store roles new passwords (running servers then
+        /// need the new settings).
+        #[arg(long)]
+        reset_passwords: bool,
+    },
+    /// Apply this build's migrations to every store's schema. Safe to re-run,
+    /// and from several nodes at once.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// How `db` commands reach PostgreSQL.
+#[derive(Args)]
+pub struct DbArgs {
+    /// A URL whose role may create roles and schemas, e.g.
+    /// `postgres://postgres@db.internal/strongroom?sslmode=verify-full`.
+    /// Prefer the environment variable: command lines are visible to other users.
+    #[arg(long, env = "STRONGROOM_DB_ADMIN_URL", hide_env_values = true)]
+    pub admin_url: String,
+    /// Prefix of schema and role names.
+    #[arg(long, default_value = strongroom_store_postgres::DEFAULT_PREFIX)]
+    pub prefix: String,
 }
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// Data directory to create.
+    /// Data directory to create (embedded SQLite stores).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's configuration: initialise the stores it names (for
+    /// PostgreSQL, after `strongroom db setup`).
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub config: Option<PathBuf>,
     /// Number of key shares to print.
     #[arg(long, default_value_t = 5)]
     pub shares: u8,
@@ -73,6 +118,11 @@ pub struct ServeArgs {
     /// Log level filter (overrides RUST_LOG), e.g. info, debug, trace.
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Keep the stores in PostgreSQL at this URL (after `strongroom db
+    /// setup`) instead of the configuration's `[storage]`: each store logs in
+    /// as its own role, with passwords from PGPASSFILE / ~/.pgpass.
+    #[arg(long, env = "STRONGROOM_POSTGRES_URL", hide_env_values = true)]
+    pub postgres: Option<String>,
 }
 
 /// How the CLI reaches a server and authenticates.
@@ -203,7 +253,11 @@ pub enum AuditCommand {
     /// Verify the audit chain offline. Needs the root key: reads key shares
     /// from stdin, or uses the dev key file of a dev data directory.
     Verify {
+        /// Data directory of embedded stores.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        data_dir: Option<PathBuf>,
+        /// The server's configuration (for PostgreSQL stores).
         #[arg(long)]
-        data_dir: PathBuf,
+        config: Option<PathBuf>,
     },
 }

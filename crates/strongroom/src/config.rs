@@ -27,6 +27,109 @@ pub struct ServerConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Where the stores live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the embedded SQLite files (default) or PostgreSQL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite` or `postgres`.
+    #[serde(default)]
+    pub backend: BackendName,
+    /// `[storage.postgres]`, for `backend = "postgres"`.
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// A storage backend's name.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    /// SQLite files in `data_dir`.
+    #[default]
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// `[storage.postgres]`: either one URL per store (as `strongroom db setup`
+/// prints them), or one `url` whose user each store replaces with its own
+/// role (passwords then come from `PGPASSFILE` / `~/.pgpass`). URLs take
+/// libpq's options, e.g. `?sslmode=verify-full&sslrootcert=/etc/strongroom/db-ca.pem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Prefix of schema and role names given to `db setup`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Connections per store on this node.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// One URL for every store.
+    pub url: Option<String>,
+    /// The central store's URL.
+    pub central_url: Option<String>,
+    /// The vault store's URL.
+    pub vault_url: Option<String>,
+    /// The archive store's URL.
+    pub archive_url: Option<String>,
+    /// The audit store's URL.
+    pub audit_url: Option<String>,
+}
+
+fn default_prefix() -> String {
+    strongroom_store_postgres::DEFAULT_PREFIX.into()
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+impl StorageConfig {
+    /// The backend these settings select.
+    pub fn backend(&self) -> Result<crate::storage::Backend> {
+        use crate::storage::{Backend, PostgresSettings};
+        match (self.backend, &self.postgres) {
+            (BackendName::Sqlite, _) => Ok(Backend::Sqlite),
+            (BackendName::Postgres, None) => {
+                anyhow::bail!(
+                    "storage.backend is \"postgres\" but there is no [storage.postgres] section"
+                )
+            }
+            (BackendName::Postgres, Some(pg)) => {
+                let names = strongroom_store_postgres::Names::new(&pg.prefix)?;
+                let urls = match (
+                    &pg.url,
+                    &pg.central_url,
+                    &pg.vault_url,
+                    &pg.archive_url,
+                    &pg.audit_url,
+                ) {
+                    (None, Some(c), Some(v), Some(ar), Some(au)) => {
+                        strongroom_store_postgres::PgUrls {
+                            central: c.clone(),
+                            vault: v.clone(),
+                            archive: ar.clone(),
+                            audit: au.clone(),
+                        }
+                    }
+                    (Some(base), None, None, None, None) => {
+                        strongroom_store_postgres::PgUrls::from_base(base, &names)?
+                    }
+                    _ => anyhow::bail!(
+                        "[storage.postgres] needs either `url`, or all four of central_url, vault_url, archive_url and audit_url"
+                    ),
+                };
+                Ok(Backend::Postgres(PostgresSettings {
+                    urls,
+                    prefix: pg.prefix.clone(),
+                    max_connections: pg.max_connections,
+                }))
+            }
+        }
+    }
 }
 
 /// PEM files for TLS.
@@ -104,6 +207,7 @@ impl ServerConfig {
                 "limits",
                 "log",
                 "tls",
+                "storage",
             ]))
             .extract()
             .with_context(|| format!("invalid configuration in {}", path.display()))?;

@@ -14,3 +14,4 @@ pub mod config;
 pub mod datadir;
 pub mod devtls;
 pub mod logging;
+pub mod storage;

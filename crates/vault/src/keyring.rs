@@ -9,7 +9,8 @@
 //! * Fingerprint keys (`tenant/fingerprint`) are never rotated: a new
 //!   fingerprint key would hide every earlier duplicate.
 //! * Nodes sharing a store pick up keys created elsewhere by reloading the
-//!   keyring when they meet a version they do not hold.
+//!   keyring when they meet a version they do not hold, and, for new writes,
+//!   at most [`REFRESH`] after another node rotated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,9 @@ use crate::VaultError;
 const WRAP_PURPOSE: &str = "keyring-wrap-v1";
 /// Class name of fingerprint key scopes.
 const FINGERPRINT_CLASS: &str = "fingerprint";
+/// How stale the newest-version view may be before a write reloads it: a
+/// rotation on one node is used for new records by every node within this.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Default)]
 struct Loaded {
@@ -41,6 +45,8 @@ pub struct Keyring {
     /// Serialises key creation on this node.
     create: Mutex<()>,
     clock: Arc<dyn crate::Clock>,
+    /// When the keyring was last read from the store (monotonic).
+    loaded_at: std::sync::Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -72,6 +78,7 @@ impl Keyring {
             loaded: RwLock::new(Loaded::default()),
             create: Mutex::new(()),
             clock,
+            loaded_at: std::sync::Mutex::new(std::time::Instant::now()),
         };
         ring.reload().await?;
         Ok(ring)
@@ -137,6 +144,9 @@ impl Keyring {
         class: &str,
     ) -> Result<(u32, Arc<EnvelopeKey>), VaultError> {
         let scope = scope_of(tenant, class);
+        if self.due_for_refresh() {
+            self.reload().await?;
+        }
         if let Some(found) = self.newest(&scope) {
             return Ok(found);
         }
@@ -146,6 +156,19 @@ impl Keyring {
         }
         self.add_version(&scope, 1).await?;
         self.newest(&scope).ok_or(VaultError::Integrity)
+    }
+
+    /// Whether this caller should reload: true for one caller per
+    /// [`REFRESH`] period, so the others never wait for it.
+    fn due_for_refresh(&self) -> bool {
+        let Ok(mut at) = self.loaded_at.lock() else {
+            return true;
+        };
+        if at.elapsed() < REFRESH {
+            return false;
+        }
+        *at = std::time::Instant::now();
+        true
     }
 
     /// The key of a given version, reloading the keyring once if another

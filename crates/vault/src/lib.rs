@@ -22,7 +22,7 @@
 mod class;
 mod clock;
 mod error;
-mod keyring;
+pub mod keyring;
 pub mod policy;
 mod seal;
 mod secrets;
@@ -366,18 +366,35 @@ impl Vault {
         outcome: Outcome,
         reason: Option<String>,
     ) -> AuditEvent {
-        AuditEvent {
-            time: rfc3339(self.clock.now_ms()),
-            request_id: ctx.request_id.clone(),
-            actor: who.map_or_else(|| "anonymous".to_owned(), |p| p.id.clone()),
-            actor_name: who.map(|p| p.name.clone()),
-            action: action.to_owned(),
-            tenant: tenant.map(str::to_owned),
-            target: target.map(|t| t.chars().take(80).collect()),
-            outcome,
-            reason,
-            purpose: None,
-            client_addr: ctx.client_addr.clone(),
-        }
+        let time = rfc3339(self.clock.now_ms());
+        event_at(time, ctx, who, action, tenant, target, outcome, reason)
+    }
+}
+
+/// An audit event at a given (formatted) time: a batch formats its time once.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn event_at(
+    time: String,
+    ctx: &RequestContext,
+    who: Option<&Principal>,
+    action: &str,
+    tenant: Option<&str>,
+    target: Option<&str>,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        time,
+        request_id: ctx.request_id.clone(),
+        actor: who.map_or_else(|| "anonymous".to_owned(), |p| p.id.clone()),
+        actor_name: who.map(|p| p.name.clone()),
+        action: action.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        target: target.map(|t| t.chars().take(80).collect()),
+        outcome,
+        reason,
+        purpose: None,
+        client_addr: ctx.client_addr.clone(),
+        items: None,
     }
 }

@@ -9,16 +9,17 @@
 //! its audit record. A crash between the steps leaves at most an unreachable
 //! envelope, never a token that cannot be revealed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use strongroom_audit::{AuditEvent, Outcome};
+use strongroom_audit::{AuditEvent, AuditItem, Outcome};
 use strongroom_crypto::aead::context;
 use strongroom_crypto::{SecretBytes, random};
 use strongroom_store::{InsertOutcome, SecretRecord, SecretState};
 
 use crate::policy::{Permission, Principal, validate_tenant};
 use crate::seal::Unsealed;
-use crate::{DataClass, RequestContext, Vault, VaultError, rfc3339};
+use crate::{DataClass, RequestContext, Vault, VaultError, event_at, rfc3339};
 
 /// What to do when a value is already stored in the tenant and class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +130,104 @@ fn record_context(tenant: &str, class: &str, token: &str, version: u32) -> Vec<u
     )
 }
 
+/// Audit action of one stored secret (and of each item of a single request).
+const ITEM_ACTION: &str = "secret.tokenize";
+/// Audit action of a batch request: one record, its items inside.
+const BATCH_ACTION: &str = "secret.tokenize_batch";
+
+/// What the audit log says about one item, and the tenant it belongs to.
+type ItemRecord = (Option<String>, AuditItem);
+
+/// The audit records of a tokenize request: one per item for a single
+/// request; for a batch, one per tenant the items name (so each tenant's
+/// auditors find their own, a probe of another tenant included), listing
+/// its items in request order. `failure` is set when the request as a whole
+/// failed; its items are then already marked failed.
+fn audit_records(
+    time: &str,
+    ctx: &RequestContext,
+    who: &Principal,
+    items: Vec<ItemRecord>,
+    batch: bool,
+    failure: Option<&str>,
+) -> Vec<AuditEvent> {
+    let event = |action, tenant: Option<&str>, target: Option<&str>, outcome, reason| {
+        event_at(
+            time.to_owned(),
+            ctx,
+            Some(who),
+            action,
+            tenant,
+            target,
+            outcome,
+            reason,
+        )
+    };
+    if !batch {
+        let mut events: Vec<AuditEvent> = items
+            .into_iter()
+            .map(|(tenant, i)| {
+                event(
+                    ITEM_ACTION,
+                    tenant.as_deref(),
+                    i.target.as_deref(),
+                    i.outcome,
+                    i.reason,
+                )
+            })
+            .collect();
+        if let Some(code) = failure {
+            events.push(event(
+                ITEM_ACTION,
+                None,
+                None,
+                Outcome::Failed,
+                Some(code.to_owned()),
+            ));
+        }
+        return events;
+    }
+    let mut groups: Vec<(Option<String>, Vec<AuditItem>)> = Vec::new();
+    for (tenant, item) in items {
+        match groups.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, list)) => list.push(item),
+            None => groups.push((tenant, vec![item])),
+        }
+    }
+    if groups.is_empty() {
+        groups.push((None, Vec::new()));
+    }
+    groups
+        .into_iter()
+        .map(|(tenant, mut items)| {
+            items.sort_by_key(|i| i.item);
+            let (outcome, reason) = batch_outcome(&items, failure);
+            let mut record = event(BATCH_ACTION, tenant.as_deref(), None, outcome, Some(reason));
+            record.items = Some(items);
+            record
+        })
+        .collect()
+}
+
+/// A batch record's own outcome, so a reviewer filtering on outcome sees it:
+/// allowed if any item was, denied if every item was refused, failed if the
+/// request failed. The reason counts the items' outcomes.
+fn batch_outcome(items: &[AuditItem], failure: Option<&str>) -> (Outcome, String) {
+    let count = |o: Outcome| items.iter().filter(|i| i.outcome == o).count();
+    let (allowed, denied, failed) = (
+        count(Outcome::Allowed),
+        count(Outcome::Denied),
+        count(Outcome::Failed),
+    );
+    let tally = format!("{allowed} allowed, {denied} denied, {failed} failed");
+    match failure {
+        Some(code) => (Outcome::Failed, format!("{code}; {tally}")),
+        None if allowed > 0 => (Outcome::Allowed, tally),
+        None if failed > 0 => (Outcome::Failed, tally),
+        None => (Outcome::Denied, tally),
+    }
+}
+
 impl Vault {
     fn prepare_item(
         &self,
@@ -161,7 +260,7 @@ impl Vault {
         ctx: &RequestContext,
         item: NewSecret,
     ) -> Result<Tokenized, VaultError> {
-        let mut results = self.tokenize_batch(who, ctx, vec![item]).await?;
+        let mut results = self.store_items(who, ctx, vec![item], false).await?;
         results
             .pop()
             .ok_or(VaultError::Invalid("empty batch".into()))?
@@ -169,19 +268,30 @@ impl Vault {
 
     /// Stores secrets; one result per item, in order. An item's failure does
     /// not affect the others. The outer error is for the whole request
-    /// (sealed, not permitted, audit or store unavailable).
+    /// (sealed, not permitted, audit or store unavailable). The request is
+    /// audited as one `secret.tokenize_batch` record listing every item.
     pub async fn tokenize_batch(
         &self,
         who: &Principal,
         ctx: &RequestContext,
         items: Vec<NewSecret>,
     ) -> Result<Vec<Result<Tokenized, VaultError>>, VaultError> {
+        self.store_items(who, ctx, items, true).await
+    }
+
+    async fn store_items(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        items: Vec<NewSecret>,
+        batch: bool,
+    ) -> Result<Vec<Result<Tokenized, VaultError>>, VaultError> {
         let u = self.unsealed()?;
         if let Err(e) = who.require(Permission::Tokenize) {
             let event = self.event(
                 ctx,
                 Some(who),
-                "secret.tokenize",
+                if batch { BATCH_ACTION } else { ITEM_ACTION },
                 None,
                 None,
                 Outcome::Denied,
@@ -191,10 +301,28 @@ impl Vault {
             return Err(e);
         }
         let now = self.clock.now_ms();
+        // Every record of the request carries the same time, formatted once.
+        let time = rfc3339(now);
+        let ev = |item: usize,
+                  tenant: Option<&str>,
+                  target: Option<&str>,
+                  outcome: Outcome,
+                  reason: Option<String>|
+         -> ItemRecord {
+            (
+                tenant.map(str::to_owned),
+                AuditItem {
+                    item,
+                    target: target.map(str::to_owned),
+                    outcome,
+                    reason,
+                },
+            )
+        };
         let count = items.len();
         let mut results: Vec<Option<Result<Tokenized, VaultError>>> =
             (0..count).map(|_| None).collect();
-        let mut events: Vec<AuditEvent> = Vec::with_capacity(count);
+        let mut events: Vec<ItemRecord> = Vec::with_capacity(count);
         let mut prepared: Vec<Prepared> = Vec::with_capacity(count);
 
         // Refusals are collected in `events` and written with the rest. If a
@@ -207,13 +335,21 @@ impl Vault {
                     Err(err) => {
                         let err: VaultError = err.into();
                         // Nothing of this request was stored: items sealed so
-                        // far are recorded as failed, not allowed.
-                        for e in events.iter_mut().filter(|e| e.outcome == Outcome::Allowed) {
+                        // far are recorded as failed, not allowed, and a batch
+                        // record accounts for the items not reached.
+                        let note = format!("{}: request failed before storing", err.code());
+                        for (_, e) in events.iter_mut().filter(|(_, e)| e.outcome == Outcome::Allowed) {
                             e.outcome = Outcome::Failed;
-                            e.reason = Some(format!("{}: request failed before storing", err.code()));
+                            e.reason = Some(note.clone());
                         }
-                        events.push(self.event(ctx, Some(who), "secret.tokenize", None, None, Outcome::Failed, Some(err.code().into())));
-                        if let Err(audit_err) = u.audit.append(&events).await {
+                        if batch {
+                            let reached: HashSet<usize> = events.iter().map(|(_, e)| e.item).collect();
+                            for item in (0..count).filter(|i| !reached.contains(i)) {
+                                events.push(ev(item, None, None, Outcome::Failed, Some(note.clone())));
+                            }
+                        }
+                        let records = audit_records(&time, ctx, who, events, batch, Some(err.code()));
+                        if let Err(audit_err) = u.audit.append(&records).await {
                             tracing::error!(error = %audit_err, "could not record a failed tokenize");
                         }
                         return Err(err);
@@ -235,10 +371,8 @@ impl Vault {
                                     "metadata must be at most {} bytes of JSON",
                                     self.config.max_metadata_bytes
                                 ));
-                                events.push(self.event(
-                                    ctx,
-                                    Some(who),
-                                    "secret.tokenize",
+                                events.push(ev(
+                                    index,
                                     Some(&tenant),
                                     None,
                                     Outcome::Denied,
@@ -268,11 +402,15 @@ impl Vault {
                     });
                 }
                 Err(e) => {
-                    let tenant = named_tenant.filter(|t| validate_tenant(t).is_ok());
-                    events.push(self.event(
-                        ctx,
-                        Some(who),
-                        "secret.tokenize",
+                    // Filed under the tenant the item was for: the caller's
+                    // own, or the one it named (a refused probe of another
+                    // tenant is that tenant's business).
+                    let tenant = who
+                        .resolve_tenant(named_tenant.as_deref())
+                        .ok()
+                        .or(named_tenant.filter(|t| validate_tenant(t).is_ok()));
+                    events.push(ev(
+                        index,
                         tenant.as_deref(),
                         None,
                         Outcome::Denied,
@@ -287,48 +425,61 @@ impl Vault {
 
         // Existing records with the same fingerprint, looked up per (tenant, class).
         let mut existing: Vec<Option<String>> = vec![None; prepared.len()];
-        let mut groups: HashMap<(String, DataClass), Vec<usize>> = HashMap::new();
-        for (i, p) in prepared.iter().enumerate() {
-            groups
-                .entry((p.tenant.clone(), p.class))
-                .or_default()
-                .push(i);
-        }
-        for ((tenant, class), members) in &groups {
-            let fps: Vec<[u8; 32]> = members
-                .iter()
-                .filter_map(|&i| prepared.get(i).map(|p| p.fingerprint))
-                .collect();
-            let found = or_flush!(
-                self.stores
-                    .central
-                    .find_fingerprints(tenant, class.as_str(), &fps)
-                    .await
-            );
-            for (&i, tok) in members.iter().zip(found) {
-                if let Some(slot) = existing.get_mut(i) {
-                    *slot = tok;
+        {
+            let mut groups: HashMap<(&str, DataClass), Vec<usize>> = HashMap::new();
+            for (i, p) in prepared.iter().enumerate() {
+                groups.entry((&p.tenant, p.class)).or_default().push(i);
+            }
+            for ((tenant, class), members) in &groups {
+                let fps: Vec<[u8; 32]> = members
+                    .iter()
+                    .filter_map(|&i| prepared.get(i).map(|p| p.fingerprint))
+                    .collect();
+                let found = or_flush!(
+                    self.stores
+                        .central
+                        .find_fingerprints(tenant, class.as_str(), &fps)
+                        .await
+                );
+                for (&i, tok) in members.iter().zip(found) {
+                    if let Some(slot) = existing.get_mut(i) {
+                        *slot = tok;
+                    }
                 }
             }
         }
 
         let mut envelopes = Vec::with_capacity(prepared.len());
-        let mut records = Vec::with_capacity(prepared.len());
+        let mut records: Vec<SecretRecord> = Vec::with_capacity(prepared.len());
         let mut record_index = Vec::with_capacity(prepared.len());
-        let mut seen_in_batch: HashMap<(String, DataClass, [u8; 32]), String> = HashMap::new();
+        // Values stored earlier in this batch: fingerprint → position in `records`.
+        let mut seen_in_batch: HashMap<[u8; 32], usize> = HashMap::new();
         let mut return_existing: Vec<(usize, String)> = Vec::new();
+        // Tokens for the whole batch from one call to the CSPRNG. Most
+        // batches are of one class; items of another draw their own.
+        let batch_class = prepared.first().map(|p| p.class);
+        let mut tokens = match batch_class {
+            Some(class) => or_flush!(random::timed_tokens(
+                class.token_prefix(),
+                u64::try_from(now).unwrap_or(0),
+                prepared.iter().filter(|p| p.class == class).count(),
+            )),
+            None => Vec::new(),
+        };
 
         for (p, found) in prepared.into_iter().zip(existing) {
-            let batch_key = (p.tenant.clone(), p.class, p.fingerprint);
-            let prior = found.or_else(|| seen_in_batch.get(&batch_key).cloned());
+            let earlier = seen_in_batch
+                .get(&p.fingerprint)
+                .and_then(|&i| records.get(i))
+                .filter(|r| r.tenant == p.tenant && r.class == p.class.as_str())
+                .map(|r| r.token.clone());
+            let prior = found.or(earlier);
             let mut unique = true;
             if let Some(prior) = prior {
                 match p.on_duplicate {
                     OnDuplicate::Reject => {
-                        events.push(self.event(
-                            ctx,
-                            Some(who),
-                            "secret.tokenize",
+                        events.push(ev(
+                            p.index,
                             Some(&p.tenant),
                             Some(&prior),
                             Outcome::Denied,
@@ -340,10 +491,8 @@ impl Vault {
                         continue;
                     }
                     OnDuplicate::ReturnExisting => {
-                        events.push(self.event(
-                            ctx,
-                            Some(who),
-                            "secret.tokenize",
+                        events.push(ev(
+                            p.index,
                             Some(&p.tenant),
                             Some(&prior),
                             Outcome::Allowed,
@@ -356,25 +505,34 @@ impl Vault {
                 }
             }
             let (version, key) = or_flush!(u.keyring.current(&p.tenant, p.class.as_str()).await);
-            let token = or_flush!(random::token(p.class.token_prefix()));
+            let pooled = if Some(p.class) == batch_class {
+                tokens.pop()
+            } else {
+                None
+            };
+            let token = match pooled {
+                Some(t) => t,
+                None => or_flush!(random::timed_token(
+                    p.class.token_prefix(),
+                    u64::try_from(now).unwrap_or(0)
+                )),
+            };
             let envelope = or_flush!(key.seal(
                 &record_context(&p.tenant, p.class.as_str(), &token, version),
                 p.value.expose(),
             ));
             if unique {
-                seen_in_batch.insert(batch_key, token.clone());
+                seen_in_batch.insert(p.fingerprint, records.len());
             }
-            events.push(self.event(
-                ctx,
-                Some(who),
-                "secret.tokenize",
+            events.push(ev(
+                p.index,
                 Some(&p.tenant),
                 Some(&token),
                 Outcome::Allowed,
                 None,
             ));
             envelopes.push((token.clone(), envelope));
-            record_index.push(p.index);
+            record_index.push((p.index, p.on_duplicate));
             records.push(SecretRecord {
                 token,
                 tenant: p.tenant,
@@ -406,18 +564,31 @@ impl Vault {
                 self.stores.vault.put_many(envelopes).await
             }
         };
-        let (put, audited) = tokio::join!(put, u.audit.append(&events));
+        let audit_events = audit_records(&time, ctx, who, events, batch, None);
+        let (put, audited) = tokio::join!(put, u.audit.append(&audit_events));
         audited?;
+        let records: Arc<[SecretRecord]> = records.into();
+        // The audit log says these were allowed. If they do not go live after
+        // all, a second record (in the same shape) says so.
+        let failed_items = |reason: &str| -> Vec<ItemRecord> {
+            records
+                .iter()
+                .zip(&record_index)
+                .map(|(r, &(item, _))| {
+                    ev(
+                        item,
+                        Some(&r.tenant),
+                        Some(&r.token),
+                        Outcome::Failed,
+                        Some(reason.to_owned()),
+                    )
+                })
+                .collect()
+        };
         if let Err(e) = put {
-            // The audit log says these were allowed; record that they failed.
-            self.record_failed_tokens(
-                &u,
-                ctx,
-                who,
-                &records,
-                "store.unavailable: envelope not stored",
-            )
-            .await;
+            let items = failed_items("store.unavailable: envelope not stored");
+            self.record_failed_tokens(&u, audit_records(&time, ctx, who, items, batch, None))
+                .await;
             return Err(e.into());
         }
 
@@ -428,12 +599,10 @@ impl Vault {
             match self.stores.central.insert_secrets(records.clone()).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
+                    let items = failed_items("store.unavailable: token never went live");
                     self.record_failed_tokens(
                         &u,
-                        ctx,
-                        who,
-                        &records,
-                        "store.unavailable: token never went live",
+                        audit_records(&time, ctx, who, items, batch, None),
                     )
                     .await;
                     return Err(e.into());
@@ -441,12 +610,14 @@ impl Vault {
             }
         };
         let mut late_events = Vec::new();
-        for ((rec, index), outcome) in records.into_iter().zip(record_index).zip(outcomes) {
+        for ((rec, &(index, on_duplicate)), outcome) in
+            records.iter().zip(&record_index).zip(outcomes)
+        {
             let result = match outcome {
                 InsertOutcome::Inserted => Ok(Tokenized {
-                    token: rec.token,
-                    tenant: rec.tenant,
-                    class: rec.class,
+                    token: rec.token.clone(),
+                    tenant: rec.tenant.clone(),
+                    class: rec.class.clone(),
                     created_at: rec.created_at,
                     window_closes_at: rec.window_closes_at,
                     key_version: rec.key_version,
@@ -457,15 +628,25 @@ impl Vault {
                     if let Err(e) = self.stores.vault.delete(&rec.token).await {
                         tracing::warn!(error = %e, "could not remove the envelope of a withdrawn token");
                     }
-                    late_events.push(self.event(
-                        ctx,
-                        Some(who),
-                        "secret.tokenize",
+                    late_events.push(ev(
+                        index,
                         Some(&rec.tenant),
                         Some(&rec.token),
                         Outcome::Failed,
                         Some(format!("vault.duplicate of {existing}; token withdrawn")),
                     ));
+                    if on_duplicate == OnDuplicate::ReturnExisting {
+                        // As if the other request had come first.
+                        late_events.push(ev(
+                            index,
+                            Some(&rec.tenant),
+                            Some(&existing),
+                            Outcome::Allowed,
+                            Some("returned existing token".into()),
+                        ));
+                        return_existing.push((index, existing));
+                        continue;
+                    }
                     Err(VaultError::Duplicate { existing })
                 }
             };
@@ -474,7 +655,9 @@ impl Vault {
             }
         }
         if !late_events.is_empty() {
-            u.audit.append(&late_events).await?;
+            u.audit
+                .append(&audit_records(&time, ctx, who, late_events, batch, None))
+                .await?;
         }
         for (index, token) in return_existing {
             let result = match self.stores.central.get_secret(&token).await? {
@@ -501,29 +684,8 @@ impl Vault {
 
     /// Records, best effort, that tokens already audited as allowed never went
     /// live. The request fails either way, so a failure here is only logged.
-    async fn record_failed_tokens(
-        &self,
-        u: &Unsealed,
-        ctx: &RequestContext,
-        who: &Principal,
-        records: &[SecretRecord],
-        reason: &str,
-    ) {
-        let failed: Vec<AuditEvent> = records
-            .iter()
-            .map(|r| {
-                self.event(
-                    ctx,
-                    Some(who),
-                    "secret.tokenize",
-                    Some(&r.tenant),
-                    Some(&r.token),
-                    Outcome::Failed,
-                    Some(reason.to_owned()),
-                )
-            })
-            .collect();
-        if let Err(audit_err) = u.audit.append(&failed).await {
+    async fn record_failed_tokens(&self, u: &Unsealed, records: Vec<AuditEvent>) {
+        if let Err(audit_err) = u.audit.append(&records).await {
             tracing::error!(error = %audit_err, "could not record a failed tokenize");
         }
     }

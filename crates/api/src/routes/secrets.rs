@@ -59,16 +59,58 @@ impl From<CreateSecret> for NewSecret {
     }
 }
 
-fn tokenized_view(t: &Tokenized) -> Value {
-    json!({
-        "token": t.token,
-        "tenant": t.tenant,
-        "class": t.class,
-        "created_at": rfc3339(t.created_at),
-        "reveal_window_closes_at": rfc3339(t.window_closes_at),
-        "key_version": t.key_version,
-        "duplicate": t.duplicate,
-    })
+#[derive(Serialize)]
+struct TokenizedView<'a> {
+    token: &'a str,
+    tenant: &'a str,
+    class: &'a str,
+    created_at: String,
+    reveal_window_closes_at: String,
+    key_version: u32,
+    duplicate: bool,
+}
+
+/// Formats times, remembering the last one: the items of a batch share their
+/// creation time and usually their window.
+#[derive(Default)]
+struct Times(Vec<(i64, String)>);
+
+impl Times {
+    fn format(&mut self, ms: i64) -> String {
+        if let Some((_, text)) = self.0.iter().find(|(t, _)| *t == ms) {
+            return text.clone();
+        }
+        let text = rfc3339(ms);
+        if self.0.len() < 4 {
+            self.0.push((ms, text.clone()));
+        }
+        text
+    }
+}
+
+fn tokenized_view<'a>(t: &'a Tokenized, times: &mut Times) -> TokenizedView<'a> {
+    TokenizedView {
+        token: &t.token,
+        tenant: &t.tenant,
+        class: &t.class,
+        created_at: times.format(t.created_at),
+        reveal_window_closes_at: times.format(t.window_closes_at),
+        key_version: t.key_version,
+        duplicate: t.duplicate,
+    }
+}
+
+/// One item of a batch response: a result or an error.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItemView<'a> {
+    Stored(TokenizedView<'a>),
+    Refused(Value),
+}
+
+#[derive(Serialize)]
+struct BatchView<'a> {
+    items: Vec<BatchItemView<'a>>,
 }
 
 fn info_view(i: &SecretInfo) -> Value {
@@ -93,14 +135,14 @@ pub async fn create(
     Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
     ApiJson(body): ApiJson<CreateSecret>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let t = state.vault.tokenize(&who, &ctx, body.into()).await?;
     let status = if t.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(tokenized_view(&t))))
+    Ok((status, Json(tokenized_view(&t, &mut Times::default()))).into_response())
 }
 
 /// Body of `POST /v1/secrets/batch`.
@@ -117,7 +159,7 @@ pub async fn batch(
     Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // Wait for a slot before reading the body, so queued batches cost little memory.
     let _permit = state
         .batch_permits
@@ -147,7 +189,7 @@ pub async fn batch(
         let event = state.vault.event(
             &ctx,
             Some(&who),
-            "secret.tokenize",
+            "secret.tokenize_batch",
             None,
             None,
             strongroom_audit::Outcome::Denied,
@@ -162,21 +204,22 @@ pub async fn batch(
     }
     let items = body.items.into_iter().map(NewSecret::from).collect();
     let results = state.vault.tokenize_batch(&who, &ctx, items).await?;
-    let out: Vec<Value> = results
+    let mut times = Times::default();
+    let items = results
         .iter()
         .map(|r| match r {
-            Ok(t) => tokenized_view(t),
+            Ok(t) => BatchItemView::Stored(tokenized_view(t, &mut times)),
             Err(e) => {
                 let err = ApiError::from(e);
                 let mut body = err.body(&ctx.request_id);
                 if let Some(obj) = body.get_mut("error").and_then(Value::as_object_mut) {
                     obj.remove("request_id");
                 }
-                body
+                BatchItemView::Refused(body)
             }
         })
         .collect();
-    Ok(Json(json!({ "items": out })))
+    Ok(Json(BatchView { items }).into_response())
 }
 
 /// Body of `POST /v1/secrets/{token}/reveal`.

@@ -4,25 +4,25 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
-use super::engine::{Database, Migrations};
+use super::engine::{Database, Migrations, Shadow};
+use super::fingerprints::FingerprintIndex;
 use crate::{
     CentralStore, InsertOutcome, PrincipalRecord, SecretRecord, SecretState, StoreError,
     StoreResult,
 };
 
-// The fingerprint is an HMAC under the tenant's own key over class and value,
-// so it is unique across tenants and classes by itself, and the index needs no
-// tenant or class columns (half the size, half the pages to write).
-// `fp_dup` is 0 for a fingerprint that must be unique in (tenant, class), and
-// a random number for a duplicate the caller explicitly allowed, so a single
-// unique index both enforces uniqueness and serves fingerprint look-ups.
+// Rows are appended in rowid order and found through the unique token index.
+// Tokens begin with their creation time, so that index grows at its right
+// edge too, and a commit writes few pages however large the table.
+// Fingerprints have no index on disk: they are random, and a B-tree over them
+// would make every insert rewrite a page of its own. The writer keeps them in
+// memory instead (see fingerprints.rs) and enforces uniqueness there.
+// `duplicate_allowed` marks a copy the caller explicitly allowed.
 // A deleted record's fingerprint is set to NULL, which frees it.
-// Rows are appended in rowid order and found through the unique token index:
-// keyed by the random token itself, every insert would land on its own page
-// and each commit would rewrite thousands of pages.
-const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
+const MIGRATIONS: Migrations = &[
+    "CREATE TABLE secrets (
          token TEXT PRIMARY KEY,
          tenant TEXT NOT NULL,
          class TEXT NOT NULL,
@@ -47,12 +47,18 @@ const MIGRATIONS: Migrations = &["CREATE TABLE secrets (
          disabled INTEGER NOT NULL DEFAULT 0,
          created_by TEXT NOT NULL,
          pending_approval INTEGER NOT NULL
-     )"];
+     )",
+    // 2: fingerprints leave the on-disk index for the in-memory one; the
+    // duplicate marker becomes a plain flag (it was 0 or a random number).
+    "DROP INDEX secrets_fingerprint;
+     ALTER TABLE secrets RENAME COLUMN fp_dup TO duplicate_allowed;
+     UPDATE secrets SET duplicate_allowed = (duplicate_allowed != 0)",
+];
 
 // Column lists as macros, so every statement is a literal built at compile time.
 macro_rules! secret_columns {
     () => {
-        "token, tenant, class, key_version, fingerprint, fp_dup, metadata, created_at, window_closes_at, created_by, state"
+        "token, tenant, class, key_version, fingerprint, duplicate_allowed, metadata, created_at, window_closes_at, created_by, state"
     };
 }
 
@@ -60,14 +66,22 @@ macro_rules! secret_columns {
 #[derive(Debug)]
 pub struct SqliteCentralStore {
     db: Arc<Database>,
+    fingerprints: Arc<FingerprintIndex>,
 }
 
 impl SqliteCentralStore {
-    /// Opens or creates the file.
+    /// Opens or creates the file and loads its fingerprint index. Only one
+    /// open at a time, across processes: see [`Database::open_exclusive`].
     pub fn open(path: &Path) -> StoreResult<Self> {
-        Ok(Self {
-            db: Database::open(path, MIGRATIONS)?,
-        })
+        let mut fingerprints = None;
+        // Exclusive: the fingerprint index must see every insert.
+        let db = Database::open_exclusive(path, MIGRATIONS, |conn| {
+            let index = Arc::new(FingerprintIndex::load(conn)?);
+            fingerprints = Some(index.clone());
+            Ok(Some(index as Arc<dyn Shadow>))
+        })?;
+        let fingerprints = fingerprints.ok_or(StoreError::Closed)?;
+        Ok(Self { db, fingerprints })
     }
 
     /// The underlying database (for tests that inspect stored rows).
@@ -78,7 +92,7 @@ impl SqliteCentralStore {
 
 fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<(SecretRecord, String)> {
     let fingerprint: Option<Vec<u8>> = r.get(4)?;
-    let fp_dup: i64 = r.get(5)?;
+    let duplicate_allowed: bool = r.get(5)?;
     let state: String = r.get(10)?;
     Ok((
         SecretRecord {
@@ -87,7 +101,7 @@ fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<(SecretRecord, String)> {
             class: r.get(2)?,
             key_version: r.get(3)?,
             fingerprint: fingerprint.and_then(|f| f.try_into().ok()),
-            fingerprint_unique: fp_dup == 0,
+            fingerprint_unique: !duplicate_allowed,
             metadata: r.get(6)?,
             created_at: r.get(7)?,
             window_closes_at: r.get(8)?,
@@ -96,20 +110,6 @@ fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<(SecretRecord, String)> {
         },
         state,
     ))
-}
-
-fn find_fingerprint(
-    conn: &Connection,
-    tenant: &str,
-    class: &str,
-    fingerprint: &[u8],
-) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT token FROM secrets WHERE tenant = ?1 AND class = ?2 AND fingerprint = ?3 \
-         ORDER BY fp_dup LIMIT 1",
-    )?
-    .query_row(params![tenant, class, fingerprint], |r| r.get(0))
-    .optional()
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -159,58 +159,71 @@ impl CentralStore for SqliteCentralStore {
         class: &str,
         fingerprints: &[[u8; 32]],
     ) -> StoreResult<Vec<Option<String>>> {
+        let candidates: Vec<Vec<i64>> = fingerprints
+            .iter()
+            .map(|fp| self.fingerprints.candidates(fp))
+            .collect();
+        if candidates.iter().all(Vec::is_empty) {
+            return Ok(vec![None; fingerprints.len()]);
+        }
         self.db.read(|conn| {
             fingerprints
                 .iter()
-                .map(|fp| find_fingerprint(conn, tenant, class, fp))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::backend("find fingerprints"))
+                .zip(candidates)
+                .map(|(fp, rows)| FingerprintIndex::confirm(conn, tenant, class, fp, rows))
+                .collect()
         })
     }
 
-    async fn insert_secrets(&self, records: Vec<SecretRecord>) -> StoreResult<Vec<InsertOutcome>> {
+    async fn insert_secrets(
+        &self,
+        records: Arc<[SecretRecord]>,
+    ) -> StoreResult<Vec<InsertOutcome>> {
+        let index = self.fingerprints.clone();
         self.db
             .write(move |conn| {
                 let sql = concat!(
                     "INSERT INTO secrets (",
                     secret_columns!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN 0 ELSE abs(random()) END, ?7, ?8, ?9, ?10, ?11)"
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                 );
                 let mut stmt = conn
                     .prepare_cached(sql)
                     .map_err(StoreError::backend("prepare secret insert"))?;
                 let mut outcomes = Vec::with_capacity(records.len());
-                for rec in &records {
-                    let inserted = stmt.execute(params![
+                for rec in records.iter() {
+                    // The writer is the only one changing the table, so this
+                    // check and the insert below cannot be overtaken.
+                    if let Some(fp) = rec.fingerprint.as_ref().filter(|_| rec.fingerprint_unique)
+                        && let Some(existing) = index.find(conn, &rec.tenant, &rec.class, fp)?
+                    {
+                        outcomes.push(InsertOutcome::Duplicate { existing });
+                        continue;
+                    }
+                    stmt.execute(params![
                         rec.token,
                         rec.tenant,
                         rec.class,
                         rec.key_version,
                         rec.fingerprint.as_ref().map(|f| f.as_slice()),
-                        rec.fingerprint_unique,
+                        !rec.fingerprint_unique,
                         rec.metadata,
                         rec.created_at,
                         rec.window_closes_at,
                         rec.created_by,
                         rec.state.as_str(),
-                    ]);
-                    match inserted {
-                        Ok(_) => outcomes.push(InsertOutcome::Inserted),
-                        Err(e) if is_constraint(&e) => {
-                            let existing = match &rec.fingerprint {
-                                Some(fp) => find_fingerprint(conn, &rec.tenant, &rec.class, fp)
-                                    .map_err(StoreError::backend("find duplicate"))?,
-                                None => None,
-                            };
-                            match existing {
-                                Some(existing) => {
-                                    outcomes.push(InsertOutcome::Duplicate { existing })
-                                }
-                                None => return Err(StoreError::Conflict("token already exists")),
-                            }
+                    ])
+                    .map_err(|e| {
+                        if is_constraint(&e) {
+                            StoreError::Conflict("token already exists")
+                        } else {
+                            StoreError::backend("insert secret")(e)
                         }
-                        Err(e) => return Err(StoreError::backend("insert secret")(e)),
+                    })?;
+                    if let Some(fp) = &rec.fingerprint {
+                        index.added(fp, conn.last_insert_rowid());
                     }
+                    outcomes.push(InsertOutcome::Inserted);
                 }
                 Ok(outcomes)
             })
@@ -252,15 +265,30 @@ impl CentralStore for SqliteCentralStore {
 
     async fn mark_deleted(&self, token: &str) -> StoreResult<bool> {
         let token = token.to_owned();
+        let index = self.fingerprints.clone();
         self.db
             .write(move |conn| {
+                let live: Option<(i64, Option<Vec<u8>>)> = conn
+                    .query_row(
+                        "SELECT rowid, fingerprint FROM secrets WHERE token = ?1 AND state = 'active'",
+                        [&token],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::backend("delete secret"))?;
+                let Some((rowid, fingerprint)) = live else {
+                    return Ok(false);
+                };
                 conn.execute(
                     "UPDATE secrets SET state = 'deleted', fingerprint = NULL, metadata = NULL \
-                     WHERE token = ?1 AND state = 'active'",
-                    [token],
+                     WHERE rowid = ?1",
+                    [rowid],
                 )
-                .map(|n| n > 0)
-                .map_err(StoreError::backend("delete secret"))
+                .map_err(StoreError::backend("delete secret"))?;
+                if let Some(fp) = fingerprint.and_then(|f| <[u8; 32]>::try_from(f).ok()) {
+                    index.removed(&fp, rowid);
+                }
+                Ok(true)
             })
             .await
     }

@@ -12,11 +12,25 @@
 //! WAL readers never wait for the writer. Point reads are a few microseconds,
 //! so they run on the calling task with a pooled connection rather than paying
 //! for a hop to a blocking thread.
+//!
+//! # Checkpoints
+//! A checkpoint copies committed pages from the WAL into the database file and
+//! syncs it. Left to the writer (SQLite's default), it stalls every write queued
+//! behind it. Here a thread of its own runs passive checkpoints, which never
+//! block the writer or readers, so the copying overlaps with new commits. The
+//! writer still checkpoints by itself if the WAL grows far past that pace.
+//!
+//! # Shadow state
+//! A store may keep an in-memory index derived from its rows (see
+//! [`Shadow`]). The writer tells it where each job starts, and whether that job
+//! and then the whole batch stood, so the index never keeps a change the file
+//! lost.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
@@ -28,13 +42,14 @@ pub const MAX_BATCH: usize = 4096;
 /// Reader connections kept per file. Reads run on the async worker threads,
 /// so no more are ever in use at once than there are worker threads.
 const MAX_IDLE_READERS: usize = 2;
-/// Page cache of the writer connection, KiB. Inserts under random keys touch
-/// pages all over the indexes; a cache that holds them avoids re-reading.
-const WRITER_CACHE_KIB: i64 = 8 * 1024;
-/// WAL pages before a checkpoint copies them into the database. Hot index
-/// pages rewritten by many commits are copied once per checkpoint, so fewer,
-/// larger checkpoints write less. (About 40 MiB of WAL between them.)
-const CHECKPOINT_PAGES: u32 = 10_000;
+/// Page cache of the writer connection, KiB. Inserts append at the right
+/// edge of each table and index, so a few hot pages are all a writer needs.
+const WRITER_CACHE_KIB: i64 = 2 * 1024;
+/// How often the checkpoint thread copies committed WAL pages into the file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL pages after which the writer stops to checkpoint by itself: only
+/// reached if the checkpoint thread falls far behind (about 200 MiB of WAL).
+const WRITER_CHECKPOINT_PAGES: u32 = 50_000;
 /// Page cache of each reader connection, KiB.
 const READER_CACHE_KIB: i64 = 2 * 1024;
 
@@ -82,11 +97,26 @@ where
     }
 }
 
+/// In-memory state derived from a database file that must follow its
+/// transactions: write jobs change it as they change rows; the writer keeps
+/// the changes when the batch commits and undoes them when a job, or the
+/// whole batch, is rolled back.
+pub trait Shadow: Send + Sync + 'static {
+    /// A point to undo a failing job back to.
+    fn mark(&self) -> usize;
+    /// Undoes every change made since `mark`.
+    fn undo_to(&self, mark: usize);
+    /// The batch committed: its changes stand.
+    fn commit(&self);
+}
+
 /// A SQLite database file opened for Strongroom.
 pub struct Database {
     path: PathBuf,
     jobs: mpsc::UnboundedSender<Job>,
     readers: Mutex<Vec<Connection>>,
+    // Dropping it stops the checkpoint thread.
+    _checkpoints: std_mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for Database {
@@ -105,24 +135,50 @@ impl Database {
     /// and starts its writer thread.
     pub fn open(path: &Path, migrations: Migrations) -> Result<Arc<Self>, StoreError> {
         create_private_file(path)?;
+        Self::start(path, migrations, None, |_| Ok(None))
+    }
+
+    /// Opens a file whose writes must all come through this process, with
+    /// shadow state built from the migrated file (by `build`, on the writer
+    /// connection, before any write runs). An exclusive lock on `PATH-lock`
+    /// is held until the writer thread ends; a second opener waits up to
+    /// [`LOCK_WAIT`] for it, then fails with [`StoreError::Locked`].
+    pub fn open_exclusive(
+        path: &Path,
+        migrations: Migrations,
+        build: impl FnOnce(&Connection) -> Result<Option<Arc<dyn Shadow>>, StoreError>,
+    ) -> Result<Arc<Self>, StoreError> {
+        create_private_file(path)?;
+        let lock = lock_exclusive(path)?;
+        Self::start(path, migrations, Some(lock), build)
+    }
+
+    fn start(
+        path: &Path,
+        migrations: Migrations,
+        lock: Option<std::fs::File>,
+        build: impl FnOnce(&Connection) -> Result<Option<Arc<dyn Shadow>>, StoreError>,
+    ) -> Result<Arc<Self>, StoreError> {
         let writer = open_connection(path, false)?;
         migrate(&writer, migrations)?;
+        let shadow = build(&writer)?;
+        let checkpointer = open_connection(path, false)?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db");
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
-        let name = format!(
-            "sqlite-writer-{}",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
-        );
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || writer_loop(writer, rx))
-            .map_err(|e| StoreError::Backend {
-                op: "start writer thread",
-                detail: e.to_string(),
-            })?;
+        spawn(format!("sqlite-writer-{stem}"), move || {
+            writer_loop(writer, rx, shadow);
+            // Released only once the last write is done.
+            drop(lock);
+        })?;
+        let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
+        spawn(format!("sqlite-ckpt-{stem}"), move || {
+            checkpoint_loop(checkpointer, stop_rx)
+        })?;
         Ok(Arc::new(Self {
             path: path.to_owned(),
             jobs: tx,
             readers: Mutex::new(Vec::new()),
+            _checkpoints: stop_tx,
         }))
     }
 
@@ -169,6 +225,67 @@ impl Database {
     }
 }
 
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend {
+            op: "start database thread",
+            detail: e.to_string(),
+        })
+}
+
+/// Runs passive checkpoints until the database is dropped. A failed
+/// checkpoint is only logged: the pages stay in the WAL, where reads still
+/// find them, and the next attempt (or the writer) copies them.
+fn checkpoint_loop(conn: Connection, stop: std_mpsc::Receiver<()>) {
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed");
+        }
+    }
+}
+
+/// How long a second opener of an exclusive file waits for the first to
+/// finish (a restart in the same process hands over within milliseconds).
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn lock_exclusive(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Backend {
+            op: "open lock file",
+            detail: e.to_string(),
+        })?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend {
+                    op: "lock database",
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
 fn create_private_file(path: &Path) -> Result<(), StoreError> {
     OpenOptions::new()
         .create(true)
@@ -202,7 +319,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
         format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; \
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY; \
-             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};"
+             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
         )
     };
     conn.execute_batch(&pragmas)
@@ -230,7 +347,17 @@ fn migrate(conn: &Connection, migrations: Migrations) -> Result<(), StoreError> 
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    shadow: Option<Arc<dyn Shadow>>,
+) {
+    let mark = || shadow.as_ref().map_or(0, |s| s.mark());
+    let undo_to = |m: usize| {
+        if let Some(s) = &shadow {
+            s.undo_to(m);
+        }
+    };
     let mut batch: Vec<Job> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -259,7 +386,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 aborted = true;
                 break;
             }
-            let undone = !job.run(&conn) || run_statement(&conn, "ROLLBACK TO job").is_ok();
+            let job_start = mark();
+            let failed = job.run(&conn);
+            if failed {
+                undo_to(job_start);
+            }
+            let undone = !failed || run_statement(&conn, "ROLLBACK TO job").is_ok();
             if !undone || run_statement(&conn, "RELEASE job").is_err() {
                 // A failed job that could not be undone must not be committed
                 // with the rest.
@@ -271,6 +403,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            undo_to(0);
             tracing::error!(
                 jobs = batch.len(),
                 "write transaction aborted; failing its jobs"
@@ -287,8 +420,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             .execute_batch("COMMIT")
             .map_err(StoreError::backend("commit"));
         tracing::trace!(jobs = batch.len(), ok = committed.is_ok(), "group commit");
-        if committed.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+        match (&committed, &shadow) {
+            (Err(_), _) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                undo_to(0);
+            }
+            (Ok(()), Some(s)) => s.commit(),
+            (Ok(()), None) => {}
         }
         for job in batch.drain(..) {
             job.complete(committed.as_ref().map(|_| ()).map_err(clone_error));

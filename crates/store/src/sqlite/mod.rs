@@ -3,6 +3,7 @@
 mod audit;
 mod central;
 mod engine;
+mod fingerprints;
 mod records;
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 pub use audit::SqliteAuditStore;
 pub use central::SqliteCentralStore;
-pub use engine::{Database, MAX_BATCH};
+pub use engine::{Database, LOCK_WAIT, MAX_BATCH, Shadow};
 pub use records::SqliteRecordStore;
 
 use crate::StoreError;

@@ -1,23 +1,55 @@
 //! `strongroom audit verify`: checks the chain offline.
 
 use anyhow::{Context, Result, bail};
+use std::sync::Arc;
 use strongroom_crypto::shamir::Share;
-use strongroom_store::sqlite::SqliteStores;
+
+use strongroom_store::sqlite::{SqliteAuditStore, SqliteRecordStore, files};
+use strongroom_store::{AuditStore, RecordStore};
 use strongroom_vault::{VaultIdentity, audit_key};
 
 use crate::cli::AuditCommand;
 use crate::commands::read_line;
+use crate::config::ServerConfig;
 use crate::datadir::DataDir;
+use crate::storage::Backend;
 
 /// Runs an audit command. Returns the process exit code.
 pub async fn run(cmd: AuditCommand) -> Result<i32> {
     match cmd {
-        AuditCommand::Verify { data_dir } => {
-            let dir = DataDir::new(&data_dir);
-            dir.check_permissions()?;
-            let stores = SqliteStores::open(&dir.root).context("could not open the stores")?;
-            let set = stores.store_set();
-            let identity = VaultIdentity::load(&set.vault)
+        AuditCommand::Verify { data_dir, config } => {
+            let (dir, backend) = match (&config, &data_dir) {
+                (Some(path), _) => {
+                    let config = ServerConfig::load(path)?;
+                    (DataDir::new(&config.data_dir), config.storage.backend()?)
+                }
+                (None, Some(dir)) => (DataDir::new(dir), Backend::Sqlite),
+                (None, None) => bail!("give --data-dir DIR or --config FILE"),
+            };
+            let (vault, audit): (Arc<dyn RecordStore>, Arc<dyn AuditStore>) = match &backend {
+                Backend::Sqlite => {
+                    dir.check_permissions()?;
+                    // Only the vault store (for the vault's identity) and the
+                    // audit log: both can be read while a server runs.
+                    let open_failed =
+                        || format!("could not open the stores in {}", dir.root.display());
+                    (
+                        Arc::new(
+                            SqliteRecordStore::open(&dir.root.join(files::VAULT))
+                                .with_context(open_failed)?,
+                        ),
+                        Arc::new(
+                            SqliteAuditStore::open(&dir.root.join(files::AUDIT))
+                                .with_context(open_failed)?,
+                        ),
+                    )
+                }
+                Backend::Postgres(_) => {
+                    let stores = crate::storage::open(&backend, &dir).await?;
+                    (stores.set.vault, stores.set.audit)
+                }
+            };
+            let identity = VaultIdentity::load(&vault)
                 .await?
                 .with_context(|| format!("{} holds no initialised vault", dir.root.display()))?;
             let root = if identity.seal_method == "dev-key-file" {
@@ -50,7 +82,7 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             };
             let key = audit_key(&root)?;
             drop(root);
-            let report = strongroom_audit::verify(&set.audit, &key).await?;
+            let report = strongroom_audit::verify(&audit, &key).await?;
             match report.first_bad {
                 None => {
                     println!(

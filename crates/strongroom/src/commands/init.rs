@@ -2,17 +2,26 @@
 
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
-use strongroom_store::sqlite::SqliteStores;
 use strongroom_vault::{RequestContext, SealMethod, SystemClock, Vault, VaultConfig, initialize};
 
 use crate::bootstrap::create_principal;
 use crate::cli::InitArgs;
+use crate::config::ServerConfig;
 use crate::datadir::DataDir;
+use crate::storage::Backend;
 
 /// Runs `init`.
 pub async fn run(args: InitArgs) -> Result<()> {
-    let dir = DataDir::new(&args.data_dir);
-    if dir.root.exists() && std::fs::read_dir(&dir.root)?.next().is_some() {
+    let (dir, backend) = match (&args.config, &args.data_dir) {
+        (Some(path), _) => {
+            let config = ServerConfig::load(path)?;
+            (DataDir::new(&config.data_dir), config.storage.backend()?)
+        }
+        (None, Some(dir)) => (DataDir::new(dir), Backend::Sqlite),
+        (None, None) => bail!("give --data-dir DIR or --config FILE"),
+    };
+    let embedded = matches!(backend, Backend::Sqlite);
+    if embedded && dir.root.exists() && std::fs::read_dir(&dir.root)?.next().is_some() {
         bail!(
             "{} is not empty; refusing to initialise over it. Choose a new directory.",
             dir.root.display()
@@ -26,9 +35,11 @@ pub async fn run(args: InitArgs) -> Result<()> {
         );
     }
     dir.create()?;
-    let stores = SqliteStores::open(&dir.root).context("could not create the stores")?;
+    let stores = crate::storage::open(&backend, &dir)
+        .await
+        .context("could not open the stores")?;
     let vault = Vault::new(
-        stores.store_set(),
+        stores.set.clone(),
         Arc::new(SystemClock),
         VaultConfig::default(),
     );
@@ -67,10 +78,13 @@ pub async fn run(args: InitArgs) -> Result<()> {
         )
         .await?;
 
+    let place = match &backend {
+        Backend::Sqlite => dir.root.display().to_string(),
+        Backend::Postgres(pg) => format!("the PostgreSQL stores (prefix {})", pg.prefix),
+    };
     println!(
-        "Strongroom vault {} initialised in {}.\n",
-        init.vault_id,
-        dir.root.display()
+        "Strongroom vault {} initialised in {place}.\n",
+        init.vault_id
     );
     println!(
         "Key shares: {} of {} are needed to unseal. Give each to a different custodian.",

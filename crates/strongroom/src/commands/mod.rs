@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod audit;
+pub mod db;
 pub mod init;
 pub mod operator;
 pub mod principals;

@@ -21,8 +21,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             insecure_http: false,
             limits: Limits::default(),
             log: LogConfig::default(),
+            storage: Default::default(),
         },
         None => bail!("give --config FILE (production) or --dev (development)"),
+    };
+    let backend = match &args.postgres {
+        Some(url) => {
+            let names =
+                strongroom_store_postgres::Names::new(strongroom_store_postgres::DEFAULT_PREFIX)?;
+            crate::storage::Backend::Postgres(crate::storage::PostgresSettings {
+                urls: strongroom_store_postgres::PgUrls::from_base(url, &names)?,
+                prefix: names.prefix().to_owned(),
+                max_connections: 8,
+            })
+        }
+        None => config.storage.backend()?,
     };
     let data_dir = args
         .data_dir
@@ -57,6 +70,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         vault_config: config.vault_config(),
         api_config: config.api_config(),
         clock: Arc::new(SystemClock),
+        backend,
     })
     .await?;
 

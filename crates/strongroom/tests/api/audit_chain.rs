@@ -2,68 +2,13 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use strongroom_store::sqlite::rusqlite::params;
-use strongroom_store::{AuditStore, StoreError};
+use strongroom_store_postgres::Store;
 
-use crate::harness::{Harness, random_code};
+use crate::harness::{Harness, on_each_backend, random_code};
 
-async fn rows(h: &Harness) -> Vec<(u64, String, Vec<u8>)> {
-    h.server
-        .stores
-        .audit
-        .read_from(1, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.seq, r.body, r.mac))
-        .collect()
-}
-
-async fn exec(
-    h: &Harness,
-    f: impl FnOnce(&strongroom_store::sqlite::rusqlite::Connection) + Send + 'static,
-) {
-    h.server
-        .stores
-        .audit
-        .database()
-        .write(move |c| {
-            f(c);
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .unwrap();
-}
-
-async fn restore(h: &Harness, original: Vec<(u64, String, Vec<u8>)>) {
-    exec(h, move |c| {
-        c.execute("DELETE FROM audit_log", []).unwrap();
-        for (seq, body, mac) in &original {
-            c.execute(
-                "INSERT INTO audit_log (seq, body, mac) VALUES (?1, ?2, ?3)",
-                params![seq, body, mac],
-            )
-            .unwrap();
-        }
-    })
-    .await;
-}
-
-fn cli_verify(h: &Harness) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(h.data_dir())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_attempt_is_recorded_without_values() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn every_attempt_is_recorded_without_values(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let value = random_code();
     let token = svc.put(&value).await;
@@ -90,7 +35,7 @@ async fn every_attempt_is_recorded_without_values() {
         .unwrap()
         .unwrap()
         .id;
-    let all = rows(&h).await;
+    let all = h.audit_rows().await;
     let events: Vec<Value> = all
         .iter()
         .map(|(_, b, _)| serde_json::from_str(b).unwrap())
@@ -131,10 +76,11 @@ async fn every_attempt_is_recorded_without_values() {
         assert!(!body.contains(&value), "an audit record holds the value");
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edits_deletions_and_reorders_are_named() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn edits_deletions_and_reorders_are_named(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     for _ in 0..8 {
         let t = svc.put(&random_code()).await;
@@ -145,35 +91,28 @@ async fn edits_deletions_and_reorders_are_named() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["intact"], true, "{report}");
     assert!(report["verified"].as_u64().unwrap() > 20);
-    let (ok, out) = cli_verify(&h);
+    let (ok, out) = h.cli_verify();
     assert!(ok, "{out}");
     assert!(out.contains("intact"), "{out}");
 
-    let original = rows(&h).await;
+    let original = h.audit_rows().await;
     assert!(original.len() > 20);
 
     // Edit: turn a denial into an allowance.
-    exec(&h, |c| {
-        c.execute(
-            "UPDATE audit_log SET body = replace(body, '\"allowed\"', '\"denied\"') WHERE seq = 12",
-            [],
-        )
-        .unwrap();
-    })
-    .await;
+    let mut edited = original.clone();
+    edited[11].1 = edited[11].1.replace("\"allowed\"", "\"denied\"");
+    assert_ne!(edited[11].1, original[11].1);
+    h.replace_audit_log(edited).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["first_bad"]["seq"], 12, "{report}");
-    let (ok, out) = cli_verify(&h);
+    let (ok, out) = h.cli_verify();
     assert!(!ok);
     assert!(out.contains("record 12"), "{out}");
-    restore(&h, original.clone()).await;
 
     // Delete one record.
-    exec(&h, |c| {
-        c.execute("DELETE FROM audit_log WHERE seq = 7", [])
-            .unwrap();
-    })
-    .await;
+    let mut deleted = original.clone();
+    deleted.remove(6);
+    h.replace_audit_log(deleted).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["first_bad"]["seq"], 7, "{report}");
     assert!(
@@ -182,62 +121,48 @@ async fn edits_deletions_and_reorders_are_named() {
             .unwrap()
             .contains("missing")
     );
-    let (ok, out) = cli_verify(&h);
+    let (ok, out) = h.cli_verify();
     assert!(!ok && out.contains("record 7"), "{out}");
-    restore(&h, original.clone()).await;
 
     // Delete one record and renumber the rest to hide the gap.
-    exec(&h, |c| {
-        c.execute("DELETE FROM audit_log WHERE seq = 5", [])
-            .unwrap();
-        c.execute("UPDATE audit_log SET seq = seq - 1 WHERE seq > 5", [])
-            .unwrap();
-    })
-    .await;
+    let mut renumbered = original.clone();
+    renumbered.remove(4);
+    for row in renumbered.iter_mut().skip(4) {
+        row.0 -= 1;
+    }
+    h.replace_audit_log(renumbered).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["first_bad"]["seq"], 5, "{report}");
-    restore(&h, original.clone()).await;
 
-    // Reorder: swap records 9 and 10.
-    let (_, b9, m9) = original[8].clone();
-    let (_, b10, m10) = original[9].clone();
-    exec(&h, move |c| {
-        c.execute(
-            "UPDATE audit_log SET body = ?2, mac = ?3 WHERE seq = ?1",
-            params![9, b10, m10],
-        )
-        .unwrap();
-        c.execute(
-            "UPDATE audit_log SET body = ?2, mac = ?3 WHERE seq = ?1",
-            params![10, b9, m9],
-        )
-        .unwrap();
-    })
-    .await;
+    // Reorder: swap the contents of records 9 and 10.
+    let mut swapped = original.clone();
+    let (b9, m9) = (swapped[8].1.clone(), swapped[8].2.clone());
+    swapped[8].1 = swapped[9].1.clone();
+    swapped[8].2 = swapped[9].2.clone();
+    swapped[9].1 = b9;
+    swapped[9].2 = m9;
+    h.replace_audit_log(swapped).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["first_bad"]["seq"], 9, "{report}");
-    let (ok, out) = cli_verify(&h);
+    let (ok, out) = h.cli_verify();
     assert!(!ok && out.contains("record 9"), "{out}");
-    restore(&h, original).await;
 
+    h.replace_audit_log(original).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["intact"], true, "{report}");
-    let _ = json!({});
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_audit_record_means_no_operation() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn no_audit_record_means_no_operation(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let kept = random_code();
     let token = svc.put(&kept).await;
 
     // The audit store breaks (here: its table disappears).
-    exec(&h, |c| {
-        c.execute("ALTER TABLE audit_log RENAME TO audit_log_away", [])
-            .unwrap();
-    })
-    .await;
+    h.tamper(Store::Audit, "ALTER TABLE audit_log RENAME TO audit_log_away", &[])
+        .await;
 
     let lost = random_code();
     let (status, body) = svc
@@ -263,11 +188,8 @@ async fn no_audit_record_means_no_operation() {
     );
 
     // Back again: the refused secret was never stored, the old one still reveals.
-    exec(&h, |c| {
-        c.execute("ALTER TABLE audit_log_away RENAME TO audit_log", [])
-            .unwrap();
-    })
-    .await;
+    h.tamper(Store::Audit, "ALTER TABLE audit_log_away RENAME TO audit_log", &[])
+        .await;
     let (status, _) = svc
         .post(
             "/v1/secrets",
@@ -282,4 +204,5 @@ async fn no_audit_record_means_no_operation() {
     assert_eq!(svc.reveal(&token).await.1["value"], kept.as_str());
     let auditor = h.principal("auditor-2", &["auditor"], &["dev"]).await;
     assert_eq!(auditor.get("/v1/audit/verify").await.1["intact"], true);
+}
 }

@@ -5,15 +5,15 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Harness, code};
+use crate::harness::{Harness, code, on_each_backend};
 
 fn b64(v: &serde_json::Value) -> String {
     BASE64URL_NOPAD.encode(v.to_string().as_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_tokens_are_refused() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn bad_tokens_are_refused(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let good = svc.token.clone().unwrap();
     assert_eq!(svc.get("/v1/auth/whoami").await.0, StatusCode::OK);
@@ -80,10 +80,11 @@ async fn bad_tokens_are_refused() {
             .contains("expired")
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_credentials_as_json_and_form() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn client_credentials_as_json_and_form(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let id = &h.creds.service.client_id;
     let secret = &h.creds.service.client_secret;
     let form = h
@@ -123,10 +124,11 @@ async fn client_credentials_as_json_and_form() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(code(&body), "auth.unsupported_grant_type");
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_response_forbids_caching() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn every_response_forbids_caching(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let token = svc.put(&crate::harness::random_code()).await;
     let resp = svc
@@ -146,4 +148,5 @@ async fn every_response_forbids_caching() {
             .contains("max-age=")
     );
     assert_eq!(headers["x-request-id"].len(), 24);
+}
 }

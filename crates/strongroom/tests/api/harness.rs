@@ -6,6 +6,7 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use strongroom::app::{DevCredentials, RunningServer, StartOptions, TlsSource, start};
+use strongroom::storage::Backend;
 use strongroom_api::ApiConfig;
 use strongroom_vault::{ManualClock, VaultConfig};
 use tempfile::TempDir;
@@ -27,6 +28,80 @@ pub fn https_client(ca: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// Which stores a test server runs on.
+#[derive(Debug, Clone)]
+pub enum TestStore {
+    /// SQLite files in the test's data directory.
+    Sqlite,
+    /// A fresh PostgreSQL database of the test's own, already set up.
+    Postgres { url: String },
+}
+
+impl TestStore {
+    /// A fresh PostgreSQL database, or `None` when the test is skipped
+    /// (PostgreSQL unreachable outside CI; under CI=true that panics).
+    pub async fn postgres() -> Option<Self> {
+        strongroom_store_postgres::testing::fresh_database()
+            .await
+            .map(|url| TestStore::Postgres { url })
+    }
+
+    /// Separate stores of the same kind, for a second, unrelated vault.
+    pub async fn another(&self) -> Self {
+        match self {
+            TestStore::Sqlite => TestStore::Sqlite,
+            TestStore::Postgres { .. } => TestStore::postgres()
+                .await
+                .expect("PostgreSQL was reachable a moment ago"),
+        }
+    }
+
+    /// The server's storage backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            TestStore::Sqlite => Backend::Sqlite,
+            TestStore::Postgres { url } => {
+                Backend::Postgres(strongroom::storage::PostgresSettings {
+                    urls: strongroom_store_postgres::testing::store_urls(url),
+                    prefix: strongroom_store_postgres::DEFAULT_PREFIX.into(),
+                    max_connections: 4,
+                })
+            }
+        }
+    }
+}
+
+/// Runs a test once per storage backend, as `NAME::sqlite` and
+/// `NAME::postgres`: the body gets the [`TestStore`] to start servers on.
+macro_rules! on_each_backend {
+    ($(#[$meta:meta])* async fn $name:ident($store:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($store: crate::harness::TestStore) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(crate::harness::TestStore::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(store) = crate::harness::TestStore::postgres().await {
+                    run(store.clone()).await;
+                    // Kept for inspection if the test failed (dropped an hour later).
+                    if let crate::harness::TestStore::Postgres { url } = store {
+                        strongroom_store_postgres::testing::drop_database(&url).await;
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_each_backend;
+
 /// A dev server with a manual clock, in a temporary directory.
 pub struct Harness {
     pub server: RunningServer,
@@ -35,6 +110,7 @@ pub struct Harness {
     pub url: String,
     pub clock: ManualClock,
     pub creds: DevCredentials,
+    pub store: TestStore,
 }
 
 impl Harness {
@@ -45,6 +121,7 @@ impl Harness {
         dev: bool,
         clock: ManualClock,
         creds: Option<DevCredentials>,
+        store: TestStore,
     ) -> Self {
         let server = start(StartOptions {
             data_dir: data,
@@ -54,6 +131,7 @@ impl Harness {
             vault_config: VaultConfig::default(),
             api_config: ApiConfig::default(),
             clock: Arc::new(clock.clone()),
+            backend: store.backend(),
         })
         .await
         .unwrap();
@@ -67,13 +145,289 @@ impl Harness {
             url,
             clock,
             creds,
+            store,
         }
     }
 
-    pub async fn dev() -> Self {
+    /// A dev server on the given stores.
+    pub async fn dev_on(store: TestStore) -> Self {
         let dir = TempDir::new().unwrap();
         let data = dir.path().join("data");
-        Self::launch(dir, data, true, ManualClock::new(now_ms()), None).await
+        Self::launch(dir, data, true, ManualClock::new(now_ms()), None, store).await
+    }
+
+    /// Stops the server and starts a new one on the same data directory,
+    /// as after a crash or an upgrade: everything in memory is rebuilt.
+    pub async fn restart(self) -> Self {
+        let Self {
+            server,
+            dir,
+            clock,
+            creds,
+            store,
+            ..
+        } = self;
+        server.shutdown().await.unwrap();
+        let data = dir.path().join("data");
+        Self::launch(dir, data, true, clock, Some(creds), store).await
+    }
+
+    /// Options to start another server on this harness's data directory.
+    pub fn options(&self) -> StartOptions {
+        StartOptions {
+            data_dir: self.data_dir(),
+            listen: "127.0.0.1:0".into(),
+            tls: TlsSource::DevSelfSigned,
+            dev: true,
+            vault_config: VaultConfig::default(),
+            api_config: ApiConfig::default(),
+            clock: Arc::new(self.clock.clone()),
+            backend: self.store.backend(),
+        }
+    }
+
+    /// Runs one statement with text parameters (`$1`, `$2`, …) on a store's
+    /// own tables, bypassing the vault: what someone holding the store could
+    /// do. On PostgreSQL it runs as the test database's administrator.
+    pub async fn tamper(
+        &self,
+        store: strongroom_store_postgres::Store,
+        statement: &str,
+        args: &[&str],
+    ) {
+        match &self.store {
+            TestStore::Sqlite => {
+                let db = self.sqlite_file(store);
+                let statement = statement.to_owned();
+                let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+                db.write(move |c| {
+                    c.execute(
+                        &statement,
+                        strongroom_store::sqlite::rusqlite::params_from_iter(args.iter()),
+                    )
+                    .unwrap();
+                    Ok::<_, strongroom_store::StoreError>(())
+                })
+                .await
+                .unwrap();
+            }
+            TestStore::Postgres { url } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let names = strongroom_store_postgres::Names::new("strongroom").unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {}",
+                    names.schema(store)
+                )))
+                .execute(&mut c)
+                .await
+                .unwrap();
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
+                for a in args {
+                    query = query.bind(*a);
+                }
+                query.execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
+    /// Rows in one of a store's tables, counted past the vault.
+    pub async fn count_rows(&self, store: strongroom_store_postgres::Store, table: &str) -> i64 {
+        match &self.store {
+            TestStore::Sqlite => {
+                let db = self.sqlite_file(store);
+                let sql = format!("SELECT count(*) FROM {table}");
+                db.read(|c| Ok(c.query_row(&sql, [], |r| r.get(0)).unwrap()))
+                    .unwrap()
+            }
+            TestStore::Postgres { url } => {
+                use sqlx::{Connection, Row};
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let names = strongroom_store_postgres::Names::new("strongroom").unwrap();
+                let sql = format!("SELECT count(*) FROM {}.{table}", names.schema(store));
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
+        }
+    }
+
+    /// Every audit record as stored: (seq, body, mac).
+    pub async fn audit_rows(&self) -> Vec<(u64, String, Vec<u8>)> {
+        self.server
+            .stores
+            .audit
+            .read_from(1, 1_000_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.seq, r.body, r.mac))
+            .collect()
+    }
+
+    /// Replaces the whole audit log with `rows`, past the vault (and, on
+    /// PostgreSQL, past the audit role's grants: as the administrator).
+    pub async fn replace_audit_log(&self, rows: Vec<(u64, String, Vec<u8>)>) {
+        match &self.store {
+            TestStore::Sqlite => {
+                self.sqlite()
+                    .audit
+                    .database()
+                    .write(move |c| {
+                        c.execute("DELETE FROM audit_log", []).unwrap();
+                        for (seq, body, mac) in &rows {
+                            c.execute(
+                                "INSERT INTO audit_log (seq, body, mac) VALUES (?1, ?2, ?3)",
+                                strongroom_store::sqlite::rusqlite::params![seq, body, mac],
+                            )
+                            .unwrap();
+                        }
+                        Ok::<_, strongroom_store::StoreError>(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            TestStore::Postgres { url } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                let mut tx = c.begin().await.unwrap();
+                sqlx::query("DELETE FROM strongroom_audit.audit_log")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                for (seq, body, mac) in rows {
+                    sqlx::query(
+                        "INSERT INTO strongroom_audit.audit_log (seq, body, mac) VALUES ($1, $2, $3)",
+                    )
+                    .bind(i64::try_from(seq).unwrap())
+                    .bind(body)
+                    .bind(mac)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }
+    }
+
+    /// `strongroom audit verify` on this server's stores (the real binary):
+    /// whether it passed, and what it printed.
+    pub fn cli_verify(&self) -> (bool, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"));
+        cmd.args(["audit", "verify"]);
+        match &self.store {
+            TestStore::Sqlite => {
+                cmd.arg("--data-dir").arg(self.data_dir());
+            }
+            TestStore::Postgres { url } => {
+                let config = self.dir.path().join("verify.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "data_dir = {:?}\n[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = {url:?}\n",
+                        self.data_dir()
+                    ),
+                )
+                .unwrap();
+                cmd.arg("--config").arg(config);
+            }
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// A sealed envelope as stored, read past the vault.
+    pub async fn raw_envelope(&self, token: &str) -> Vec<u8> {
+        match &self.store {
+            TestStore::Sqlite => {
+                let t = token.to_owned();
+                self.sqlite()
+                    .vault
+                    .database()
+                    .read(move |c| {
+                        Ok(
+                            c.query_row(
+                                "SELECT envelope FROM records WHERE token = ?1",
+                                [t],
+                                |r| r.get(0),
+                            )
+                            .unwrap(),
+                        )
+                    })
+                    .unwrap()
+            }
+            TestStore::Postgres { url } => {
+                use sqlx::{Connection, Row};
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("SELECT envelope FROM strongroom_vault.records WHERE token = $1")
+                    .bind(token)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
+        }
+    }
+
+    /// Overwrites a sealed envelope past the vault.
+    pub async fn set_raw_envelope(&self, token: &str, envelope: Vec<u8>) {
+        match &self.store {
+            TestStore::Sqlite => {
+                let t = token.to_owned();
+                self.sqlite()
+                    .vault
+                    .database()
+                    .write(move |c| {
+                        c.execute(
+                            "UPDATE records SET envelope = ?2 WHERE token = ?1",
+                            strongroom_store::sqlite::rusqlite::params![t, envelope],
+                        )
+                        .unwrap();
+                        Ok::<_, strongroom_store::StoreError>(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            TestStore::Postgres { url } => {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("UPDATE strongroom_vault.records SET envelope = $2 WHERE token = $1")
+                    .bind(token)
+                    .bind(envelope)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// One embedded store's file.
+    fn sqlite_file(
+        &self,
+        store: strongroom_store_postgres::Store,
+    ) -> &strongroom_store::sqlite::Database {
+        use strongroom_store_postgres::Store;
+        let s = self.sqlite();
+        match store {
+            Store::Central => s.central.database(),
+            Store::Vault => s.vault.database(),
+            Store::Archive => s.archive.database(),
+            Store::Audit => s.audit.database(),
+        }
+    }
+
+    /// The embedded stores, for tests that inspect or tamper with rows.
+    pub fn sqlite(&self) -> &strongroom_store::sqlite::SqliteStores {
+        self.server
+            .sqlite
+            .as_ref()
+            .expect("an SQLite-backed server")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -263,10 +617,9 @@ pub fn random_code() -> String {
 impl Harness {
     /// A production-style vault: root key split into `shares` Shamir shares
     /// (`threshold` needed), served sealed. Returns the printed shares.
-    pub async fn shamir(threshold: u8, shares: u8) -> (Self, Vec<String>) {
+    pub async fn shamir_on(store: TestStore, threshold: u8, shares: u8) -> (Self, Vec<String>) {
         use strongroom::app::DevIdentity;
         use strongroom::bootstrap::create_principal;
-        use strongroom_store::sqlite::SqliteStores;
         use strongroom_vault::{Principal, RequestContext, Role, SealMethod, Vault, initialize};
 
         let dir = TempDir::new().unwrap();
@@ -274,9 +627,14 @@ impl Harness {
         strongroom::datadir::DataDir::new(&data).create().unwrap();
         let clock = ManualClock::new(now_ms());
         let (printed, creds) = {
-            let stores = SqliteStores::open(&data).unwrap();
+            let stores = strongroom::storage::open(
+                &store.backend(),
+                &strongroom::datadir::DataDir::new(&data),
+            )
+            .await
+            .unwrap();
             let vault = Vault::new(
-                stores.store_set(),
+                stores.set.clone(),
                 Arc::new(clock.clone()),
                 VaultConfig::default(),
             );
@@ -320,7 +678,7 @@ impl Harness {
             )
         };
         (
-            Self::launch(dir, data, false, clock, Some(creds)).await,
+            Self::launch(dir, data, false, clock, Some(creds), store).await,
             printed,
         )
     }

@@ -3,66 +3,21 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use strongroom_store::sqlite::rusqlite::params;
+use strongroom_store_postgres::Store;
 
-use crate::harness::{Harness, code, random_code};
+use crate::harness::{Harness, code, on_each_backend, random_code};
 
-async fn sql(h: &Harness, statement: &'static str, args: Vec<String>) {
-    h.server
-        .stores
-        .vault
-        .database()
-        .write(move |conn| {
-            conn.execute(
-                statement,
-                strongroom_store::sqlite::rusqlite::params_from_iter(args.iter()),
-            )
-            .map_err(|e| strongroom_store::StoreError::Backend {
-                op: "test",
-                detail: e.to_string(),
-            })
-        })
-        .await
-        .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swapped_ciphertexts_fail_with_an_integrity_error() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn swapped_ciphertexts_fail_with_an_integrity_error(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let (va, vb) = (random_code(), random_code());
     let (a, b) = (svc.put(&va).await, svc.put(&vb).await);
 
     // Swap the two rows' envelopes in the vault store.
-    h.server
-        .stores
-        .vault
-        .database()
-        .write({
-            let (a, b) = (a.clone(), b.clone());
-            move |conn| {
-                let get = |t: &str| -> Vec<u8> {
-                    conn.query_row("SELECT envelope FROM records WHERE token = ?1", [t], |r| {
-                        r.get(0)
-                    })
-                    .unwrap()
-                };
-                let (ea, eb) = (get(&a), get(&b));
-                conn.execute(
-                    "UPDATE records SET envelope = ?2 WHERE token = ?1",
-                    params![a, eb],
-                )
-                .unwrap();
-                conn.execute(
-                    "UPDATE records SET envelope = ?2 WHERE token = ?1",
-                    params![b, ea],
-                )
-                .unwrap();
-                Ok(())
-            }
-        })
-        .await
-        .unwrap();
+    let (ea, eb) = (h.raw_envelope(&a).await, h.raw_envelope(&b).await);
+    h.set_raw_envelope(&a, eb).await;
+    h.set_raw_envelope(&b, ea).await;
 
     for (token, other_value) in [(&a, &vb), (&b, &va)] {
         let (status, body) = svc.reveal(token).await;
@@ -74,61 +29,25 @@ async fn swapped_ciphertexts_fail_with_an_integrity_error() {
         );
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn altered_lost_or_misattributed_records_do_not_reveal() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn altered_lost_or_misattributed_records_do_not_reveal(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let flipped = svc.put(&random_code()).await;
     let lost = svc.put(&random_code()).await;
     let relabelled = svc.put(&random_code()).await;
 
     // One flipped bit in the middle of the ciphertext.
-    h.server
-        .stores
-        .vault
-        .database()
-        .write({
-            let t = flipped.clone();
-            move |conn| {
-                let mut env: Vec<u8> = conn
-                    .query_row("SELECT envelope FROM records WHERE token = ?1", [&t], |r| {
-                        r.get(0)
-                    })
-                    .unwrap();
-                env[20] ^= 0x01;
-                conn.execute(
-                    "UPDATE records SET envelope = ?2 WHERE token = ?1",
-                    params![t, env],
-                )
-                .unwrap();
-                Ok(())
-            }
-        })
-        .await
-        .unwrap();
+    let mut env = h.raw_envelope(&flipped).await;
+    env[20] ^= 0x01;
+    h.set_raw_envelope(&flipped, env).await;
     // The sealed record deleted from the vault store.
-    sql(
-        &h,
-        "DELETE FROM records WHERE token = ?1",
-        vec![lost.clone()],
-    )
-    .await;
+    h.tamper(Store::Vault, "DELETE FROM records WHERE token = $1", &[&lost]).await;
     // The central store edited to claim another key version.
-    h.server
-        .stores
-        .central
-        .database()
-        .write({
-            let t = relabelled.clone();
-            move |conn| {
-                conn.execute("UPDATE secrets SET key_version = 2 WHERE token = ?1", [t])
-                    .unwrap();
-                Ok(())
-            }
-        })
-        .await
-        .unwrap();
+    h.tamper(Store::Central, "UPDATE secrets SET key_version = 2 WHERE token = $1", &[&relabelled])
+        .await;
     let officer = h.officer().await;
     officer
         .post(
@@ -142,4 +61,5 @@ async fn altered_lost_or_misattributed_records_do_not_reveal() {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{token}: {body}");
         assert_eq!(code(&body), "vault.integrity");
     }
+}
 }

@@ -1,7 +1,8 @@
 //! Plaintext never at rest: 10,000 codes through a real `strongroom serve`
 //! process with trace-level logging, then every file under the data
-//! directory (databases, WAL, everything) and the server's log are searched
-//! for every code and for the root key.
+//! directory (databases, WAL, everything), the server's log and, on
+//! PostgreSQL, a `pg_dump` of the database are searched for every code (raw
+//! and hex-encoded, as `bytea` dumps it) and for the root key.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -14,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use strongroom_crypto::shamir::{Share, combine};
 
-use crate::harness::{Caller, https_client, random_code};
+use crate::harness::{Caller, TestStore, https_client, on_each_backend, random_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
@@ -66,9 +67,14 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every (file, code) where a code occurs in a file. Codes share one length,
-/// so a sliding window over each file finds them all in one pass.
-fn find_codes(files: &[PathBuf], codes: &HashSet<Vec<u8>>, len: usize) -> Vec<(PathBuf, String)> {
+/// Every (file, code) where a code occurs in a file. Codes share one length
+/// and prefix, so a sliding window over each file finds them all in one pass.
+fn find_codes(
+    files: &[PathBuf],
+    codes: &HashSet<Vec<u8>>,
+    len: usize,
+    prefix: &[u8],
+) -> Vec<(PathBuf, String)> {
     let mut hits = Vec::new();
     for f in files {
         let Ok(bytes) = std::fs::read(f) else {
@@ -78,7 +84,7 @@ fn find_codes(files: &[PathBuf], codes: &HashSet<Vec<u8>>, len: usize) -> Vec<(P
             continue;
         }
         for w in bytes.windows(len) {
-            if w.starts_with(b"GC-") && codes.contains(w) {
+            if w.starts_with(prefix) && codes.contains(w) {
                 hits.push((f.clone(), String::from_utf8_lossy(w).into_owned()));
             }
         }
@@ -101,30 +107,41 @@ fn find_patterns(files: &[PathBuf], patterns: &[(String, Vec<u8>)]) -> Vec<(Path
     hits
 }
 
+/// Hex prefix of every code ("GC-"), as a PostgreSQL dump writes `bytea`.
+const HEX_PREFIX: &[u8] = b"47432d";
+
 fn scan(
     data: &Path,
-    log: &Path,
+    more: &[PathBuf],
     codes: &HashSet<Vec<u8>>,
     root_patterns: &[(String, Vec<u8>)],
+    embedded: bool,
     when: &str,
 ) {
     let mut files = Vec::new();
     files_under(data, &mut files);
-    files.push(log.to_path_buf());
+    files.extend_from_slice(more);
     let names: Vec<String> = files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for expected in ["central.db", "vault.db", "audit.db", "archive.db"] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{when}: {expected} missing from {names:?}"
-        );
+    if embedded {
+        for expected in ["central.db", "vault.db", "audit.db", "archive.db"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{when}: {expected} missing from {names:?}"
+            );
+        }
     }
-    let code_hits = find_codes(&files, codes, 29);
+    let hex: HashSet<Vec<u8>> = codes
+        .iter()
+        .map(|c| HEXLOWER.encode(c).into_bytes())
+        .collect();
+    let mut code_hits = find_codes(&files, codes, 29, b"GC-");
+    code_hits.extend(find_codes(&files, &hex, 58, HEX_PREFIX));
     assert!(
         code_hits.is_empty(),
-        "{when}: plaintext codes found on disk: {:?}",
+        "{when}: plaintext codes found at rest: {:?}",
         &code_hits[..code_hits.len().min(5)]
     );
     let key_hits = find_patterns(&files, root_patterns);
@@ -134,18 +151,64 @@ fn scan(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
+/// Dumps the whole test database (every schema) with `pg_dump`.
+fn pg_dump(store: &TestStore, out: &Path) -> Option<PathBuf> {
+    let TestStore::Postgres { url } = store else {
+        return None;
+    };
+    let done = Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(url)
+        .arg("--file")
+        .arg(out)
+        .output()
+        .expect("pg_dump is installed with the PostgreSQL client");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let dump = std::fs::read_to_string(out).unwrap();
+    assert!(
+        dump.contains("strongroom_vault.records"),
+        "the dump lacks the vault"
+    );
+    Some(out.to_path_buf())
+}
+
+on_each_backend! {
+async fn no_code_or_root_key_at_rest_or_in_trace_logs(store) {
+    leak_check(store).await
+}
+}
+
+async fn leak_check(store: TestStore) {
+    let embedded = matches!(store, TestStore::Sqlite);
     let tmp = tempfile::TempDir::new().unwrap();
     let data = tmp.path().join("data");
     let log_path = tmp.path().join("server.log");
+    let config = tmp.path().join("strongroom.toml");
+    let storage = match &store {
+        TestStore::Sqlite => String::new(),
+        TestStore::Postgres { url } => {
+            format!("[storage]\nbackend = \"postgres\"\n[storage.postgres]\nurl = {url:?}\n")
+        }
+    };
 
-    // 1. init with Shamir shares (real binary).
-    let out = Command::new(BIN)
-        .args(["init", "--shares", "3", "--threshold", "2", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    // 1. init with Shamir shares (real binary): embedded stores by data
+    // directory, PostgreSQL through the configuration.
+    let mut init = Command::new(BIN);
+    init.args(["init", "--shares", "3", "--threshold", "2"]);
+    if embedded {
+        init.arg("--data-dir").arg(&data);
+    } else {
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::fs::write(&config, format!("data_dir = {data:?}\n{storage}")).unwrap();
+        init.arg("--config").arg(&config);
+    }
+    let out = init.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -183,11 +246,10 @@ async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
     let (_, _, ca) =
         strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(&tls_home)).unwrap();
     let port = free_port();
-    let config = tmp.path().join("strongroom.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n{storage}",
             data,
             tls_home.join("tls/server.pem"),
             tls_home.join("tls/server-key.pem")
@@ -371,26 +433,47 @@ async fn no_code_or_root_key_on_disk_or_in_trace_logs() {
     )
     .unwrap();
     assert_eq!(
-        find_codes(std::slice::from_ref(&planted), &set, 29).len(),
+        find_codes(std::slice::from_ref(&planted), &set, 29, b"GC-").len(),
         1,
         "the code scanner is blind"
+    );
+    let planted_hex = tmp.path().join("planted-hex.sql");
+    std::fs::write(
+        &planted_hex,
+        format!("'\\x{}'", HEXLOWER.encode(codes[3].as_bytes())),
+    )
+    .unwrap();
+    let hex_set: HashSet<Vec<u8>> = set
+        .iter()
+        .map(|c| HEXLOWER.encode(c).into_bytes())
+        .collect();
+    assert_eq!(
+        find_codes(&[planted_hex], &hex_set, 58, HEX_PREFIX).len(),
+        1,
+        "the hex scanner is blind"
     );
     assert_eq!(
         find_patterns(&[planted], &patterns).len(),
         1,
         "the key scanner is blind"
     );
-    let mut wal_seen = Vec::new();
-    files_under(&data, &mut wal_seen);
-    assert!(
-        wal_seen
-            .iter()
-            .any(|f| f.to_string_lossy().ends_with("vault.db-wal")),
-        "{wal_seen:?}"
-    );
-    scan(&data, &log_path, &set, &patterns, "while running");
+    if embedded {
+        let mut wal_seen = Vec::new();
+        files_under(&data, &mut wal_seen);
+        assert!(
+            wal_seen
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with("vault.db-wal")),
+            "{wal_seen:?}"
+        );
+    }
+    let mut more = vec![log_path.clone()];
+    more.extend(pg_dump(&store, &tmp.path().join("running.sql")));
+    scan(&data, &more, &set, &patterns, embedded, "while running");
     server.stop();
-    scan(&data, &log_path, &set, &patterns, "after shutdown");
+    let mut more = vec![log_path.clone()];
+    more.extend(pg_dump(&store, &tmp.path().join("stopped.sql")));
+    scan(&data, &more, &set, &patterns, embedded, "after shutdown");
 
     // The log really was at trace level, and did record the traffic.
     let log_text = std::fs::read_to_string(&log_path).unwrap();

@@ -16,6 +16,7 @@ mod auth;
 mod cli;
 mod integrity;
 mod leaks;
+mod multinode;
 mod roles;
 mod seal;
 mod secrets;

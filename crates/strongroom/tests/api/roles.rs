@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Caller, Harness, code, random_code};
+use crate::harness::{Caller, Harness, code, on_each_backend, random_code};
 
 struct Outcomes {
     tokenize: StatusCode,
@@ -62,10 +62,10 @@ async fn try_everything(h: &Harness, who: &Caller, name: &str) -> Outcomes {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_role_gets_exactly_its_permissions() {
+on_each_backend! {
+async fn each_role_gets_exactly_its_permissions(store) {
     use StatusCode as S;
-    let h = Harness::dev().await;
+    let h = Harness::dev_on(store.clone()).await;
     let f = S::FORBIDDEN;
     // (role, tokenize, reveal, describe, reactivate, rotate, delete, principal, audit)
     let table = [
@@ -105,10 +105,11 @@ async fn each_role_gets_exactly_its_permissions() {
         }
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_manages_principals_but_never_reveals() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn admin_manages_principals_but_never_reveals(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let admin = h.admin().await;
     let token = h.service().await.put(&random_code()).await;
     let (status, body) = admin.reveal(&token).await;
@@ -168,10 +169,11 @@ async fn admin_manages_principals_but_never_reveals() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_bound_admin_cannot_grant_other_tenants() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn tenant_bound_admin_cannot_grant_other_tenants(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let shop_admin = h.principal("shop-admin", &["admin"], &["shop-a"]).await;
     let (status, _) = shop_admin
         .post(
@@ -190,10 +192,11 @@ async fn tenant_bound_admin_cannot_grant_other_tenants() {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_alone_cannot_create_a_principal_that_reveals() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn an_admin_alone_cannot_create_a_principal_that_reveals(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let admin = h.admin().await;
     let token = h.service().await.put(&random_code()).await;
     let (status, created) = admin
@@ -268,4 +271,5 @@ async fn an_admin_alone_cannot_create_a_principal_that_reveals() {
         )
         .await;
     assert_eq!(plain["pending_approval"], false);
+}
 }

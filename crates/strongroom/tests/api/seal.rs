@@ -3,11 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Harness, code, random_code};
+use crate::harness::{Harness, code, on_each_backend, random_code};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sealed_vault_refuses_work_until_unsealed_with_shares() {
-    let (h, shares) = Harness::shamir(3, 5).await;
+on_each_backend! {
+async fn sealed_vault_refuses_work_until_unsealed_with_shares(store) {
+    let (h, shares) = Harness::shamir_on(store.clone(), 3, 5).await;
     let anon = h.anonymous();
     let (status, body) = anon.get("/v1/sys/seal-status").await;
     assert_eq!(status, StatusCode::OK);
@@ -54,7 +54,7 @@ async fn sealed_vault_refuses_work_until_unsealed_with_shares() {
     );
 
     // A share from another vault is named as such.
-    let (_other, other_shares) = Harness::shamir(2, 2).await;
+    let (_other, other_shares) = Harness::shamir_on(store.another().await, 2, 2).await;
     let (status, body) = anon
         .post("/v1/sys/unseal", json!({"share": other_shares[0]}))
         .await;
@@ -162,10 +162,11 @@ async fn sealed_vault_refuses_work_until_unsealed_with_shares() {
     let svc = h.service().await;
     assert_eq!(svc.reveal(&token).await.1["value"], value.as_str());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_unseal_progress_expires() {
-    let (h, shares) = Harness::shamir(2, 3).await;
+on_each_backend! {
+async fn stalled_unseal_progress_expires(store) {
+    let (h, shares) = Harness::shamir_on(store.clone(), 2, 3).await;
     let anon = h.anonymous();
     let (_, body) = anon
         .post("/v1/sys/unseal", json!({"share": shares[0]}))
@@ -190,4 +191,5 @@ async fn stalled_unseal_progress_expires() {
         .post("/v1/sys/unseal", json!({"share": shares[2]}))
         .await;
     assert_eq!(body["sealed"], false, "{body}");
+}
 }

@@ -1,13 +1,15 @@
 //! Tokenize, reveal, describe, delete, batches, duplicates, windows, rotation.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{Harness, code, random_code};
+use strongroom_store_postgres::Store;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_then_delete() {
-    let h = Harness::dev().await;
+use crate::harness::{Harness, TestStore, code, on_each_backend, random_code};
+
+on_each_backend! {
+async fn round_trip_then_delete(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let value = random_code();
     let (status, created) = svc
@@ -47,10 +49,11 @@ async fn round_trip_then_delete() {
     // Deleting frees the value: it can be stored again.
     svc.put(&value).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_keeps_order_and_reports_each_item() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn batch_keeps_order_and_reports_each_item(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let existing_value = random_code();
     let existing = svc.put(&existing_value).await;
@@ -82,6 +85,66 @@ async fn batch_keeps_order_and_reports_each_item() {
     assert_eq!(code(&out[5]), "request.invalid");
     assert_eq!(code(&out[6]), "auth.forbidden");
 
+    // The request is audited as one record per tenant its items were for,
+    // each listing its items in request order, and none holds a value.
+    let records = h.server.stores.audit.read_from(1, 100_000).await.unwrap();
+    let batches: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+        .filter(|e| e["action"] == "secret.tokenize_batch")
+        .collect();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    let own = batches.iter().find(|b| b["tenant"] == "dev").unwrap();
+    assert_eq!(own["outcome"], "allowed");
+    assert_eq!(own["reason"], "2 allowed, 4 denied, 0 failed");
+    assert!(
+        own["actor_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("dev-service")
+    );
+    assert_eq!(own["client_addr"], "127.0.0.1");
+    let logged = own["items"].as_array().unwrap();
+    let expect = [
+        (0, "allowed", out[0]["token"].clone(), Value::Null),
+        (1, "denied", json!(existing), json!("vault.duplicate")),
+        (2, "denied", Value::Null, json!("request.invalid")),
+        (3, "allowed", out[3]["token"].clone(), Value::Null),
+        (
+            4,
+            "denied",
+            out[3]["token"].clone(),
+            json!("vault.duplicate"),
+        ),
+        (5, "denied", Value::Null, json!("request.invalid")),
+    ];
+    assert_eq!(logged.len(), expect.len());
+    for (entry, (item, outcome, target, reason)) in logged.iter().zip(expect) {
+        assert_eq!(entry["item"], item, "{entry}");
+        assert_eq!(entry["outcome"], outcome, "{entry}");
+        assert_eq!(entry["target"], target, "{entry}");
+        assert_eq!(entry["reason"], reason, "{entry}");
+    }
+    // The refused attempt on another tenant is filed under that tenant, and
+    // its record, all refusals, says denied.
+    let probe = batches
+        .iter()
+        .find(|b| b["tenant"] == "someone-else")
+        .unwrap();
+    assert_eq!(probe["outcome"], "denied");
+    assert_eq!(
+        probe["items"],
+        json!([{"item": 6, "outcome": "denied", "reason": "auth.forbidden"}])
+    );
+    for r in &records {
+        for v in fresh.iter().chain([&existing_value]) {
+            assert!(
+                !r.body.contains(v.as_str()),
+                "an audit record holds a value"
+            );
+        }
+    }
+
     // Every stored item reveals to its own value.
     for (i, v) in [(0, &fresh[0]), (3, &fresh[2])] {
         let (_, r) = svc.reveal(out[i]["token"].as_str().unwrap()).await;
@@ -100,10 +163,11 @@ async fn batch_keeps_order_and_reports_each_item() {
     let (status, _) = svc.post("/v1/secrets/batch", json!({"items": []})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicates_are_reported_unless_asked_otherwise() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn duplicates_are_reported_unless_asked_otherwise(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let value = random_code();
     let first = svc.put(&value).await;
@@ -143,10 +207,68 @@ async fn duplicates_are_reported_unless_asked_otherwise() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dormant_after_window_until_reactivated() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn duplicates_are_found_after_a_restart_until_every_copy_is_deleted(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let svc = h.service().await;
+    let value = random_code();
+    let original = svc.put(&value).await;
+    let (status, body) = svc
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value, "on_duplicate": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let copy = body["token"].as_str().unwrap().to_owned();
+
+    // One server per embedded data directory: a second one is refused,
+    // plainly. (On PostgreSQL several nodes share the stores by design.)
+    if matches!(store, TestStore::Sqlite) {
+        let second = strongroom::app::start(h.options()).await;
+        let refused = format!("{:#}", second.err().expect("a second server started"));
+        assert!(
+            refused.contains("in use by another Strongroom process"),
+            "{refused}"
+        );
+    }
+
+    // Whatever the server keeps in memory is rebuilt from the stores.
+    let h = h.restart().await;
+    let svc = h.service().await;
+    let officer = h.officer().await;
+    let store = |value: &str| {
+        svc.post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": value}),
+        )
+    };
+    let (status, body) = store(&value).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["existing_token"], original.as_str());
+
+    // With the original deleted, the allowed copy still holds the value.
+    let (status, _) = officer.delete(&format!("/v1/secrets/{original}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = store(&value).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["existing_token"], copy.as_str());
+
+    let (status, _) = officer.delete(&format!("/v1/secrets/{copy}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = store(&value).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, revealed) = svc.reveal(body["token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revealed["value"], value.as_str());
+}
+}
+
+on_each_backend! {
+async fn dormant_after_window_until_reactivated(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let value = random_code();
     let (status, body) = svc
@@ -200,10 +322,11 @@ async fn dormant_after_window_until_reactivated() {
     let svc = h.service().await;
     assert_eq!(code(&svc.reveal(token).await.1), "vault.dormant");
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_tenants_token_looks_unknown() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn another_tenants_token_looks_unknown(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let token = svc.put(&random_code()).await;
     let other = h
@@ -249,10 +372,11 @@ async fn another_tenants_token_looks_unknown() {
     svc.put(&shared).await;
     other.put(&shared).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_keeps_old_secrets_revealable() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn rotation_keeps_old_secrets_revealable(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let officer = h.officer().await;
     let old_value = random_code();
@@ -301,10 +425,11 @@ async fn rotation_keeps_old_secrets_revealable() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_requests_get_clear_errors_and_change_nothing() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn malformed_requests_get_clear_errors_and_change_nothing(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
     let cases = [
         json!({"class": "voucher_code"}),
@@ -346,34 +471,40 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&body), "request.no_route");
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_code_stored_concurrently_is_stored_once() {
-    let h = Harness::dev().await;
+on_each_backend! {
+async fn the_same_code_stored_concurrently_is_stored_once(store) {
+    let h = Harness::dev_on(store.clone()).await;
     let svc = h.service().await;
-    for round in 0..5 {
+    // Rounds 0-4 refuse duplicates; rounds 5-7 ask for the existing token.
+    for round in 0..8 {
+        let return_existing = round >= 5;
         let value = random_code();
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let svc = svc.clone();
             let value = value.clone();
-            tasks.push(tokio::spawn(async move {
-                svc.post(
-                    "/v1/secrets",
-                    json!({"class": "voucher_code", "value": value}),
-                )
-                .await
-            }));
+            let body = if return_existing {
+                json!({"class": "voucher_code", "value": value, "on_duplicate": "return_existing"})
+            } else {
+                json!({"class": "voucher_code", "value": value})
+            };
+            tasks.push(tokio::spawn(async move { svc.post("/v1/secrets", body).await }));
         }
         let mut created = Vec::new();
-        let mut duplicates = Vec::new();
+        let mut others = Vec::new();
         for t in tasks {
             let (status, body) = t.await.unwrap();
             match status {
                 StatusCode::CREATED => created.push(body["token"].as_str().unwrap().to_owned()),
-                StatusCode::CONFLICT => {
+                StatusCode::CONFLICT if !return_existing => {
                     assert_eq!(code(&body), "vault.duplicate");
-                    duplicates.push(body["error"]["existing_token"].as_str().unwrap().to_owned());
+                    others.push(body["error"]["existing_token"].as_str().unwrap().to_owned());
+                }
+                StatusCode::OK if return_existing => {
+                    assert_eq!(body["duplicate"], true);
+                    others.push(body["token"].as_str().unwrap().to_owned());
                 }
                 other => panic!("round {round}: unexpected {other}: {body}"),
             }
@@ -385,23 +516,12 @@ async fn the_same_code_stored_concurrently_is_stored_once() {
             created.len()
         );
         assert!(
-            duplicates.iter().all(|t| *t == created[0]),
-            "round {round}: duplicates name another token"
+            others.iter().all(|t| *t == created[0]),
+            "round {round}: the others were given another token"
         );
         assert_eq!(svc.reveal(&created[0]).await.1["value"], value.as_str());
     }
     // Withdrawn envelopes of the losers are gone: the vault holds exactly one per live token.
-    let envelopes: i64 = h
-        .server
-        .stores
-        .vault
-        .database()
-        .read(|c| {
-            Ok(
-                c.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
-                    .unwrap(),
-            )
-        })
-        .unwrap();
-    assert_eq!(envelopes, 5);
+    assert_eq!(h.count_rows(Store::Vault, "records").await, 8);
+}
 }

@@ -1,0 +1,400 @@
+//! The central store on PostgreSQL: tokens, metadata and principals.
+//!
+//! Duplicates: several nodes insert at once, so uniqueness is the database's
+//! job here. An insert that must be unique first checks for any live row with
+//! the fingerprint (an original or an allowed copy, as on SQLite) and the
+//! partial unique index on originals settles a race between two nodes: the
+//! loser's insert fails and is reported as a duplicate of the winner.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use strongroom_store::{
+    CentralStore, InsertOutcome, PrincipalRecord, SecretRecord, SecretState, StoreError,
+    StoreResult,
+};
+
+use crate::engine::{PgDatabase, db_error};
+use crate::sql;
+
+/// A [`CentralStore`] in one schema, reached through its own role.
+#[derive(Debug)]
+pub struct PgCentralStore {
+    db: PgDatabase,
+    secrets: String,
+    principals: String,
+}
+
+const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, duplicate_allowed, \
+     metadata, created_at, window_closes_at, created_by, state";
+const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
+     disabled, created_by, pending_approval";
+
+impl PgCentralStore {
+    /// The store in `schema`.
+    pub fn new(db: PgDatabase, schema: &str) -> Self {
+        Self {
+            db,
+            secrets: format!("{schema}.secrets"),
+            principals: format!("{schema}.principals"),
+        }
+    }
+}
+
+fn read(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| db_error(op)(e)
+}
+
+fn secret_from_row(r: &PgRow) -> StoreResult<SecretRecord> {
+    let e = read("read secret");
+    let fingerprint: Option<Vec<u8>> = r.try_get(4).map_err(&e)?;
+    let version: i32 = r.try_get(3).map_err(&e)?;
+    let state: String = r.try_get(10).map_err(&e)?;
+    Ok(SecretRecord {
+        token: r.try_get(0).map_err(&e)?,
+        tenant: r.try_get(1).map_err(&e)?,
+        class: r.try_get(2).map_err(&e)?,
+        key_version: u32::try_from(version)
+            .map_err(|_| StoreError::Malformed("negative key version"))?,
+        fingerprint: fingerprint.and_then(|f| f.try_into().ok()),
+        fingerprint_unique: !r.try_get::<bool, _>(5).map_err(&e)?,
+        metadata: r.try_get(6).map_err(&e)?,
+        created_at: r.try_get(7).map_err(&e)?,
+        window_closes_at: r.try_get(8).map_err(&e)?,
+        created_by: r.try_get(9).map_err(&e)?,
+        state: SecretState::parse(&state)?,
+    })
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
+    let e = read("read principal");
+    let roles: String = r.try_get(3).map_err(&e)?;
+    let tenants: String = r.try_get(4).map_err(&e)?;
+    Ok(PrincipalRecord {
+        id: r.try_get(0).map_err(&e)?,
+        client_id: r.try_get(1).map_err(&e)?,
+        name: r.try_get(2).map_err(&e)?,
+        roles: split_list(&roles),
+        tenants: split_list(&tenants),
+        secret_hash: r.try_get(5).map_err(&e)?,
+        created_at: r.try_get(6).map_err(&e)?,
+        disabled: r.try_get(7).map_err(&e)?,
+        created_by: r.try_get(8).map_err(&e)?,
+        pending_approval: r.try_get(9).map_err(&e)?,
+    })
+}
+
+/// The token of a live secret in (tenant, class) with this fingerprint; an
+/// original before an allowed copy, then the oldest.
+async fn find_one(
+    conn: &mut PgConnection,
+    secrets: &str,
+    tenant: &str,
+    class: &str,
+    fingerprint: &[u8],
+) -> StoreResult<Option<String>> {
+    sqlx::query(sql(&format!(
+        "SELECT token FROM {secrets} WHERE fingerprint = $1 AND tenant = $2 AND class = $3 \
+         AND state = 'active' ORDER BY duplicate_allowed, created_at, token LIMIT 1"
+    )))
+    .bind(fingerprint)
+    .bind(tenant)
+    .bind(class)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error("find fingerprint"))?
+    .map(|r| r.try_get(0).map_err(db_error("find fingerprint")))
+    .transpose()
+}
+
+#[async_trait]
+impl CentralStore for PgCentralStore {
+    async fn find_fingerprints(
+        &self,
+        tenant: &str,
+        class: &str,
+        fingerprints: &[[u8; 32]],
+    ) -> StoreResult<Vec<Option<String>>> {
+        // One round trip for the whole batch.
+        let fps: Vec<Vec<u8>> = fingerprints.iter().map(|f| f.to_vec()).collect();
+        let rows = sqlx::query(sql(&format!(
+            "SELECT DISTINCT ON (fingerprint) fingerprint, token FROM {} \
+             WHERE fingerprint = ANY($1) AND tenant = $2 AND class = $3 AND state = 'active' \
+             ORDER BY fingerprint, duplicate_allowed, created_at, token",
+            self.secrets
+        )))
+        .bind(&fps)
+        .bind(tenant)
+        .bind(class)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("find fingerprints"))?;
+        let mut found = std::collections::HashMap::new();
+        for r in &rows {
+            let fp: Vec<u8> = r.try_get(0).map_err(db_error("find fingerprints"))?;
+            let token: String = r.try_get(1).map_err(db_error("find fingerprints"))?;
+            found.insert(fp, token);
+        }
+        Ok(fps.iter().map(|fp| found.get(fp).cloned()).collect())
+    }
+
+    async fn insert_secrets(
+        &self,
+        records: std::sync::Arc<[SecretRecord]>,
+    ) -> StoreResult<Vec<InsertOutcome>> {
+        let secrets = self.secrets.clone();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    // One statement for the whole job. The NOT EXISTS ends in
+                    // OFFSET 0 so it stays a per-row probe of the fingerprint
+                    // index: as a join, the generic plan of this prepared
+                    // statement hashed the whole table on every insert.
+                    // A row whose value is
+                    // already live (an original or an allowed copy) is left
+                    // out; two nodes inserting the same value at once meet
+                    // at the unique index on originals, and the loser's row
+                    // is skipped. Rows go in fingerprint order, so two such
+                    // statements take their index locks in the same order
+                    // and cannot deadlock. A token collision is an error.
+                    let insert = format!(
+                        "INSERT INTO {secrets} ({SECRET_COLUMNS}) \
+                         SELECT r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], \
+                             $5::bytea[], $6::bool[], $7::text[], $8::bigint[], $9::bigint[], \
+                             $10::text[], $11::text[]) \
+                         AS r(token, tenant, class, key_version, fingerprint, duplicate_allowed, \
+                             metadata, created_at, window_closes_at, created_by, state) \
+                         WHERE NOT EXISTS (SELECT 1 FROM {secrets} s WHERE NOT r.duplicate_allowed \
+                             AND s.fingerprint = r.fingerprint AND s.tenant = r.tenant \
+                             AND s.class = r.class AND s.state = 'active' OFFSET 0) \
+                         ORDER BY r.fingerprint \
+                         ON CONFLICT (fingerprint) WHERE fingerprint IS NOT NULL AND NOT duplicate_allowed \
+                         DO NOTHING RETURNING token"
+                    );
+                    let version = |r: &SecretRecord| {
+                        i32::try_from(r.key_version)
+                            .map_err(|_| StoreError::Malformed("key version too large"))
+                    };
+                    let inserted = sqlx::query(sql(&insert))
+                        .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
+                        .bind(records.iter().map(version).collect::<Result<Vec<_>, _>>()?)
+                        .bind(
+                            records
+                                .iter()
+                                .map(|r| r.fingerprint.map(|f| f.to_vec()))
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(records.iter().map(|r| !r.fingerprint_unique).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.window_closes_at).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.created_by.clone()).collect::<Vec<_>>())
+                        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(db_error("insert secrets"))?;
+                    let live: std::collections::HashSet<String> = inserted
+                        .iter()
+                        .map(|r| r.try_get(0))
+                        .collect::<Result<_, _>>()
+                        .map_err(db_error("insert secrets"))?;
+                    let mut outcomes = Vec::with_capacity(records.len());
+                    for rec in records.iter() {
+                        if live.contains(&rec.token) {
+                            outcomes.push(InsertOutcome::Inserted);
+                            continue;
+                        }
+                        let existing = match &rec.fingerprint {
+                            Some(fp) => find_one(conn, &secrets, &rec.tenant, &rec.class, fp).await?,
+                            None => None,
+                        };
+                        match existing {
+                            Some(existing) => outcomes.push(InsertOutcome::Duplicate { existing }),
+                            // Skipped for a live copy that has gone since: the
+                            // job cannot answer truthfully, so the group fails.
+                            None => {
+                                return Err(StoreError::Backend {
+                                    op: "insert secrets",
+                                    detail: "a duplicate vanished while it was being stored; retry".into(),
+                                });
+                            }
+                        }
+                    }
+                    Ok(outcomes)
+                })
+            })
+            .await
+    }
+
+    async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {
+        sqlx::query(sql(&format!(
+            "SELECT {SECRET_COLUMNS} FROM {} WHERE token = $1",
+            self.secrets
+        )))
+        .bind(token)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read secret"))?
+        .as_ref()
+        .map(secret_from_row)
+        .transpose()
+    }
+
+    async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool> {
+        let sql_text = format!(
+            "UPDATE {} SET window_closes_at = $2 WHERE token = $1 AND state = 'active'",
+            self.secrets
+        );
+        let token = token.to_owned();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(token)
+                        .bind(closes_at)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("set reveal window"))?;
+                    Ok(done.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn mark_deleted(&self, token: &str) -> StoreResult<bool> {
+        let sql_text = format!(
+            "UPDATE {} SET state = 'deleted', fingerprint = NULL, metadata = NULL \
+             WHERE token = $1 AND state = 'active'",
+            self.secrets
+        );
+        let token = token.to_owned();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(token)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("delete secret"))?;
+                    Ok(done.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn insert_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
+        let sql_text = format!(
+            "INSERT INTO {} ({PRINCIPAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT DO NOTHING",
+            self.principals
+        );
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(p.id)
+                        .bind(p.client_id)
+                        .bind(p.name)
+                        .bind(p.roles.join(","))
+                        .bind(p.tenants.join(","))
+                        .bind(p.secret_hash)
+                        .bind(p.created_at)
+                        .bind(p.disabled)
+                        .bind(p.created_by)
+                        .bind(p.pending_approval)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("insert principal"))?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("a principal with that name exists"));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn principal_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<PrincipalRecord>> {
+        sqlx::query(sql(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE client_id = $1",
+            self.principals
+        )))
+        .bind(client_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read principal"))?
+        .as_ref()
+        .map(principal_from_row)
+        .transpose()
+    }
+
+    async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
+        sqlx::query(sql(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE id = $1",
+            self.principals
+        )))
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read principal"))?
+        .as_ref()
+        .map(principal_from_row)
+        .transpose()
+    }
+
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM {} ORDER BY created_at, name",
+            self.principals
+        )))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("list principals"))?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
+    async fn disable_principal(&self, id: &str) -> StoreResult<bool> {
+        self.update_principal("UPDATE {t} SET disabled = true WHERE id = $1", id)
+            .await
+    }
+
+    async fn approve_principal(&self, id: &str) -> StoreResult<bool> {
+        self.update_principal(
+            "UPDATE {t} SET pending_approval = false \
+             WHERE id = $1 AND pending_approval AND NOT disabled",
+            id,
+        )
+        .await
+    }
+}
+
+impl PgCentralStore {
+    async fn update_principal(&self, template: &str, id: &str) -> StoreResult<bool> {
+        let sql_text = template.replace("{t}", &self.principals);
+        let id = id.to_owned();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("update principal"))?;
+                    Ok(done.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,74 @@
+//! A connection pool per store.
+//!
+//! # Commits
+//! Every write of the central and record stores is a single statement (a
+//! batch of secrets is one `INSERT … SELECT FROM UNNEST(…)`), run in
+//! autocommit on a pooled connection, so it is one round trip and durable
+//! when it returns (`synchronous_commit` on). Concurrent commits share WAL
+//! flushes through PostgreSQL's own group commit. Statements are what cost
+//! CPU on a small machine: an earlier design ran every job of a queue in one
+//! transaction with a savepoint each, which tripled the round trips, and let
+//! two nodes' transactions deadlock on each other's uncommitted duplicates.
+//! The audit log, written by every request and needing its chain tail read
+//! under a lock, has a group-committing writer of its own (see `audit`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use strongroom_store::StoreError;
+
+/// Most appends chained in one audit transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// A boxed future borrowing a pooled connection.
+pub type JobFuture<'c, R> = Pin<Box<dyn Future<Output = Result<R, StoreError>> + Send + 'c>>;
+
+/// One store's connection pool.
+#[derive(Debug, Clone)]
+pub struct PgDatabase {
+    pool: PgPool,
+}
+
+/// Maps a driver error to a store error; SQL state `23505` (unique
+/// violation) becomes a conflict.
+pub fn db_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            StoreError::Conflict(op)
+        }
+        _ => StoreError::Backend {
+            op,
+            detail: e.to_string(),
+        },
+    }
+}
+
+impl PgDatabase {
+    /// Connects a pool (lazily: a server can start while the database is
+    /// briefly away).
+    pub fn connect(options: PgConnectOptions, max_connections: u32) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_lazy_with(options);
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` on a pooled connection in autocommit: each statement `f`
+    /// issues is durable when it returns. Writes are single statements (see
+    /// the module documentation).
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> JobFuture<'c, R> + Send + 'static,
+    {
+        let mut conn = self.pool.acquire().await.map_err(db_error("connect"))?;
+        f(&mut conn).await
+    }
+}

@@ -1,0 +1,169 @@
+//! Opaque sealed records on PostgreSQL (the secret vault and the archive).
+
+use async_trait::async_trait;
+use sqlx::Row;
+use strongroom_store::{RecordStore, StoreError, StoreResult, WrappedKey};
+
+use crate::engine::{PgDatabase, db_error};
+use crate::sql;
+
+/// A [`RecordStore`] in one schema, reached through its own role.
+#[derive(Debug)]
+pub struct PgRecordStore {
+    db: PgDatabase,
+    records: String,
+    keyring: String,
+    meta: String,
+}
+
+impl PgRecordStore {
+    /// The store in `schema`.
+    pub fn new(db: PgDatabase, schema: &str) -> Self {
+        Self {
+            db,
+            records: format!("{schema}.records"),
+            keyring: format!("{schema}.keyring"),
+            meta: format!("{schema}.meta"),
+        }
+    }
+}
+
+#[async_trait]
+impl RecordStore for PgRecordStore {
+    async fn put_many(&self, records: Vec<(String, Vec<u8>)>) -> StoreResult<()> {
+        let sql_text = format!(
+            "INSERT INTO {} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[])",
+            self.records
+        );
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let (tokens, envelopes): (Vec<String>, Vec<Vec<u8>>) =
+                        records.into_iter().unzip();
+                    sqlx::query(sql(&sql_text))
+                        .bind(tokens)
+                        .bind(envelopes)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("insert records"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn get(&self, token: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query(sql(&format!(
+            "SELECT envelope FROM {} WHERE token = $1",
+            self.records
+        )))
+        .bind(token)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read record"))?
+        .map(|r| r.try_get(0).map_err(db_error("read record")))
+        .transpose()
+    }
+
+    async fn delete(&self, token: &str) -> StoreResult<bool> {
+        let sql_text = format!("DELETE FROM {} WHERE token = $1", self.records);
+        let token = token.to_owned();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(token)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("delete record"))?;
+                    Ok(done.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn load_keyring(&self) -> StoreResult<Vec<WrappedKey>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT scope, version, wrapped, created_at FROM {} ORDER BY scope, version",
+            self.keyring
+        )))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("load keyring"))?;
+        rows.iter()
+            .map(|r| {
+                let version: i32 = r.try_get(1).map_err(db_error("load keyring"))?;
+                Ok(WrappedKey {
+                    scope: r.try_get(0).map_err(db_error("load keyring"))?,
+                    version: u32::try_from(version)
+                        .map_err(|_| StoreError::Malformed("negative key version"))?,
+                    wrapped: r.try_get(2).map_err(db_error("load keyring"))?,
+                    created_at: r.try_get(3).map_err(db_error("load keyring"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_key(&self, key: WrappedKey) -> StoreResult<()> {
+        let sql_text = format!(
+            "INSERT INTO {} (scope, version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+            self.keyring
+        );
+        let version = i32::try_from(key.version)
+            .map_err(|_| StoreError::Malformed("key version too large"))?;
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql(&sql_text))
+                        .bind(key.scope)
+                        .bind(version)
+                        .bind(key.wrapped)
+                        .bind(key.created_at)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("add key"))?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("key version exists"));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn get_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query(sql(&format!(
+            "SELECT value FROM {} WHERE name = $1",
+            self.meta
+        )))
+        .bind(name)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read meta"))?
+        .map(|r| r.try_get(0).map_err(db_error("read meta")))
+        .transpose()
+    }
+
+    async fn put_meta(&self, name: &str, value: Vec<u8>) -> StoreResult<()> {
+        let sql_text = format!(
+            "INSERT INTO {} (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            self.meta
+        );
+        let name = name.to_owned();
+        self.db
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(sql(&sql_text))
+                        .bind(name)
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error("write meta"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,207 @@
+//! Names, migrations and grants: one schema and one login role per store.
+//!
+//! Every object belongs to a `PREFIX_owner` role that cannot log in; setup
+//! and migrations act as it. Each store logs in as its own role, which can
+//! use only its own schema, and only the statements the store issues:
+//!
+//! | role | schema | may |
+//! |---|---|---|
+//! | `PREFIX_central` | `PREFIX_central` | SELECT, INSERT, UPDATE secrets and principals (never DELETE) |
+//! | `PREFIX_vault` | `PREFIX_vault` | SELECT, INSERT, DELETE records; SELECT, INSERT keyring; SELECT, INSERT, UPDATE meta |
+//! | `PREFIX_archive` | `PREFIX_archive` | as the vault role, on the archive schema |
+//! | `PREFIX_audit` | `PREFIX_audit` | SELECT, INSERT on the audit log: no UPDATE, no DELETE |
+//!
+//! So a stolen central credential reads tokens and metadata, never a
+//! ciphertext; the vault credential reads ciphertexts but not the audit log;
+//! and nobody but the owner can rewrite an audit record. These are grants
+//! in the database, not conventions in this code.
+
+use crate::PgError;
+
+/// The four stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Tokens, metadata, principals.
+    Central,
+    /// Sealed secrets and the keyring.
+    Vault,
+    /// Sealed archived secrets.
+    Archive,
+    /// The chained audit log.
+    Audit,
+}
+
+impl Store {
+    /// All four, in setup order.
+    pub const ALL: [Store; 4] = [Store::Central, Store::Vault, Store::Archive, Store::Audit];
+
+    /// Short name, used in role and schema names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Central => "central",
+            Store::Vault => "vault",
+            Store::Archive => "archive",
+            Store::Audit => "audit",
+        }
+    }
+
+    fn migrations(self) -> &'static [&'static str] {
+        match self {
+            Store::Central => CENTRAL,
+            Store::Vault | Store::Archive => RECORDS,
+            Store::Audit => AUDIT,
+        }
+    }
+}
+
+/// Role and schema names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// Names under `prefix`: lower-case letters, digits and `_`, starting
+    /// with a letter, at most 40 characters (they are spliced into DDL,
+    /// where identifiers cannot be bound as parameters).
+    pub fn new(prefix: &str) -> Result<Self, PgError> {
+        let ok = prefix.len() <= 40
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Self {
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(PgError::Config(format!(
+                "'{prefix}' is not a valid prefix: use lower-case letters, digits and _, starting with a letter"
+            )))
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The role that owns every object (cannot log in).
+    pub fn owner(&self) -> String {
+        format!("{}_owner", self.prefix)
+    }
+
+    /// A store's login role.
+    pub fn role(&self, store: Store) -> String {
+        format!("{}_{}", self.prefix, store.name())
+    }
+
+    /// A store's schema (named like its role).
+    pub fn schema(&self, store: Store) -> String {
+        self.role(store)
+    }
+
+    /// A store's migration scripts, with names filled in.
+    pub fn migrations(&self, store: Store) -> Vec<String> {
+        store
+            .migrations()
+            .iter()
+            .map(|m| {
+                m.replace("{schema}", &self.schema(store))
+                    .replace("{role}", &self.role(store))
+            })
+            .collect()
+    }
+}
+
+/// Default prefix of role and schema names.
+pub const DEFAULT_PREFIX: &str = "strongroom";
+
+// Scripts run as the owner, in order; script `i` takes a schema to version
+// `i + 1`. Grants live with the tables they concern.
+
+const CENTRAL: &[&str] = &["CREATE TABLE {schema}.secrets (
+         token TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         class TEXT NOT NULL,
+         key_version INTEGER NOT NULL,
+         fingerprint BYTEA,
+         duplicate_allowed BOOLEAN NOT NULL,
+         metadata TEXT,
+         created_at BIGINT NOT NULL,
+         window_closes_at BIGINT NOT NULL,
+         created_by TEXT NOT NULL,
+         state TEXT NOT NULL
+     );
+     -- One original per fingerprint, across every node; allowed copies beside it.
+     CREATE UNIQUE INDEX secrets_original ON {schema}.secrets (fingerprint)
+         WHERE fingerprint IS NOT NULL AND NOT duplicate_allowed;
+     CREATE INDEX secrets_fingerprint ON {schema}.secrets (fingerprint)
+         WHERE fingerprint IS NOT NULL;
+     CREATE TABLE {schema}.principals (
+         id TEXT PRIMARY KEY,
+         client_id TEXT NOT NULL UNIQUE,
+         name TEXT NOT NULL UNIQUE,
+         roles TEXT NOT NULL,
+         tenants TEXT NOT NULL,
+         secret_hash TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         disabled BOOLEAN NOT NULL DEFAULT false,
+         created_by TEXT NOT NULL,
+         pending_approval BOOLEAN NOT NULL
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.secrets, {schema}.principals TO {role}"];
+
+const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (
+         token TEXT PRIMARY KEY,
+         envelope BYTEA NOT NULL
+     );
+     CREATE TABLE {schema}.keyring (
+         scope TEXT NOT NULL,
+         version INTEGER NOT NULL,
+         wrapped BYTEA NOT NULL,
+         created_at BIGINT NOT NULL,
+         PRIMARY KEY (scope, version)
+     );
+     CREATE TABLE {schema}.meta (
+         name TEXT PRIMARY KEY,
+         value BYTEA NOT NULL
+     );
+     GRANT SELECT, INSERT, DELETE ON {schema}.records TO {role};
+     GRANT SELECT, INSERT ON {schema}.keyring TO {role};
+     GRANT SELECT, INSERT, UPDATE ON {schema}.meta TO {role}"];
+
+const AUDIT: &[&str] = &["CREATE TABLE {schema}.audit_log (
+         seq BIGINT PRIMARY KEY CHECK (seq > 0),
+         body TEXT NOT NULL,
+         mac BYTEA NOT NULL
+     );
+     GRANT SELECT, INSERT ON {schema}.audit_log TO {role}"];
+
+/// Number of migrations each store's schema has in this build.
+pub fn latest_version(store: Store) -> i32 {
+    i32::try_from(store.migrations().len()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_that_could_escape_an_identifier_are_refused() {
+        for bad in [
+            "",
+            "1abc",
+            "Strong",
+            "a-b",
+            "a;drop",
+            "a\"b",
+            &"x".repeat(41),
+        ] {
+            assert!(Names::new(bad).is_err(), "{bad}");
+        }
+        let n = Names::new("sr_t1").unwrap();
+        assert_eq!(n.role(Store::Audit), "sr_t1_audit");
+        assert!(n.migrations(Store::Audit)[0].contains("sr_t1_audit.audit_log"));
+    }
+}

@@ -1,0 +1,418 @@
+//! Two `strongroom serve` processes on one PostgreSQL database behave as one
+//! vault: concurrent mixed traffic across both, one valid audit chain, every
+//! acknowledged secret revealable from either node, deletions and key
+//! rotations seen by both.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::Semaphore;
+
+use crate::harness::{TestStore, random_code};
+
+/// A server process, killed when dropped.
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client (the nodes serve plain HTTP on loopback here).
+fn client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider; this client speaks
+    // plain HTTP but still needs one installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strongroom"))
+}
+
+/// Writes a node's configuration: its own data directory and port, the
+/// shared database (each store logging in as its own role).
+fn node_config(root: &std::path::Path, n: u32, db_url: &str) -> (std::path::PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let data = root.join(format!("node{n}"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let port = free_port();
+    let path = root.join(format!("node{n}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\ninsecure_http = true\n\n\
+             [storage]\nbackend = \"postgres\"\n\n[storage.postgres]\nurl = \"{db_url}\"\nmax_connections = 4\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    (path, format!("http://127.0.0.1:{port}"))
+}
+
+async fn start(config: &std::path::Path, url: String, log: &std::path::Path) -> Node {
+    let child = bin()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let node = Node { child, url };
+    let http = client();
+    for _ in 0..100 {
+        if http
+            .get(format!("{}/v1/sys/health", node.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "node at {} did not start: {}",
+        node.url,
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = match &body {
+        Some(b) => http.post(url).json(b),
+        None => http.get(url),
+    };
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn login(http: &reqwest::Client, node: &Node, id: &str, secret: &str) -> String {
+    let (status, body) = call(
+        http,
+        &format!("{}/v1/auth/token", node.url),
+        None,
+        Some(json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `init`'s printed shares and first credentials.
+struct Initialised {
+    shares: Vec<String>,
+    admin: (String, String),
+    officer: (String, String),
+}
+
+fn parse_init(out: &str) -> Initialised {
+    let shares = out
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("Share ")
+                .and_then(|r| r.split_once(": "))
+        })
+        .map(|(_, s)| s.trim().to_owned())
+        .collect();
+    let field = |name: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .collect()
+    };
+    let (ids, secrets) = (field("client_id:"), field("client_secret:"));
+    Initialised {
+        shares,
+        admin: (ids[0].clone(), secrets[0].clone()),
+        officer: (ids[1].clone(), secrets[1].clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_act_as_one_vault() {
+    let Some(store) = TestStore::postgres().await else {
+        return;
+    };
+    let TestStore::Postgres { url: db } = &store else {
+        unreachable!()
+    };
+    let dir = TempDir::new().unwrap();
+    let (config1, url1) = node_config(dir.path(), 1, db);
+    let (config2, url2) = node_config(dir.path(), 2, db);
+
+    let out = bin()
+        .args(["init", "--shares", "3", "--threshold", "2", "--config"])
+        .arg(&config1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let init = parse_init(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(init.shares.len(), 3);
+
+    let nodes = [
+        start(&config1, url1, &dir.path().join("node1.log")).await,
+        start(&config2, url2, &dir.path().join("node2.log")).await,
+    ];
+    let http = client();
+    for node in &nodes {
+        for share in &init.shares[..2] {
+            let (status, body) = call(
+                &http,
+                &format!("{}/v1/sys/unseal", node.url),
+                None,
+                Some(json!({"share": share})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+
+    // A service principal made on node 1 and approved on node 2.
+    let admin = login(&http, &nodes[0], &init.admin.0, &init.admin.1).await;
+    let officer = login(&http, &nodes[1], &init.officer.0, &init.officer.1).await;
+    let (status, made) = call(
+        &http,
+        &format!("{}/v1/principals", nodes[0].url),
+        Some(&admin),
+        Some(json!({"name": "svc", "roles": ["ingest", "fulfilment"], "tenants": ["t1"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, _) = call(
+        &http,
+        &format!(
+            "{}/v1/principals/{}/approve",
+            nodes[1].url,
+            made["id"].as_str().unwrap()
+        ),
+        Some(&officer),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (id, secret) = (
+        made["client_id"].as_str().unwrap(),
+        made["client_secret"].as_str().unwrap(),
+    );
+    let svc = [
+        login(&http, &nodes[0], id, secret).await,
+        login(&http, &nodes[1], id, secret).await,
+    ];
+
+    // 1,000 concurrent mixed requests across both nodes: single and batch
+    // tokenizes, reveals of earlier secrets on the other node, the same value
+    // offered to both nodes at once, and a key rotation in the middle.
+    let seeded: Vec<(String, String)> = {
+        let mut v = Vec::new();
+        for i in 0..50 {
+            let code = random_code();
+            let (s, b) = call(
+                &http,
+                &format!("{}/v1/secrets", nodes[i % 2].url),
+                Some(&svc[i % 2]),
+                Some(json!({"class": "voucher_code", "value": code})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            v.push((b["token"].as_str().unwrap().to_owned(), code));
+        }
+        v
+    };
+    let limit = std::sync::Arc::new(Semaphore::new(48));
+    let shared_codes: Vec<String> = (0..100).map(|_| random_code()).collect();
+    let mut tasks = Vec::new();
+    for i in 0..1000usize {
+        let (http, limit) = (http.clone(), limit.clone());
+        let node = nodes[i % 2].url.clone();
+        let other = nodes[(i + 1) % 2].url.clone();
+        let token = svc[i % 2].clone();
+        let officer = officer.clone();
+        let seeded = seeded[i % seeded.len()].clone();
+        let shared = shared_codes[i / 10].clone();
+        tasks.push(tokio::spawn(async move {
+            let _slot = limit.acquire().await.unwrap();
+            let mut stored: Vec<(String, String)> = Vec::new();
+            match i % 10 {
+                0..=4 => {
+                    let code = random_code();
+                    let (s, b) = call(&http, &format!("{node}/v1/secrets"), Some(&token), Some(json!({"class": "voucher_code", "value": code}))).await;
+                    assert_eq!(s, StatusCode::CREATED, "{b}");
+                    stored.push((b["token"].as_str().unwrap().to_owned(), code));
+                }
+                5 => {
+                    let codes: Vec<String> = (0..5).map(|_| random_code()).collect();
+                    let items: Vec<Value> = codes.iter().map(|c| json!({"class": "voucher_code", "value": c})).collect();
+                    let (s, b) = call(&http, &format!("{node}/v1/secrets/batch"), Some(&token), Some(json!({"items": items}))).await;
+                    assert_eq!(s, StatusCode::OK, "{b}");
+                    for (item, code) in b["items"].as_array().unwrap().iter().zip(codes) {
+                        stored.push((item["token"].as_str().unwrap().to_owned(), code));
+                    }
+                }
+                6 | 7 => {
+                    let (s, b) = call(&http, &format!("{other}/v1/secrets/{}/reveal", seeded.0), Some(&token), Some(json!({"purpose": "multi-node test"}))).await;
+                    assert_eq!(s, StatusCode::OK, "{b}");
+                    assert_eq!(b["value"], seeded.1.as_str());
+                }
+                8 => {
+                    // The same value offered to both nodes at the same moment:
+                    // one stores it, the other returns that token.
+                    let body = json!({"class": "voucher_code", "value": shared, "on_duplicate": "return_existing"});
+                    let (here, there) = (format!("{node}/v1/secrets"), format!("{other}/v1/secrets"));
+                    let ((s1, b1), (s2, b2)) = tokio::join!(
+                        call(&http, &here, Some(&token), Some(body.clone())),
+                        call(&http, &there, Some(&token), Some(body)),
+                    );
+                    let mut statuses = [s1, s2];
+                    statuses.sort();
+                    assert_eq!(statuses, [StatusCode::OK, StatusCode::CREATED], "{b1} {b2}");
+                    assert_eq!(b1["token"], b2["token"], "one value, one token");
+                    stored.push((b1["token"].as_str().unwrap().to_owned(), shared));
+                }
+                _ => {
+                    if i == 499 {
+                        let (s, b) = call(&http, &format!("{node}/v1/keys/rotate"), Some(&officer), Some(json!({"tenant": "t1", "class": "voucher_code"}))).await;
+                        assert_eq!(s, StatusCode::OK, "{b}");
+                    } else {
+                        let (s, _) = call(&http, &format!("{node}/v1/auth/whoami"), Some(&token), None).await;
+                        assert_eq!(s, StatusCode::OK);
+                    }
+                }
+            }
+            stored
+        }));
+    }
+    let mut acknowledged: Vec<(String, String)> = seeded.clone();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    // Every acknowledged secret reveals from either node.
+    let mut checks = Vec::new();
+    for (i, (token, code)) in acknowledged.iter().enumerate() {
+        for n in 0..2 {
+            let (http, limit) = (http.clone(), limit.clone());
+            let (url, auth) = (nodes[n].url.clone(), svc[n].clone());
+            let (token, code) = (token.clone(), code.clone());
+            let _ = i;
+            checks.push(tokio::spawn(async move {
+                let _slot = limit.acquire().await.unwrap();
+                let (s, b) = call(
+                    &http,
+                    &format!("{url}/v1/secrets/{token}/reveal"),
+                    Some(&auth),
+                    Some(json!({"purpose": "check"})),
+                )
+                .await;
+                assert_eq!(s, StatusCode::OK, "{token} on {url}: {b}");
+                assert_eq!(b["value"], code.as_str());
+            }));
+        }
+    }
+    for c in checks {
+        c.await.unwrap();
+    }
+
+    // A rotation on one node is used for new secrets by the other.
+    let (s, b) = call(
+        &http,
+        &format!("{}/v1/keys/rotate", nodes[0].url),
+        Some(&officer),
+        Some(json!({"tenant": "t1", "class": "voucher_code"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let newest = b["version"].as_u64().unwrap();
+    tokio::time::sleep(strongroom_vault::keyring::REFRESH + Duration::from_millis(200)).await;
+    let (s, b) = call(
+        &http,
+        &format!("{}/v1/secrets", nodes[1].url),
+        Some(&svc[1]),
+        Some(json!({"class": "voucher_code", "value": random_code()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        b["key_version"].as_u64(),
+        Some(newest),
+        "node 2 still seals with an old key"
+    );
+
+    // A deletion on one node is seen at once by the other.
+    let officer2 = login(&http, &nodes[1], &init.officer.0, &init.officer.1).await;
+    let (gone, _) = &acknowledged[7];
+    let resp = http
+        .delete(format!("{}/v1/secrets/{gone}", nodes[1].url))
+        .bearer_auth(&officer2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (s, _) = call(
+        &http,
+        &format!("{}/v1/secrets/{gone}/reveal", nodes[0].url),
+        Some(&svc[0]),
+        Some(json!({"purpose": "after delete"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // One audit chain for both nodes, intact, checked offline.
+    drop(nodes);
+    let mut verify = bin()
+        .args(["audit", "verify", "--config"])
+        .arg(&config2)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        verify.stdin.take().unwrap(),
+        "{}\n{}",
+        init.shares[1],
+        init.shares[2]
+    )
+    .unwrap();
+    let out = verify.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("audit log intact"), "{said}");
+    strongroom_store_postgres::testing::drop_database(db).await;
+}
