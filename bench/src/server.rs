@@ -115,7 +115,10 @@ impl Server {
             command.arg("--postgres").arg(&db.url);
         }
         let child = command
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("STRONGROOM_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

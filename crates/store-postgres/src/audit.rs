@@ -1,11 +1,11 @@
 //! The audit log on PostgreSQL: one chain shared by every node.
 //!
-//! Appends from all nodes are serialised by a transaction-scoped advisory
-//! lock taken before the tail is read, so two nodes never chain onto the
-//! same record: no fork, no gap, no repeated sequence number (the primary key
-//! would refuse one anyway). The lock is held until the append's group commit
-//! ends, so one node's batch of records stays contiguous. The store's role can
-//! only SELECT and INSERT here; no UPDATE or DELETE is granted.
+//! Each node chains its waiting appends as one group and writes the group in
+//! one statement; a transaction-scoped advisory lock and the primary key on
+//! the sequence number keep the chain whole when several nodes append (see
+//! [`Chain`]): no fork, no gap, no repeated sequence number, and one node's
+//! group stays contiguous. The store's role can only SELECT and INSERT here;
+//! no UPDATE or DELETE is granted.
 
 use async_trait::async_trait;
 use sqlx::{Executor, PgPool, Row};
@@ -59,6 +59,12 @@ async fn append_loop(
     lock_key: String,
     mut rx: mpsc::UnboundedReceiver<Append>,
 ) {
+    let mut chain = Chain {
+        pool,
+        table,
+        lock_key,
+        tail: None,
+    };
     let mut batch: Vec<Append> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -68,7 +74,7 @@ async fn append_loop(
                 Err(_) => break,
             }
         }
-        let outcome = append_all(&pool, &table, &lock_key, &batch).await;
+        let outcome = chain.append_all(&batch).await;
         tracing::trace!(appends = batch.len(), ok = outcome.is_ok(), "group commit");
         match outcome {
             Ok(seqs) => {
@@ -89,77 +95,184 @@ async fn append_loop(
     }
 }
 
-/// Chains and writes every waiting append in one transaction; returns each
-/// append's sequence numbers.
-async fn append_all(
-    pool: &PgPool,
-    table: &str,
-    lock_key: &str,
-    batch: &[Append],
-) -> StoreResult<Vec<Vec<u64>>> {
-    let mut conn = pool.acquire().await.map_err(db_error("connect"))?;
-    conn.execute("BEGIN").await.map_err(db_error("begin"))?;
-    let result = async {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(lock_key)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error("lock audit chain"))?;
-        let tail = sqlx::query(sql(&format!(
-            "SELECT seq, mac FROM {table} ORDER BY seq DESC LIMIT 1"
-        )))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error("read audit tail"))?;
-        let (mut seq, mut prev): (u64, Vec<u8>) = match tail {
-            Some(r) => {
-                let seq: i64 = r.try_get(0).map_err(db_error("read audit tail"))?;
-                let seq = u64::try_from(seq)
-                    .map_err(|_| StoreError::Malformed("negative sequence number"))?;
-                (seq, r.try_get(1).map_err(db_error("read audit tail"))?)
+/// The last record known to be committed: where the next group chains on.
+struct Tail {
+    seq: u64,
+    mac: Vec<u8>,
+}
+
+/// One group of records, chained onto a tail and ready to insert.
+struct Chained {
+    seqs: Vec<i64>,
+    bodies: Vec<String>,
+    macs: Vec<Vec<u8>>,
+    /// Each append's sequence numbers.
+    per_append: Vec<Vec<u64>>,
+    tail: Tail,
+}
+
+/// This node's writer of the shared chain.
+///
+/// # Two paths, one chain
+/// **Fast** (the usual case on one node): chain the group onto the tail this
+/// node last committed and insert it in one autocommit statement that only
+/// writes if it can take the chain's advisory lock at once *and* the log's
+/// last sequence number is still that tail's. One round trip and one WAL
+/// flush per group.
+///
+/// **Locked** (after another node appended, or when the tail is unknown):
+/// `BEGIN`, wait for the advisory lock, read the tail, insert, `COMMIT`. A
+/// fast insert from another node cannot slip in meanwhile (it needs the
+/// lock), so this path always makes progress: no node starves.
+///
+/// Either way the primary key on `seq` is the last word: two inserts that
+/// chained onto the same record cannot both commit, so the log never forks,
+/// never skips a number and never repeats one.
+struct Chain {
+    pool: PgPool,
+    table: String,
+    lock_key: String,
+    tail: Option<Tail>,
+}
+
+impl Chain {
+    /// Chains and writes every waiting append; returns each append's
+    /// sequence numbers.
+    async fn append_all(&mut self, batch: &[Append]) -> StoreResult<Vec<Vec<u64>>> {
+        if let Some(tail) = self.tail.take() {
+            let group = chain_onto(tail, batch)?;
+            match self.insert_fast(&group).await {
+                Ok(true) => {
+                    self.tail = Some(group.tail);
+                    return Ok(group.per_append);
+                }
+                // Another node appended (or holds the lock): go the slow way.
+                Ok(false) => {}
+                Err(StoreError::Conflict(_)) => {}
+                // Outcome unknown: the tail is re-read next time.
+                Err(e) => return Err(e),
             }
-            None => (0, Vec::new()),
-        };
-        let mut all_seqs = Vec::with_capacity(batch.len());
-        let (mut seq_col, mut bodies, mut macs) = (Vec::new(), Vec::new(), Vec::new());
-        for append in batch {
-            let mut seqs = Vec::with_capacity(append.bodies.len());
-            for body in &append.bodies {
-                seq += 1;
-                let mac = (append.chain)(&prev, seq, body);
-                seq_col.push(to_i64(seq)?);
-                bodies.push(body.as_str());
-                macs.push(mac.clone());
-                prev = mac;
-                seqs.push(seq);
-            }
-            all_seqs.push(seqs);
         }
-        sqlx::query(sql(&format!(
-            "INSERT INTO {table} (seq, body, mac) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[])"
+        let group = self.insert_locked(batch).await?;
+        let per_append = group.per_append;
+        self.tail = Some(group.tail);
+        Ok(per_append)
+    }
+
+    async fn insert_fast(&self, group: &Chained) -> StoreResult<bool> {
+        let expected = to_i64(group.tail.seq)? - i64::try_from(group.seqs.len()).unwrap_or(0);
+        // Both conditions are uncorrelated sub-selects, so each is evaluated
+        // once for the statement: all rows go in, or none.
+        let done = sqlx::query(sql(&format!(
+            "INSERT INTO {t} (seq, body, mac) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[]) \
+             WHERE (SELECT pg_try_advisory_xact_lock(hashtext($4))) \
+             AND (SELECT coalesce(max(seq), 0) FROM {t}) = $5",
+            t = self.table
         )))
-        .bind(seq_col)
-        .bind(bodies)
-        .bind(macs)
-        .execute(&mut *conn)
+        .bind(&group.seqs)
+        .bind(&group.bodies)
+        .bind(&group.macs)
+        .bind(&self.lock_key)
+        .bind(expected)
+        .execute(&self.pool)
         .await
         .map_err(db_error("append audit record"))?;
-        Ok::<_, StoreError>(all_seqs)
+        Ok(done.rows_affected() == group.seqs.len() as u64)
     }
-    .await;
-    match result {
-        Ok(seqs) => match conn.execute("COMMIT").await {
-            Ok(_) => Ok(seqs),
+
+    async fn insert_locked(&self, batch: &[Append]) -> StoreResult<Chained> {
+        let mut conn = self.pool.acquire().await.map_err(db_error("connect"))?;
+        conn.execute("BEGIN").await.map_err(db_error("begin"))?;
+        let result = async {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&self.lock_key)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error("lock audit chain"))?;
+            let tail = sqlx::query(sql(&format!(
+                "SELECT seq, mac FROM {} ORDER BY seq DESC LIMIT 1",
+                self.table
+            )))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error("read audit tail"))?;
+            let tail = match tail {
+                Some(r) => {
+                    let seq: i64 = r.try_get(0).map_err(db_error("read audit tail"))?;
+                    Tail {
+                        seq: u64::try_from(seq)
+                            .map_err(|_| StoreError::Malformed("negative sequence number"))?,
+                        mac: r.try_get(1).map_err(db_error("read audit tail"))?,
+                    }
+                }
+                None => Tail {
+                    seq: 0,
+                    mac: Vec::new(),
+                },
+            };
+            let group = chain_onto(tail, batch)?;
+            sqlx::query(sql(&format!(
+                "INSERT INTO {} (seq, body, mac) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[])",
+                self.table
+            )))
+            .bind(&group.seqs)
+            .bind(&group.bodies)
+            .bind(&group.macs)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error("append audit record"))?;
+            Ok::<_, StoreError>(group)
+        }
+        .await;
+        match result {
+            Ok(group) => match conn.execute("COMMIT").await {
+                Ok(_) => Ok(group),
+                Err(e) => {
+                    conn.detach();
+                    Err(db_error("commit")(e))
+                }
+            },
             Err(e) => {
-                conn.detach();
-                Err(db_error("commit")(e))
+                let _ = conn.execute("ROLLBACK").await;
+                Err(e)
             }
-        },
-        Err(e) => {
-            let _ = conn.execute("ROLLBACK").await;
-            Err(e)
         }
     }
+}
+
+/// Chains every append's bodies, in order, onto `tail`.
+fn chain_onto(tail: Tail, batch: &[Append]) -> StoreResult<Chained> {
+    let Tail {
+        mut seq,
+        mac: mut prev,
+    } = tail;
+    let mut group = Chained {
+        seqs: Vec::new(),
+        bodies: Vec::new(),
+        macs: Vec::new(),
+        per_append: Vec::with_capacity(batch.len()),
+        tail: Tail {
+            seq: 0,
+            mac: Vec::new(),
+        },
+    };
+    for append in batch {
+        let mut seqs = Vec::with_capacity(append.bodies.len());
+        for body in &append.bodies {
+            seq += 1;
+            let mac = (append.chain)(&prev, seq, body);
+            group.seqs.push(to_i64(seq)?);
+            group.bodies.push(body.clone());
+            group.macs.push(mac.clone());
+            prev = mac;
+            seqs.push(seq);
+        }
+        group.per_append.push(seqs);
+    }
+    group.tail = Tail { seq, mac: prev };
+    Ok(group)
 }
 
 fn to_i64(n: u64) -> StoreResult<i64> {

@@ -14,7 +14,10 @@ use strongroom_store::{
     StoreResult,
 };
 
-use crate::engine::{PgDatabase, db_error};
+use std::sync::Arc;
+
+use crate::coalesce::{Coalescer, together_or_alone};
+use crate::engine::{MAX_GROUP_ROWS, PgDatabase, READERS, WRITERS, db_error};
 use crate::sql;
 
 /// A [`CentralStore`] in one schema, reached through its own role.
@@ -23,6 +26,18 @@ pub struct PgCentralStore {
     db: PgDatabase,
     secrets: String,
     principals: String,
+    /// Concurrent inserts, merged into one statement per group.
+    inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
+    /// Concurrent duplicate look-ups, merged likewise.
+    lookups: Coalescer<Lookup, Vec<Option<String>>>,
+}
+
+/// One caller's duplicate look-up: fingerprints in one tenant and class.
+#[derive(Clone)]
+struct Lookup {
+    tenant: String,
+    class: String,
+    fingerprints: Vec<[u8; 32]>,
 }
 
 const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, duplicate_allowed, \
@@ -31,12 +46,27 @@ const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_has
      disabled, created_by, pending_approval";
 
 impl PgCentralStore {
-    /// The store in `schema`.
+    /// The store in `schema`. Must run inside a Tokio runtime.
     pub fn new(db: PgDatabase, schema: &str) -> Self {
+        let secrets = format!("{schema}.secrets");
+        let inserts = {
+            let (db, secrets) = (db.clone(), secrets.clone());
+            Coalescer::spawn(WRITERS, MAX_GROUP_ROWS, move |jobs| {
+                insert_group(db.clone(), secrets.clone(), jobs)
+            })
+        };
+        let lookups = {
+            let (db, secrets) = (db.clone(), secrets.clone());
+            Coalescer::spawn(READERS, MAX_GROUP_ROWS, move |jobs| {
+                lookup_group(db.clone(), secrets.clone(), jobs)
+            })
+        };
         Self {
             db,
-            secrets: format!("{schema}.secrets"),
+            secrets,
             principals: format!("{schema}.principals"),
+            inserts,
+            lookups,
         }
     }
 }
@@ -114,6 +144,215 @@ async fn find_one(
     .transpose()
 }
 
+/// Answers a group of look-ups with one statement: for each fingerprint of
+/// each job, the token of a live secret in the job's tenant and class that
+/// carries it (an original before an allowed copy, then the oldest).
+async fn lookup_group(
+    db: PgDatabase,
+    secrets: String,
+    jobs: Vec<Lookup>,
+) -> Vec<StoreResult<Vec<Option<String>>>> {
+    together_or_alone(
+        jobs,
+        |jobs| {
+            let (db, secrets) = (&db, &secrets);
+            async move { lookup_rows(db, secrets, &jobs).await }
+        },
+        |job| {
+            let (db, secrets) = (&db, &secrets);
+            async move {
+                let mut one = lookup_rows(db, secrets, std::slice::from_ref(&job)).await?;
+                one.pop()
+                    .ok_or(StoreError::Malformed("look-up returned nothing"))
+            }
+        },
+    )
+    .await
+}
+
+async fn lookup_rows(
+    db: &PgDatabase,
+    secrets: &str,
+    jobs: &[Lookup],
+) -> StoreResult<Vec<Vec<Option<String>>>> {
+    let fps: Vec<Vec<u8>> = jobs
+        .iter()
+        .flat_map(|j| j.fingerprints.iter().map(|f| f.to_vec()))
+        .collect();
+    // `IS NOT NULL` is spelled out: the planner cannot prove it from
+    // `= ANY($1)`, and without it the partial fingerprint index is unusable.
+    // Planned on every run (see `PgDatabase::connect`).
+    // Fingerprints are keyed per tenant and class, so rows of other tenants
+    // practically never match; they are filtered out below all the same.
+    let rows = sqlx::query(sql(&format!(
+        "SELECT fingerprint, tenant, class, token FROM {secrets} \
+         WHERE fingerprint IS NOT NULL AND fingerprint = ANY($1) AND state = 'active' \
+         ORDER BY fingerprint, duplicate_allowed, created_at, token"
+    )))
+    .bind(&fps)
+    .fetch_all(db.pool())
+    .await
+    .map_err(db_error("find fingerprints"))?;
+    let e = read("find fingerprints");
+    // (fingerprint, tenant, class) → the first token in the order above.
+    let mut found: std::collections::HashMap<(Vec<u8>, String, String), String> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        let key = (
+            r.try_get(0).map_err(&e)?,
+            r.try_get(1).map_err(&e)?,
+            r.try_get(2).map_err(&e)?,
+        );
+        let token: String = r.try_get(3).map_err(&e)?;
+        found.entry(key).or_insert(token);
+    }
+    Ok(jobs
+        .iter()
+        .map(|j| {
+            j.fingerprints
+                .iter()
+                .map(|f| {
+                    found
+                        .get(&(f.to_vec(), j.tenant.clone(), j.class.clone()))
+                        .cloned()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Runs a group of insert jobs as one statement (or, if that fails, job by
+/// job) and splits the outcomes back per job.
+async fn insert_group(
+    db: PgDatabase,
+    secrets: String,
+    jobs: Vec<Arc<[SecretRecord]>>,
+) -> Vec<StoreResult<Vec<InsertOutcome>>> {
+    together_or_alone(
+        jobs,
+        |jobs| {
+            let (db, secrets) = (&db, &secrets);
+            async move {
+                let all: Vec<SecretRecord> = jobs.iter().flat_map(|j| j.iter().cloned()).collect();
+                let mut outcomes = insert_rows(db, secrets, &all).await?.into_iter();
+                Ok(jobs
+                    .iter()
+                    .map(|j| outcomes.by_ref().take(j.len()).collect())
+                    .collect())
+            }
+        },
+        |job| {
+            let (db, secrets) = (&db, &secrets);
+            async move { insert_rows(db, secrets, &job).await }
+        },
+    )
+    .await
+}
+
+/// Inserts `records` in one statement; one outcome per record, in order.
+async fn insert_rows(
+    db: &PgDatabase,
+    secrets: &str,
+    records: &[SecretRecord],
+) -> StoreResult<Vec<InsertOutcome>> {
+    let mut conn = db.pool().acquire().await.map_err(db_error("connect"))?;
+    let conn = &mut *conn;
+    // One statement for the whole group. The NOT EXISTS ends in OFFSET 0 so
+    // it stays a per-row probe of the fingerprint index: as a join, the
+    // generic plan of this prepared statement hashed the whole table on every
+    // insert. A row whose value is already live (an original or an allowed
+    // copy) is left out; two nodes, or two jobs of one group, inserting the
+    // same value at once meet at the unique index on originals, and the
+    // later row is skipped. Rows go in fingerprint order, so two such
+    // statements take their index locks in the same order and cannot
+    // deadlock. A token collision is an error.
+    let insert = format!(
+        "INSERT INTO {secrets} ({SECRET_COLUMNS}) \
+         SELECT r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], \
+             $5::bytea[], $6::bool[], $7::text[], $8::bigint[], $9::bigint[], \
+             $10::text[], $11::text[]) \
+         AS r(token, tenant, class, key_version, fingerprint, duplicate_allowed, \
+             metadata, created_at, window_closes_at, created_by, state) \
+         WHERE NOT EXISTS (SELECT 1 FROM {secrets} s WHERE NOT r.duplicate_allowed \
+             AND s.fingerprint = r.fingerprint AND s.tenant = r.tenant \
+             AND s.class = r.class AND s.state = 'active' OFFSET 0) \
+         ORDER BY r.fingerprint \
+         ON CONFLICT (fingerprint) WHERE fingerprint IS NOT NULL AND NOT duplicate_allowed \
+         DO NOTHING RETURNING token"
+    );
+    let version = |r: &SecretRecord| {
+        i32::try_from(r.key_version).map_err(|_| StoreError::Malformed("key version too large"))
+    };
+    let inserted = sqlx::query(sql(&insert))
+        .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(version).collect::<Result<Vec<_>, _>>()?)
+        .bind(
+            records
+                .iter()
+                .map(|r| r.fingerprint.map(|f| f.to_vec()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| !r.fingerprint_unique)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.metadata.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| r.window_closes_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.created_by.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error("insert secrets"))?;
+    let live: std::collections::HashSet<String> = inserted
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(db_error("insert secrets"))?;
+    let mut outcomes = Vec::with_capacity(records.len());
+    for rec in records.iter() {
+        if live.contains(&rec.token) {
+            outcomes.push(InsertOutcome::Inserted);
+            continue;
+        }
+        let existing = match &rec.fingerprint {
+            Some(fp) => find_one(conn, secrets, &rec.tenant, &rec.class, fp).await?,
+            None => None,
+        };
+        match existing {
+            Some(existing) => outcomes.push(InsertOutcome::Duplicate { existing }),
+            // Skipped for a live copy that has gone since: the
+            // job cannot answer truthfully, so the group fails.
+            None => {
+                return Err(StoreError::Backend {
+                    op: "insert secrets",
+                    detail: "a duplicate vanished while it was being stored; retry".into(),
+                });
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl CentralStore for PgCentralStore {
     async fn find_fingerprints(
@@ -122,117 +361,20 @@ impl CentralStore for PgCentralStore {
         class: &str,
         fingerprints: &[[u8; 32]],
     ) -> StoreResult<Vec<Option<String>>> {
-        // One round trip for the whole batch.
-        let fps: Vec<Vec<u8>> = fingerprints.iter().map(|f| f.to_vec()).collect();
-        let rows = sqlx::query(sql(&format!(
-            "SELECT DISTINCT ON (fingerprint) fingerprint, token FROM {} \
-             WHERE fingerprint = ANY($1) AND tenant = $2 AND class = $3 AND state = 'active' \
-             ORDER BY fingerprint, duplicate_allowed, created_at, token",
-            self.secrets
-        )))
-        .bind(&fps)
-        .bind(tenant)
-        .bind(class)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(db_error("find fingerprints"))?;
-        let mut found = std::collections::HashMap::new();
-        for r in &rows {
-            let fp: Vec<u8> = r.try_get(0).map_err(db_error("find fingerprints"))?;
-            let token: String = r.try_get(1).map_err(db_error("find fingerprints"))?;
-            found.insert(fp, token);
-        }
-        Ok(fps.iter().map(|fp| found.get(fp).cloned()).collect())
+        let job = Lookup {
+            tenant: tenant.to_owned(),
+            class: class.to_owned(),
+            fingerprints: fingerprints.to_vec(),
+        };
+        self.lookups.submit(job, fingerprints.len()).await
     }
 
     async fn insert_secrets(
         &self,
         records: std::sync::Arc<[SecretRecord]>,
     ) -> StoreResult<Vec<InsertOutcome>> {
-        let secrets = self.secrets.clone();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    // One statement for the whole job. The NOT EXISTS ends in
-                    // OFFSET 0 so it stays a per-row probe of the fingerprint
-                    // index: as a join, the generic plan of this prepared
-                    // statement hashed the whole table on every insert.
-                    // A row whose value is
-                    // already live (an original or an allowed copy) is left
-                    // out; two nodes inserting the same value at once meet
-                    // at the unique index on originals, and the loser's row
-                    // is skipped. Rows go in fingerprint order, so two such
-                    // statements take their index locks in the same order
-                    // and cannot deadlock. A token collision is an error.
-                    let insert = format!(
-                        "INSERT INTO {secrets} ({SECRET_COLUMNS}) \
-                         SELECT r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], \
-                             $5::bytea[], $6::bool[], $7::text[], $8::bigint[], $9::bigint[], \
-                             $10::text[], $11::text[]) \
-                         AS r(token, tenant, class, key_version, fingerprint, duplicate_allowed, \
-                             metadata, created_at, window_closes_at, created_by, state) \
-                         WHERE NOT EXISTS (SELECT 1 FROM {secrets} s WHERE NOT r.duplicate_allowed \
-                             AND s.fingerprint = r.fingerprint AND s.tenant = r.tenant \
-                             AND s.class = r.class AND s.state = 'active' OFFSET 0) \
-                         ORDER BY r.fingerprint \
-                         ON CONFLICT (fingerprint) WHERE fingerprint IS NOT NULL AND NOT duplicate_allowed \
-                         DO NOTHING RETURNING token"
-                    );
-                    let version = |r: &SecretRecord| {
-                        i32::try_from(r.key_version)
-                            .map_err(|_| StoreError::Malformed("key version too large"))
-                    };
-                    let inserted = sqlx::query(sql(&insert))
-                        .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.tenant.clone()).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
-                        .bind(records.iter().map(version).collect::<Result<Vec<_>, _>>()?)
-                        .bind(
-                            records
-                                .iter()
-                                .map(|r| r.fingerprint.map(|f| f.to_vec()))
-                                .collect::<Vec<_>>(),
-                        )
-                        .bind(records.iter().map(|r| !r.fingerprint_unique).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.window_closes_at).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.created_by.clone()).collect::<Vec<_>>())
-                        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(db_error("insert secrets"))?;
-                    let live: std::collections::HashSet<String> = inserted
-                        .iter()
-                        .map(|r| r.try_get(0))
-                        .collect::<Result<_, _>>()
-                        .map_err(db_error("insert secrets"))?;
-                    let mut outcomes = Vec::with_capacity(records.len());
-                    for rec in records.iter() {
-                        if live.contains(&rec.token) {
-                            outcomes.push(InsertOutcome::Inserted);
-                            continue;
-                        }
-                        let existing = match &rec.fingerprint {
-                            Some(fp) => find_one(conn, &secrets, &rec.tenant, &rec.class, fp).await?,
-                            None => None,
-                        };
-                        match existing {
-                            Some(existing) => outcomes.push(InsertOutcome::Duplicate { existing }),
-                            // Skipped for a live copy that has gone since: the
-                            // job cannot answer truthfully, so the group fails.
-                            None => {
-                                return Err(StoreError::Backend {
-                                    op: "insert secrets",
-                                    detail: "a duplicate vanished while it was being stored; retry".into(),
-                                });
-                            }
-                        }
-                    }
-                    Ok(outcomes)
-                })
-            })
-            .await
+        let rows = records.len();
+        self.inserts.submit(records, rows).await
     }
 
     async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {

@@ -4,13 +4,15 @@
 //! Every write of the central and record stores is a single statement (a
 //! batch of secrets is one `INSERT … SELECT FROM UNNEST(…)`), run in
 //! autocommit on a pooled connection, so it is one round trip and durable
-//! when it returns (`synchronous_commit` on). Concurrent commits share WAL
-//! flushes through PostgreSQL's own group commit. Statements are what cost
-//! CPU on a small machine: an earlier design ran every job of a queue in one
-//! transaction with a savepoint each, which tripled the round trips, and let
-//! two nodes' transactions deadlock on each other's uncommitted duplicates.
-//! The audit log, written by every request and needing its chain tail read
-//! under a lock, has a group-committing writer of its own (see `audit`).
+//! when it returns (`synchronous_commit` on). Statements are what cost CPU on
+//! a small machine, so the hot inserts (secrets, sealed records) go through a
+//! [`Coalescer`](crate::coalesce::Coalescer): concurrent callers' rows are
+//! merged into one such statement, and a group that fails is retried job by
+//! job so one bad job fails alone. An earlier design ran every job of a queue
+//! in one transaction with a savepoint each, which tripled the round trips,
+//! and let two nodes' transactions deadlock on each other's uncommitted
+//! duplicates. The audit log, written by every request and chained, has a
+//! group-committing writer of its own (see `audit`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,16 @@ use strongroom_store::StoreError;
 
 /// Most appends chained in one audit transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// Most rows merged into one insert (a larger single job still runs alone).
+pub const MAX_GROUP_ROWS: usize = 2048;
+
+/// Insert statements of one store in flight at once on a node: one commits
+/// while the next group gathers.
+pub const WRITERS: usize = 2;
+
+/// Merged look-ups of one store in flight at once on a node.
+pub const READERS: usize = 2;
 
 /// A boxed future borrowing a pooled connection.
 pub type JobFuture<'c, R> = Pin<Box<dyn Future<Output = Result<R, StoreError>> + Send + 'c>>;
@@ -49,6 +61,16 @@ impl PgDatabase {
     /// Connects a pool (lazily: a server can start while the database is
     /// briefly away).
     pub fn connect(options: PgConnectOptions, max_connections: u32) -> Self {
+        // Statements stay prepared (one round trip each) but are planned on
+        // every run. A cached generic plan is made once, often while a table
+        // is still empty, when a sequential scan looks free, and is replaced
+        // only after an ANALYZE, which autovacuum runs a minute or more
+        // later: a new vault importing its first million codes would scan
+        // the whole table for every duplicate check meanwhile. Planned
+        // afresh, the plan follows the table's current size. And every
+        // statement here is small: JIT compilation would only add
+        // milliseconds to the ones with large arrays bound.
+        let options = options.options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_lazy_with(options);

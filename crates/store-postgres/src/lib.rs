@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod central;
+pub mod coalesce;
 pub mod engine;
 pub mod records;
 pub mod schema;

@@ -4,52 +4,83 @@ use async_trait::async_trait;
 use sqlx::Row;
 use strongroom_store::{RecordStore, StoreError, StoreResult, WrappedKey};
 
-use crate::engine::{PgDatabase, db_error};
+use crate::coalesce::{Coalescer, together_or_alone};
+use crate::engine::{MAX_GROUP_ROWS, PgDatabase, WRITERS, db_error};
 use crate::sql;
 
 /// A [`RecordStore`] in one schema, reached through its own role.
 #[derive(Debug)]
 pub struct PgRecordStore {
     db: PgDatabase,
+    /// Concurrent puts, merged into one statement per group.
+    puts: Coalescer<Vec<Record>, ()>,
     records: String,
     keyring: String,
     meta: String,
 }
 
 impl PgRecordStore {
-    /// The store in `schema`.
+    /// The store in `schema`. Must run inside a Tokio runtime.
     pub fn new(db: PgDatabase, schema: &str) -> Self {
+        let records = format!("{schema}.records");
+        let puts = {
+            let (db, records) = (db.clone(), records.clone());
+            Coalescer::spawn(WRITERS, MAX_GROUP_ROWS, move |jobs| {
+                put_group(db.clone(), records.clone(), jobs)
+            })
+        };
         Self {
             db,
-            records: format!("{schema}.records"),
+            puts,
+            records,
             keyring: format!("{schema}.keyring"),
             meta: format!("{schema}.meta"),
         }
     }
 }
 
+/// A sealed record: token and envelope.
+type Record = (String, Vec<u8>);
+
+/// Runs a group of put jobs as one statement (or, if that fails, job by job).
+async fn put_group(db: PgDatabase, table: String, jobs: Vec<Vec<Record>>) -> Vec<StoreResult<()>> {
+    together_or_alone(
+        jobs,
+        |jobs| {
+            let (db, table) = (&db, &table);
+            async move {
+                let n = jobs.len();
+                put_rows(db, table, jobs.into_iter().flatten().collect()).await?;
+                Ok(vec![(); n])
+            }
+        },
+        |job| {
+            let (db, table) = (&db, &table);
+            async move { put_rows(db, table, job).await }
+        },
+    )
+    .await
+}
+
+/// Inserts `records` in one statement.
+async fn put_rows(db: &PgDatabase, table: &str, records: Vec<Record>) -> StoreResult<()> {
+    let (tokens, envelopes): (Vec<String>, Vec<Vec<u8>>) = records.into_iter().unzip();
+    sqlx::query(sql(&format!(
+        "INSERT INTO {table} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[])"
+    )))
+    .bind(tokens)
+    .bind(envelopes)
+    .execute(db.pool())
+    .await
+    .map_err(db_error("insert records"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl RecordStore for PgRecordStore {
     async fn put_many(&self, records: Vec<(String, Vec<u8>)>) -> StoreResult<()> {
-        let sql_text = format!(
-            "INSERT INTO {} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[])",
-            self.records
-        );
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let (tokens, envelopes): (Vec<String>, Vec<Vec<u8>>) =
-                        records.into_iter().unzip();
-                    sqlx::query(sql(&sql_text))
-                        .bind(tokens)
-                        .bind(envelopes)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("insert records"))?;
-                    Ok(())
-                })
-            })
-            .await
+        let rows = records.len();
+        self.puts.submit(records, rows).await
     }
 
     async fn get(&self, token: &str) -> StoreResult<Option<Vec<u8>>> {

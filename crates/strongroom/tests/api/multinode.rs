@@ -370,8 +370,44 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
         "node 2 still seals with an old key"
     );
 
-    // A deletion on one node is seen at once by the other.
+    // A reveal window is one window: once closed it is closed on both nodes,
+    // and re-opened on one it is open on the other.
+    let short = random_code();
+    let (s, b) = call(
+        &http,
+        &format!("{}/v1/secrets", nodes[0].url),
+        Some(&svc[0]),
+        Some(json!({"class": "voucher_code", "value": short, "reveal_window_secs": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let short_token = b["token"].as_str().unwrap().to_owned();
+    let reveal_url = |n: usize| format!("{}/v1/secrets/{short_token}/reveal", nodes[n].url);
+    let purpose = json!({"purpose": "window check"});
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 0..2 {
+        let (s, b) = call(&http, &reveal_url(n), Some(&svc[n]), Some(purpose.clone())).await;
+        assert_eq!(s, StatusCode::CONFLICT, "node {}: {b}", n + 1);
+        assert_eq!(b["error"]["code"], "vault.dormant");
+    }
     let officer2 = login(&http, &nodes[1], &init.officer.0, &init.officer.1).await;
+    let (s, b) = call(
+        &http,
+        &format!("{}/v1/secrets/{short_token}/reactivate", nodes[1].url),
+        Some(&officer2),
+        Some(json!({"window_secs": 600, "reason": "multi-node window check"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(&http, &reveal_url(0), Some(&svc[0]), Some(purpose)).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "reactivated on node 2, refused on node 1: {b}"
+    );
+    assert_eq!(b["value"], short.as_str());
+
+    // A deletion on one node is seen at once by the other.
     let (gone, _) = &acknowledged[7];
     let resp = http
         .delete(format!("{}/v1/secrets/{gone}", nodes[1].url))
