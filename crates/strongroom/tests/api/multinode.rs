@@ -385,8 +385,8 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
     let reveal_url = |n: usize| format!("{}/v1/secrets/{short_token}/reveal", nodes[n].url);
     let purpose = json!({"purpose": "window check"});
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for n in 0..2 {
-        let (s, b) = call(&http, &reveal_url(n), Some(&svc[n]), Some(purpose.clone())).await;
+    for (n, token) in svc.iter().enumerate() {
+        let (s, b) = call(&http, &reveal_url(n), Some(token), Some(purpose.clone())).await;
         assert_eq!(s, StatusCode::CONFLICT, "node {}: {b}", n + 1);
         assert_eq!(b["error"]["code"], "vault.dormant");
     }
