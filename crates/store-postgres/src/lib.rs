@@ -50,9 +50,10 @@ pub use setup::{StoreLogin, migrate, setup, store_url};
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PgError {
-    /// The database refused or failed.
+    /// The database refused or failed. Holds the server's message, not the
+    /// driver's error chain (which repeats it at every level).
     #[error("PostgreSQL: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
     /// A setting is wrong.
     #[error("{0}")]
     Config(String),
@@ -81,6 +82,15 @@ pub enum PgError {
     /// The operating system's random generator failed.
     #[error("could not generate a password")]
     Random,
+}
+
+impl From<sqlx::Error> for PgError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) => PgError::Database(d.message().to_owned()),
+            _ => PgError::Database(e.to_string()),
+        }
+    }
 }
 
 /// Where each store connects: one URL per store (each with its own role).

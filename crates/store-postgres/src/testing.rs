@@ -37,9 +37,7 @@ pub async fn fresh_database() -> Option<String> {
     let mut conn = match PgConnection::connect(&admin).await {
         Ok(c) => c,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!(
-                "SKIPPED (PostgreSQL part): not reachable at {admin} ({e}); start it or set STRONGROOM_TEST_PG_ADMIN_URL"
-            );
+            say_skipped(&admin, &e);
             return None;
         }
         Err(e) => panic!("CI=true needs PostgreSQL, and it is not reachable at {admin}: {e}"),
@@ -82,6 +80,23 @@ pub async fn fresh_database() -> Option<String> {
     .await
     .expect("set up test database");
     Some(url)
+}
+
+/// Says once per test process, past the test harness's output capture (so
+/// it shows on a passing run), that the PostgreSQL tests were skipped, and
+/// why.
+fn say_skipped(admin: &str, error: &sqlx::Error) {
+    use std::io::Write;
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED: the PostgreSQL tests of this binary did not run: PostgreSQL is not \
+             reachable at {admin} ({error}). Start it, or point STRONGROOM_TEST_PG_ADMIN_URL \
+             at a server where this role may create databases and roles. Under CI=true \
+             this is a failure.\n"
+        );
+    });
 }
 
 /// Drops a test database made by [`fresh_database`] (connections and all).
