@@ -121,6 +121,27 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
     })
 }
 
+/// The rows that carry these tokens, by token.
+async fn rows_by_token(
+    conn: &mut PgConnection,
+    secrets: &str,
+    tokens: &[String],
+) -> StoreResult<std::collections::HashMap<String, SecretRecord>> {
+    if tokens.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows = sqlx::query(sql(&format!(
+        "SELECT {SECRET_COLUMNS} FROM {secrets} WHERE token = ANY($1)"
+    )))
+    .bind(tokens)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error("read secrets"))?;
+    rows.iter()
+        .map(|r| secret_from_row(r).map(|rec| (rec.token.clone(), rec)))
+        .collect()
+}
+
 /// The token of a live secret in (tenant, class) with this fingerprint; an
 /// original before an allowed copy, then the oldest.
 async fn find_one(
@@ -265,7 +286,10 @@ async fn insert_rows(
     // same value at once meet at the unique index on originals, and the
     // later row is skipped. Rows go in fingerprint order, so two such
     // statements take their index locks in the same order and cannot
-    // deadlock. A token collision is an error.
+    // deadlock. Any unique conflict skips the row, the token's too: the
+    // statement may be run again for rows an earlier run committed (a merged
+    // group that failed after its insert is rerun job by job), and must
+    // then report them inserted, not as duplicates of themselves.
     let insert = format!(
         "INSERT INTO {secrets} ({SECRET_COLUMNS}) \
          SELECT r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], \
@@ -277,8 +301,7 @@ async fn insert_rows(
              AND s.fingerprint = r.fingerprint AND s.tenant = r.tenant \
              AND s.class = r.class AND s.state = 'active' OFFSET 0) \
          ORDER BY r.fingerprint \
-         ON CONFLICT (fingerprint) WHERE fingerprint IS NOT NULL AND NOT duplicate_allowed \
-         DO NOTHING RETURNING token"
+         ON CONFLICT DO NOTHING RETURNING token"
     );
     let version = |r: &SecretRecord| {
         i32::try_from(r.key_version).map_err(|_| StoreError::Malformed("key version too large"))
@@ -328,11 +351,26 @@ async fn insert_rows(
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()
         .map_err(db_error("insert secrets"))?;
+    let skipped: Vec<String> = records
+        .iter()
+        .filter(|r| !live.contains(&r.token))
+        .map(|r| r.token.clone())
+        .collect();
+    let already = rows_by_token(conn, secrets, &skipped).await?;
     let mut outcomes = Vec::with_capacity(records.len());
     for rec in records.iter() {
         if live.contains(&rec.token) {
             outcomes.push(InsertOutcome::Inserted);
             continue;
+        }
+        if let Some(stored) = already.get(&rec.token) {
+            // Stored by an earlier run of this same insert, or (with 128
+            // random bits, never in practice) another secret's token.
+            if stored == rec {
+                outcomes.push(InsertOutcome::Inserted);
+                continue;
+            }
+            return Err(StoreError::Conflict("token already in use"));
         }
         let existing = match &rec.fingerprint {
             Some(fp) => find_one(conn, secrets, &rec.tenant, &rec.class, fp).await?,

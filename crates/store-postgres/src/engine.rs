@@ -70,7 +70,21 @@ impl PgDatabase {
         // afresh, the plan follows the table's current size. And every
         // statement here is small: JIT compilation would only add
         // milliseconds to the ones with large arrays bound.
-        let options = options.options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
+        //
+        // Durability is pinned here rather than left to the server's or the
+        // role's defaults. No statement or lock wait may hang for ever, and
+        // a node that stalls inside a transaction (the audit chain's locked
+        // path holds the chain's lock there) is cut off by the server, so it
+        // cannot stop every other node's audit writes, and with them all
+        // work.
+        let options = options.options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("jit", "off"),
+            ("synchronous_commit", "on"),
+            ("statement_timeout", "30s"),
+            ("lock_timeout", "10s"),
+            ("idle_in_transaction_session_timeout", "10s"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_lazy_with(options);

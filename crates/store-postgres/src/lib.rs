@@ -94,7 +94,8 @@ impl From<sqlx::Error> for PgError {
 }
 
 /// Where each store connects: one URL per store (each with its own role).
-#[derive(Debug, Clone)]
+/// The URLs may hold passwords, so `Debug` does not show them.
+#[derive(Clone)]
 pub struct PgUrls {
     /// Central store.
     pub central: String,
@@ -104,6 +105,12 @@ pub struct PgUrls {
     pub archive: String,
     /// Audit log.
     pub audit: String,
+}
+
+impl std::fmt::Debug for PgUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgUrls([redacted])")
+    }
 }
 
 impl PgUrls {

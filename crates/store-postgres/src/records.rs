@@ -62,17 +62,41 @@ async fn put_group(db: PgDatabase, table: String, jobs: Vec<Vec<Record>>) -> Vec
     .await
 }
 
-/// Inserts `records` in one statement.
+/// Inserts `records` in one statement. Idempotent: a record already stored
+/// with the same envelope (by an earlier run of a group that failed after
+/// its insert, then rerun job by job) counts as stored; a token stored with
+/// another envelope is a conflict.
 async fn put_rows(db: &PgDatabase, table: &str, records: Vec<Record>) -> StoreResult<()> {
     let (tokens, envelopes): (Vec<String>, Vec<Vec<u8>>) = records.into_iter().unzip();
-    sqlx::query(sql(&format!(
-        "INSERT INTO {table} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[])"
+    let mut conn = db.pool().acquire().await.map_err(db_error("connect"))?;
+    let inserted = sqlx::query(sql(&format!(
+        "INSERT INTO {table} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[]) \
+         ON CONFLICT (token) DO NOTHING RETURNING token"
     )))
-    .bind(tokens)
-    .bind(envelopes)
-    .execute(db.pool())
+    .bind(&tokens)
+    .bind(&envelopes)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_error("insert records"))?;
+    if inserted.len() == tokens.len() {
+        return Ok(());
+    }
+    let stored: std::collections::HashMap<String, Vec<u8>> = sqlx::query(sql(&format!(
+        "SELECT token, envelope FROM {table} WHERE token = ANY($1)"
+    )))
+    .bind(&tokens)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error("insert records"))?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db_error("insert records"))?;
+    for (token, envelope) in tokens.iter().zip(&envelopes) {
+        if stored.get(token) != Some(envelope) {
+            return Err(StoreError::Conflict("token already in use"));
+        }
+    }
     Ok(())
 }
 

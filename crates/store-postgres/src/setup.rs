@@ -6,8 +6,8 @@ use sqlx::{Connection, PgConnection, Row};
 use crate::schema::{Names, Store, latest_version};
 use crate::{PgError, sql};
 
-/// What setup did for one store's login role.
-#[derive(Debug)]
+/// What setup did for one store's login role. `Debug` leaves out the
+/// password and the URL that carries it.
 pub struct StoreLogin {
     /// The store.
     pub store: Store,
@@ -19,6 +19,15 @@ pub struct StoreLogin {
     /// Connection URL for the store: the admin URL's host, port, database and
     /// options with this role's credentials.
     pub url: String,
+}
+
+impl std::fmt::Debug for StoreLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLogin")
+            .field("store", &self.store)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Creates (if missing) the owner role, one login role and one schema per
@@ -59,9 +68,12 @@ pub async fn setup(
             .await?;
             Some(password)
         };
-        // The schema is the owner's; the store's role may only use it.
+        check_store_role(&mut conn, &role, &owner).await?;
+        // The schema is the owner's, even if someone made it beforehand for
+        // another role; the store's role may only use it.
         sqlx::raw_sql(sql(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
+             ALTER SCHEMA {schema} OWNER TO {owner};
              REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
              GRANT USAGE ON SCHEMA {schema} TO {role}"
         )))
@@ -153,6 +165,31 @@ async fn role_exists(conn: &mut PgConnection, role: &str) -> Result<bool, PgErro
         .fetch_optional(&mut *conn)
         .await?
         .is_some())
+}
+
+/// Refuses a store role that could step past its grants: a superuser, one
+/// that bypasses row security, creates roles or databases, or is a member of
+/// the owner role (and so could act as it). Such a role may have been made
+/// by hand before setup ran; setup must not bless it.
+async fn check_store_role(conn: &mut PgConnection, role: &str, owner: &str) -> Result<(), PgError> {
+    let row = sqlx::query(
+        "SELECT rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb, \
+                pg_has_role(oid, (SELECT oid FROM pg_roles WHERE rolname = $2), 'MEMBER') \
+         FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .bind(owner)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (powerful, member): (bool, Option<bool>) = (row.try_get(0)?, row.try_get(1)?);
+    if powerful || member == Some(true) {
+        return Err(PgError::Config(format!(
+            "role {role} exists with more power than a store may have (superuser, \
+             BYPASSRLS, CREATEROLE, CREATEDB or membership of {owner}); \
+             remove those, or drop the role, and run setup again"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs a cluster-wide CREATE ROLE or GRANT: another setup (for another

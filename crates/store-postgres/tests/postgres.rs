@@ -307,3 +307,65 @@ async fn tls_to_postgresql_verifies_the_server() {
     drop((stores, c));
     drop_database(&admin).await;
 }
+
+/// A merged group that fails after its insert committed is rerun job by
+/// job: the rerun must report the committed rows as stored, never as
+/// duplicates of themselves (the vault would then erase their envelopes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeating_an_insert_reports_stored_rows_as_stored() {
+    let Some(admin) = fresh_database().await else {
+        return;
+    };
+    let names = Names::new("strongroom").unwrap();
+    let stores = connect(&admin, &names).await;
+
+    let rows: Arc<[SecretRecord]> = vec![
+        record("rep-1", 50, true),
+        record("rep-2", 51, false),
+        SecretRecord {
+            fingerprint: None,
+            ..record("rep-3", 0, false)
+        },
+    ]
+    .into();
+    for _ in 0..2 {
+        let outcomes = stores.central.insert_secrets(rows.clone()).await.unwrap();
+        assert_eq!(outcomes, vec![InsertOutcome::Inserted; 3]);
+    }
+    // Another secret's value is still a duplicate, and a token taken by a
+    // different secret is refused, not reported as stored.
+    let dup = stores
+        .central
+        .insert_secrets(vec![record("rep-4", 50, true)].into())
+        .await
+        .unwrap();
+    assert_eq!(
+        dup,
+        vec![InsertOutcome::Duplicate {
+            existing: "rep-1".into()
+        }]
+    );
+    let clash = SecretRecord {
+        tenant: "t2".into(),
+        ..record("rep-1", 60, true)
+    };
+    assert!(
+        stores
+            .central
+            .insert_secrets(vec![clash].into())
+            .await
+            .is_err()
+    );
+
+    // Envelopes likewise: the same one again is fine, another one is not.
+    let put = |env: Vec<u8>| stores.vault.put_many(vec![("rep-1".into(), env)]);
+    put(vec![1, 2, 3]).await.unwrap();
+    put(vec![1, 2, 3]).await.unwrap();
+    assert!(put(vec![9, 9, 9]).await.is_err());
+    assert_eq!(
+        stores.vault.get("rep-1").await.unwrap(),
+        Some(vec![1, 2, 3])
+    );
+    drop(stores);
+    drop_database(&admin).await;
+}

@@ -112,16 +112,33 @@ impl DataDir {
 }
 
 /// Writes a file readable only by its owner, replacing any existing one.
+///
+/// The contents go to a new file created 0600 beside the target (never an
+/// existing file, never through a symbolic link), which is synced and then
+/// renamed over the target: the bytes are never readable by anyone else,
+/// even for a moment, whatever the old file's mode was.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("could not write {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let written = (|| -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("could not write {}", temp.display()))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temp, path).with_context(|| format!("could not write {}", path.display()))?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
 }

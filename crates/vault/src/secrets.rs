@@ -613,6 +613,14 @@ impl Vault {
         for ((rec, &(index, on_duplicate)), outcome) in
             records.iter().zip(&record_index).zip(outcomes)
         {
+            // A store reporting a token as a duplicate of itself must never
+            // make us erase its envelope: that token is live.
+            let outcome = match outcome {
+                InsertOutcome::Duplicate { existing } if existing == rec.token => {
+                    InsertOutcome::Inserted
+                }
+                other => other,
+            };
             let result = match outcome {
                 InsertOutcome::Inserted => Ok(Tokenized {
                     token: rec.token.clone(),
