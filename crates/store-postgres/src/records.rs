@@ -71,14 +71,14 @@ async fn put_rows(db: &PgDatabase, table: &str, records: Vec<Record>) -> StoreRe
     let mut conn = db.pool().acquire().await.map_err(db_error("connect"))?;
     let inserted = sqlx::query(sql(&format!(
         "INSERT INTO {table} (token, envelope) SELECT * FROM UNNEST($1::text[], $2::bytea[]) \
-         ON CONFLICT (token) DO NOTHING RETURNING token"
+         ON CONFLICT (token) DO NOTHING"
     )))
     .bind(&tokens)
     .bind(&envelopes)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await
     .map_err(db_error("insert records"))?;
-    if inserted.len() == tokens.len() {
+    if inserted.rows_affected() == tokens.len() as u64 {
         return Ok(());
     }
     let stored: std::collections::HashMap<String, Vec<u8>> = sqlx::query(sql(&format!(
