@@ -71,27 +71,23 @@ impl PgCentralStore {
     }
 }
 
-fn read(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| db_error(op)(e)
-}
-
 fn secret_from_row(r: &PgRow) -> StoreResult<SecretRecord> {
-    let e = read("read secret");
-    let fingerprint: Option<Vec<u8>> = r.try_get(4).map_err(&e)?;
-    let version: i32 = r.try_get(3).map_err(&e)?;
-    let state: String = r.try_get(10).map_err(&e)?;
+    let e = db_error("read secret");
+    let fingerprint: Option<Vec<u8>> = r.try_get(4).map_err(e)?;
+    let version: i32 = r.try_get(3).map_err(e)?;
+    let state: String = r.try_get(10).map_err(e)?;
     Ok(SecretRecord {
-        token: r.try_get(0).map_err(&e)?,
-        tenant: r.try_get(1).map_err(&e)?,
-        class: r.try_get(2).map_err(&e)?,
+        token: r.try_get(0).map_err(e)?,
+        tenant: r.try_get(1).map_err(e)?,
+        class: r.try_get(2).map_err(e)?,
         key_version: u32::try_from(version)
             .map_err(|_| StoreError::Malformed("negative key version"))?,
         fingerprint: fingerprint.and_then(|f| f.try_into().ok()),
-        fingerprint_unique: !r.try_get::<bool, _>(5).map_err(&e)?,
-        metadata: r.try_get(6).map_err(&e)?,
-        created_at: r.try_get(7).map_err(&e)?,
-        window_closes_at: r.try_get(8).map_err(&e)?,
-        created_by: r.try_get(9).map_err(&e)?,
+        fingerprint_unique: !r.try_get::<bool, _>(5).map_err(e)?,
+        metadata: r.try_get(6).map_err(e)?,
+        created_at: r.try_get(7).map_err(e)?,
+        window_closes_at: r.try_get(8).map_err(e)?,
+        created_by: r.try_get(9).map_err(e)?,
         state: SecretState::parse(&state)?,
     })
 }
@@ -104,20 +100,20 @@ fn split_list(text: &str) -> Vec<String> {
 }
 
 fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
-    let e = read("read principal");
-    let roles: String = r.try_get(3).map_err(&e)?;
-    let tenants: String = r.try_get(4).map_err(&e)?;
+    let e = db_error("read principal");
+    let roles: String = r.try_get(3).map_err(e)?;
+    let tenants: String = r.try_get(4).map_err(e)?;
     Ok(PrincipalRecord {
-        id: r.try_get(0).map_err(&e)?,
-        client_id: r.try_get(1).map_err(&e)?,
-        name: r.try_get(2).map_err(&e)?,
+        id: r.try_get(0).map_err(e)?,
+        client_id: r.try_get(1).map_err(e)?,
+        name: r.try_get(2).map_err(e)?,
         roles: split_list(&roles),
         tenants: split_list(&tenants),
-        secret_hash: r.try_get(5).map_err(&e)?,
-        created_at: r.try_get(6).map_err(&e)?,
-        disabled: r.try_get(7).map_err(&e)?,
-        created_by: r.try_get(8).map_err(&e)?,
-        pending_approval: r.try_get(9).map_err(&e)?,
+        secret_hash: r.try_get(5).map_err(e)?,
+        created_at: r.try_get(6).map_err(e)?,
+        disabled: r.try_get(7).map_err(e)?,
+        created_by: r.try_get(8).map_err(e)?,
+        pending_approval: r.try_get(9).map_err(e)?,
     })
 }
 
@@ -214,17 +210,17 @@ async fn lookup_rows(
     .fetch_all(db.pool())
     .await
     .map_err(db_error("find fingerprints"))?;
-    let e = read("find fingerprints");
+    let e = db_error("find fingerprints");
     // (fingerprint, tenant, class) → the first token in the order above.
     let mut found: std::collections::HashMap<(Vec<u8>, String, String), String> =
         std::collections::HashMap::new();
     for r in &rows {
         let key = (
-            r.try_get(0).map_err(&e)?,
-            r.try_get(1).map_err(&e)?,
-            r.try_get(2).map_err(&e)?,
+            r.try_get(0).map_err(e)?,
+            r.try_get(1).map_err(e)?,
+            r.try_get(2).map_err(e)?,
         );
-        let token: String = r.try_get(3).map_err(&e)?;
+        let token: String = r.try_get(3).map_err(e)?;
         found.entry(key).or_insert(token);
     }
     Ok(jobs
@@ -434,20 +430,13 @@ impl CentralStore for PgCentralStore {
             "UPDATE {} SET window_closes_at = $2 WHERE token = $1 AND state = 'active'",
             self.secrets
         );
-        let token = token.to_owned();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(token)
-                        .bind(closes_at)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("set reveal window"))?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(token)
+            .bind(closes_at)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("set reveal window"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn mark_deleted(&self, token: &str) -> StoreResult<bool> {
@@ -456,19 +445,12 @@ impl CentralStore for PgCentralStore {
              WHERE token = $1 AND state = 'active'",
             self.secrets
         );
-        let token = token.to_owned();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(token)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("delete secret"))?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(token)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("delete secret"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn insert_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
@@ -477,30 +459,24 @@ impl CentralStore for PgCentralStore {
              ON CONFLICT DO NOTHING",
             self.principals
         );
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(p.id)
-                        .bind(p.client_id)
-                        .bind(p.name)
-                        .bind(p.roles.join(","))
-                        .bind(p.tenants.join(","))
-                        .bind(p.secret_hash)
-                        .bind(p.created_at)
-                        .bind(p.disabled)
-                        .bind(p.created_by)
-                        .bind(p.pending_approval)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("insert principal"))?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("a principal with that name exists"));
-                    }
-                    Ok(())
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(p.id)
+            .bind(p.client_id)
+            .bind(p.name)
+            .bind(p.roles.join(","))
+            .bind(p.tenants.join(","))
+            .bind(p.secret_hash)
+            .bind(p.created_at)
+            .bind(p.disabled)
+            .bind(p.created_by)
+            .bind(p.pending_approval)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("insert principal"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("a principal with that name exists"));
+        }
+        Ok(())
     }
 
     async fn principal_by_client_id(
@@ -563,18 +539,11 @@ impl CentralStore for PgCentralStore {
 impl PgCentralStore {
     async fn update_principal(&self, template: &str, id: &str) -> StoreResult<bool> {
         let sql_text = template.replace("{t}", &self.principals);
-        let id = id.to_owned();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("update principal"))?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(id)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("update principal"))?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -14,11 +14,8 @@
 //! duplicates. The audit log, written by every request and chained, has a
 //! group-committing writer of its own (see `audit`).
 
-use std::future::Future;
-use std::pin::Pin;
-
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
 use strongroom_store::StoreError;
 
 /// Most appends chained in one audit transaction.
@@ -34,9 +31,6 @@ pub const WRITERS: usize = 2;
 /// Merged look-ups of one store in flight at once on a node.
 pub const READERS: usize = 2;
 
-/// A boxed future borrowing a pooled connection.
-pub type JobFuture<'c, R> = Pin<Box<dyn Future<Output = Result<R, StoreError>> + Send + 'c>>;
-
 /// One store's connection pool.
 #[derive(Debug, Clone)]
 pub struct PgDatabase {
@@ -45,7 +39,7 @@ pub struct PgDatabase {
 
 /// Maps a driver error to a store error; SQL state `23505` (unique
 /// violation) becomes a conflict.
-pub fn db_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub fn db_error(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy {
     move |e| match &e {
         sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
             StoreError::Conflict(op)
@@ -94,17 +88,5 @@ impl PgDatabase {
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Runs `f` on a pooled connection in autocommit: each statement `f`
-    /// issues is durable when it returns. Writes are single statements (see
-    /// the module documentation).
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> JobFuture<'c, R> + Send + 'static,
-    {
-        let mut conn = self.pool.acquire().await.map_err(db_error("connect"))?;
-        f(&mut conn).await
     }
 }

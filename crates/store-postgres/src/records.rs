@@ -122,19 +122,12 @@ impl RecordStore for PgRecordStore {
 
     async fn delete(&self, token: &str) -> StoreResult<bool> {
         let sql_text = format!("DELETE FROM {} WHERE token = $1", self.records);
-        let token = token.to_owned();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(token)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("delete record"))?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(token)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("delete record"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn load_keyring(&self) -> StoreResult<Vec<WrappedKey>> {
@@ -167,24 +160,18 @@ impl RecordStore for PgRecordStore {
         );
         let version = i32::try_from(key.version)
             .map_err(|_| StoreError::Malformed("key version too large"))?;
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql(&sql_text))
-                        .bind(key.scope)
-                        .bind(version)
-                        .bind(key.wrapped)
-                        .bind(key.created_at)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("add key"))?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("key version exists"));
-                    }
-                    Ok(())
-                })
-            })
+        let done = sqlx::query(sql(&sql_text))
+            .bind(key.scope)
+            .bind(version)
+            .bind(key.wrapped)
+            .bind(key.created_at)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("add key"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("key version exists"));
+        }
+        Ok(())
     }
 
     async fn get_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -206,19 +193,12 @@ impl RecordStore for PgRecordStore {
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
             self.meta
         );
-        let name = name.to_owned();
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(sql(&sql_text))
-                        .bind(name)
-                        .bind(value)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error("write meta"))?;
-                    Ok(())
-                })
-            })
+        sqlx::query(sql(&sql_text))
+            .bind(name)
+            .bind(value)
+            .execute(self.db.pool())
             .await
+            .map_err(db_error("write meta"))?;
+        Ok(())
     }
 }

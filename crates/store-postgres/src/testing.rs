@@ -37,10 +37,13 @@ pub async fn fresh_database() -> Option<String> {
     let mut conn = match PgConnection::connect(&admin).await {
         Ok(c) => c,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            say_skipped(&admin, &e);
+            say_skipped(&without_password(&admin), &e);
             return None;
         }
-        Err(e) => panic!("CI=true needs PostgreSQL, and it is not reachable at {admin}: {e}"),
+        Err(e) => panic!(
+            "CI=true needs PostgreSQL, and it is not reachable at {}: {e}",
+            without_password(&admin)
+        ),
     };
     // Databases left by failed or interrupted runs go after an hour.
     let old: Vec<String> =
@@ -80,6 +83,33 @@ pub async fn fresh_database() -> Option<String> {
     .await
     .expect("set up test database");
     Some(url)
+}
+
+/// `url` with any password in it replaced, for messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((user_info, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match user_info.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn messages_leave_out_passwords() {
+    assert_eq!(
+        without_password("postgres://admin:s3cret@db:5432/test"),
+        "postgres://admin:***@db:5432/test"
+    );
+    assert_eq!(
+        without_password("postgres://postgres@127.0.0.1:5432/test"),
+        "postgres://postgres@127.0.0.1:5432/test"
+    );
 }
 
 /// Says once per test process, past the test harness's output capture (so
