@@ -102,9 +102,9 @@ struct Tail {
 }
 
 /// One group of records, chained onto a tail and ready to insert.
-struct Chained {
+struct Chained<'a> {
     seqs: Vec<i64>,
-    bodies: Vec<String>,
+    bodies: Vec<&'a str>,
     macs: Vec<Vec<u8>>,
     /// Each append's sequence numbers.
     per_append: Vec<Vec<u64>>,
@@ -159,7 +159,7 @@ impl Chain {
         Ok(per_append)
     }
 
-    async fn insert_fast(&self, group: &Chained) -> StoreResult<bool> {
+    async fn insert_fast(&self, group: &Chained<'_>) -> StoreResult<bool> {
         let expected = to_i64(group.tail.seq)? - i64::try_from(group.seqs.len()).unwrap_or(0);
         // Both conditions are uncorrelated sub-selects, so each is evaluated
         // once for the statement: all rows go in, or none.
@@ -181,7 +181,7 @@ impl Chain {
         Ok(done.rows_affected() == group.seqs.len() as u64)
     }
 
-    async fn insert_locked(&self, batch: &[Append]) -> StoreResult<Chained> {
+    async fn insert_locked<'a>(&self, batch: &'a [Append]) -> StoreResult<Chained<'a>> {
         let mut conn = self.pool.acquire().await.map_err(db_error("connect"))?;
         conn.execute("BEGIN").await.map_err(db_error("begin"))?;
         let result = async {
@@ -243,7 +243,7 @@ impl Chain {
 }
 
 /// Chains every append's bodies, in order, onto `tail`.
-fn chain_onto(tail: Tail, batch: &[Append]) -> StoreResult<Chained> {
+fn chain_onto(tail: Tail, batch: &[Append]) -> StoreResult<Chained<'_>> {
     let Tail {
         mut seq,
         mac: mut prev,
@@ -264,7 +264,7 @@ fn chain_onto(tail: Tail, batch: &[Append]) -> StoreResult<Chained> {
             seq += 1;
             let mac = (append.chain)(&prev, seq, body);
             group.seqs.push(to_i64(seq)?);
-            group.bodies.push(body.clone());
+            group.bodies.push(body);
             group.macs.push(mac.clone());
             prev = mac;
             seqs.push(seq);

@@ -211,17 +211,16 @@ async fn lookup_rows(
     .await
     .map_err(db_error("find fingerprints"))?;
     let e = db_error("find fingerprints");
-    // (fingerprint, tenant, class) → the first token in the order above.
-    let mut found: std::collections::HashMap<(Vec<u8>, String, String), String> =
+    // Fingerprint → its live rows as (tenant, class, token), in the order
+    // above: the first that matches a job's tenant and class answers it.
+    let mut found: std::collections::HashMap<Vec<u8>, Vec<(String, String, String)>> =
         std::collections::HashMap::new();
     for r in &rows {
-        let key = (
-            r.try_get(0).map_err(e)?,
+        found.entry(r.try_get(0).map_err(e)?).or_default().push((
             r.try_get(1).map_err(e)?,
             r.try_get(2).map_err(e)?,
-        );
-        let token: String = r.try_get(3).map_err(e)?;
-        found.entry(key).or_insert(token);
+            r.try_get(3).map_err(e)?,
+        ));
     }
     Ok(jobs
         .iter()
@@ -229,9 +228,11 @@ async fn lookup_rows(
             j.fingerprints
                 .iter()
                 .map(|f| {
-                    found
-                        .get(&(f.to_vec(), j.tenant.clone(), j.class.clone()))
-                        .cloned()
+                    found.get(f.as_slice()).and_then(|live| {
+                        live.iter()
+                            .find(|(tenant, class, _)| *tenant == j.tenant && *class == j.class)
+                            .map(|(_, _, token)| token.clone())
+                    })
                 })
                 .collect()
         })
@@ -250,7 +251,7 @@ async fn insert_group(
         |jobs| {
             let (db, secrets) = (&db, &secrets);
             async move {
-                let all: Vec<SecretRecord> = jobs.iter().flat_map(|j| j.iter().cloned()).collect();
+                let all: Vec<&SecretRecord> = jobs.iter().flat_map(|j| j.iter()).collect();
                 let mut outcomes = insert_rows(db, secrets, &all).await?.into_iter();
                 Ok(jobs
                     .iter()
@@ -260,7 +261,7 @@ async fn insert_group(
         },
         |job| {
             let (db, secrets) = (&db, &secrets);
-            async move { insert_rows(db, secrets, &job).await }
+            async move { insert_rows(db, secrets, &job.iter().collect::<Vec<_>>()).await }
         },
     )
     .await
@@ -270,7 +271,7 @@ async fn insert_group(
 async fn insert_rows(
     db: &PgDatabase,
     secrets: &str,
-    records: &[SecretRecord],
+    records: &[&SecretRecord],
 ) -> StoreResult<Vec<InsertOutcome>> {
     let mut conn = db.pool().acquire().await.map_err(db_error("connect"))?;
     let conn = &mut *conn;
@@ -299,7 +300,7 @@ async fn insert_rows(
          ORDER BY r.fingerprint \
          ON CONFLICT DO NOTHING RETURNING token"
     );
-    let version = |r: &SecretRecord| {
+    let version = |r: &&SecretRecord| {
         i32::try_from(r.key_version).map_err(|_| StoreError::Malformed("key version too large"))
     };
     let inserted = sqlx::query(sql(&insert))
@@ -362,7 +363,7 @@ async fn insert_rows(
         if let Some(stored) = already.get(&rec.token) {
             // Stored by an earlier run of this same insert, or (with 128
             // random bits, never in practice) another secret's token.
-            if stored == rec {
+            if stored == *rec {
                 outcomes.push(InsertOutcome::Inserted);
                 continue;
             }

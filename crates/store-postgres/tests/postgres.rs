@@ -369,3 +369,65 @@ async fn repeating_an_insert_reports_stored_rows_as_stored() {
     drop(stores);
     drop_database(&admin).await;
 }
+
+/// A store role made by hand with powers past its grants is refused, not
+/// adopted; and a schema made beforehand for a store role is taken back by
+/// the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_refuses_over_powerful_roles_and_owns_every_schema() {
+    let Some(admin) = fresh_database().await else {
+        return;
+    };
+    // Roles are cluster-wide: a prefix of this test's own.
+    let prefix = format!(
+        "sr_power_{}",
+        strongroom_crypto::random::hex_id::<4>().unwrap()
+    );
+    let names = Names::new(&prefix).unwrap();
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    let run = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
+    let (audit_role, audit_schema) = (names.role(Store::Audit), names.schema(Store::Audit));
+    run(format!(
+        "CREATE ROLE {audit_role} LOGIN CREATEDB; \
+         CREATE SCHEMA {audit_schema} AUTHORIZATION {audit_role}"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let refused = setup(&admin, &names, false).await.unwrap_err().to_string();
+    assert!(
+        refused.contains(&audit_role) && refused.contains("CREATEDB"),
+        "{refused}"
+    );
+
+    run(format!("ALTER ROLE {audit_role} NOCREATEDB"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    setup(&admin, &names, false).await.unwrap();
+    let owner: String = sqlx::Row::get(
+        &sqlx::query("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1")
+            .bind(&audit_schema)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(owner, names.owner());
+
+    drop(conn);
+    drop_database(&admin).await;
+    // The database (and all its objects) is gone: the roles can go too.
+    let mut server = PgConnection::connect(&strongroom_store_postgres::testing::admin_url())
+        .await
+        .unwrap();
+    let mut roles: Vec<String> = Store::ALL.iter().map(|s| names.role(*s)).collect();
+    roles.push(names.owner());
+    for role in roles {
+        run(format!("DROP ROLE IF EXISTS {role}"))
+            .execute(&mut server)
+            .await
+            .unwrap();
+    }
+}
