@@ -16,7 +16,7 @@ use strongroom_store::{
 
 use std::sync::Arc;
 
-use crate::coalesce::{Coalescer, together_or_alone};
+use crate::coalesce::{Coalescer, read_by_token, together_or_alone};
 use crate::engine::{MAX_GROUP_ROWS, PgDatabase, READERS, WRITERS, db_error};
 use crate::sql;
 
@@ -30,6 +30,9 @@ pub struct PgCentralStore {
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
     lookups: Coalescer<Lookup, Vec<Option<String>>>,
+    /// Concurrent reads of one secret each (every reveal makes one), merged
+    /// into one read of many tokens.
+    reads: Coalescer<String, Option<SecretRecord>>,
 }
 
 /// One caller's duplicate look-up: fingerprints in one tenant and class.
@@ -61,12 +64,19 @@ impl PgCentralStore {
                 lookup_group(db.clone(), secrets.clone(), jobs)
             })
         };
+        let reads = {
+            let (db, secrets) = (db.clone(), secrets.clone());
+            Coalescer::spawn(READERS, MAX_GROUP_ROWS, move |tokens| {
+                read_group(db.clone(), secrets.clone(), tokens)
+            })
+        };
         Self {
             db,
             secrets,
             principals: format!("{schema}.principals"),
             inserts,
             lookups,
+            reads,
         }
     }
 }
@@ -138,6 +148,16 @@ async fn rows_by_token(
         .collect()
 }
 
+/// Reads a group of secrets, one token per caller, in one statement.
+async fn read_group(
+    db: PgDatabase,
+    secrets: String,
+    tokens: Vec<String>,
+) -> Vec<StoreResult<Option<SecretRecord>>> {
+    let sql_text = format!("SELECT {SECRET_COLUMNS} FROM {secrets} WHERE token = ANY($1)");
+    read_by_token(&db, &sql_text, &tokens, "read secret", secret_from_row).await
+}
+
 /// The token of a live secret in (tenant, class) with this fingerprint; an
 /// original before an allowed copy, then the oldest.
 async fn find_one(
@@ -192,19 +212,28 @@ async fn lookup_rows(
     secrets: &str,
     jobs: &[Lookup],
 ) -> StoreResult<Vec<Vec<Option<String>>>> {
-    let fps: Vec<Vec<u8>> = jobs
+    // Each fingerprint probed once, however many jobs ask about it.
+    let mut fps: Vec<Vec<u8>> = jobs
         .iter()
         .flat_map(|j| j.fingerprints.iter().map(|f| f.to_vec()))
         .collect();
-    // `IS NOT NULL` is spelled out: the planner cannot prove it from
-    // `= ANY($1)`, and without it the partial fingerprint index is unusable.
-    // Planned on every run (see `PgDatabase::connect`).
+    fps.sort_unstable();
+    fps.dedup();
+    // One index probe per fingerprint, whatever the table's statistics say.
+    // As `fingerprint = ANY($1)`, a table not yet analysed (a new vault's
+    // first minutes, or its first large import) is estimated to return half
+    // a percent of its rows per element, and for a group of a few dozen
+    // fingerprints the planner scanned the whole table instead. The OFFSET 0
+    // keeps the subquery from being flattened into such a join. `IS NOT
+    // NULL` is spelled out so the partial fingerprint index applies.
     // Fingerprints are keyed per tenant and class, so rows of other tenants
     // practically never match; they are filtered out below all the same.
     let rows = sqlx::query(sql(&format!(
-        "SELECT fingerprint, tenant, class, token FROM {secrets} \
-         WHERE fingerprint IS NOT NULL AND fingerprint = ANY($1) AND state = 'active' \
-         ORDER BY fingerprint, duplicate_allowed, created_at, token"
+        "SELECT f.fp, s.tenant, s.class, s.token FROM UNNEST($1::bytea[]) AS f(fp) \
+         CROSS JOIN LATERAL (SELECT tenant, class, token, duplicate_allowed, created_at \
+             FROM {secrets} WHERE fingerprint IS NOT NULL AND fingerprint = f.fp \
+             AND state = 'active' OFFSET 0) AS s \
+         ORDER BY f.fp, s.duplicate_allowed, s.created_at, s.token"
     )))
     .bind(&fps)
     .fetch_all(db.pool())
@@ -413,17 +442,7 @@ impl CentralStore for PgCentralStore {
     }
 
     async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {
-        sqlx::query(sql(&format!(
-            "SELECT {SECRET_COLUMNS} FROM {} WHERE token = $1",
-            self.secrets
-        )))
-        .bind(token)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(db_error("read secret"))?
-        .as_ref()
-        .map(secret_from_row)
-        .transpose()
+        self.reads.submit(token.to_owned(), 1).await
     }
 
     async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool> {

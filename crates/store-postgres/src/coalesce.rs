@@ -9,11 +9,16 @@
 //! once; under heavy load the groups grow by themselves. Several workers keep
 //! a statement in flight while the next group gathers.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 use strongroom_store::{StoreError, StoreResult};
 use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::engine::{PgDatabase, db_error};
 
 /// One caller's job, waiting for a worker.
 struct Queued<J, R> {
@@ -151,6 +156,39 @@ where
             results
         }
     }
+}
+
+/// Reads many rows by token in one statement (`sql` binds the tokens as
+/// `$1`, its first column is the token) and answers each asker: `None` for a
+/// token not found, the decoded row otherwise. A row that cannot be decoded
+/// fails only those who asked for it; two askers of one token each get a
+/// copy.
+pub async fn read_by_token<T: Clone>(
+    db: &PgDatabase,
+    sql_text: &str,
+    tokens: &[String],
+    op: &'static str,
+    decode: impl Fn(&PgRow) -> StoreResult<T>,
+) -> Vec<StoreResult<Option<T>>> {
+    let rows = match sqlx::query(crate::sql(sql_text))
+        .bind(tokens)
+        .fetch_all(db.pool())
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            let e = db_error(op)(e);
+            return tokens.iter().map(|_| Err(e.clone())).collect();
+        }
+    };
+    let found: HashMap<String, StoreResult<T>> = rows
+        .iter()
+        .filter_map(|r| Some((r.try_get(0).ok()?, decode(r))))
+        .collect();
+    tokens
+        .iter()
+        .map(|t| found.get(t).cloned().transpose())
+        .collect()
 }
 
 #[cfg(test)]

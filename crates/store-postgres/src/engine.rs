@@ -14,8 +14,10 @@
 //! duplicates. The audit log, written by every request and chained, has a
 //! group-committing writer of its own (see `audit`).
 
-use sqlx::PgPool;
+use std::time::Duration;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 use strongroom_store::StoreError;
 
 /// Most appends chained in one audit transaction.
@@ -30,6 +32,10 @@ pub const WRITERS: usize = 2;
 
 /// Merged look-ups of one store in flight at once on a node.
 pub const READERS: usize = 2;
+
+/// How long a pooled connection may sit idle before it is checked (one
+/// round trip) on its next checkout.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
 
 /// One store's connection pool.
 #[derive(Debug, Clone)]
@@ -55,15 +61,17 @@ impl PgDatabase {
     /// Connects a pool (lazily: a server can start while the database is
     /// briefly away).
     pub fn connect(options: PgConnectOptions, max_connections: u32) -> Self {
-        // Statements stay prepared (one round trip each) but are planned on
-        // every run. A cached generic plan is made once, often while a table
-        // is still empty, when a sequential scan looks free, and is replaced
-        // only after an ANALYZE, which autovacuum runs a minute or more
-        // later: a new vault importing its first million codes would scan
-        // the whole table for every duplicate check meanwhile. Planned
-        // afresh, the plan follows the table's current size. And every
-        // statement here is small: JIT compilation would only add
-        // milliseconds to the ones with large arrays bound.
+        // Statements stay prepared (one round trip each) and, after a few
+        // runs, keep the server's generic plan (`plan_cache_mode = auto`,
+        // pinned so a server-wide setting cannot change it): planning every
+        // statement afresh cost the server more than running it. A generic
+        // plan is often made while a table is still empty, so every hot
+        // statement is written to need no statistics: look-ups probe an
+        // index once per value (a LATERAL subquery behind OFFSET 0, never a
+        // join the planner may turn into a hash of the whole table), reads
+        // go by primary key. Plans are remade when autovacuum analyses a
+        // table. And every statement here is small: JIT compilation would
+        // only add milliseconds to the ones with large arrays bound.
         //
         // Durability is pinned here rather than left to the server's or the
         // role's defaults. No statement or lock wait may hang for ever, and
@@ -72,15 +80,30 @@ impl PgDatabase {
         // cannot stop every other node's audit writes, and with them all
         // work.
         let options = options.options([
-            ("plan_cache_mode", "force_custom_plan"),
+            ("plan_cache_mode", "auto"),
             ("jit", "off"),
             ("synchronous_commit", "on"),
             ("statement_timeout", "30s"),
             ("lock_timeout", "10s"),
             ("idle_in_transaction_session_timeout", "10s"),
         ]);
+        // A connection taken from the pool is checked with a round trip
+        // only if it sat idle for a while (the server may have restarted or
+        // closed it meanwhile). By default every checkout was checked, which
+        // doubled the round trips of every statement on the hot paths. A
+        // connection that broke while in use fails that statement; the
+        // pool then drops it and opens another.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_CHECK {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Self { pool }
     }

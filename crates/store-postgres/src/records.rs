@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use strongroom_store::{RecordStore, StoreError, StoreResult, WrappedKey};
 
-use crate::coalesce::{Coalescer, together_or_alone};
-use crate::engine::{MAX_GROUP_ROWS, PgDatabase, WRITERS, db_error};
+use crate::coalesce::{Coalescer, read_by_token, together_or_alone};
+use crate::engine::{MAX_GROUP_ROWS, PgDatabase, READERS, WRITERS, db_error};
 use crate::sql;
 
 /// A [`RecordStore`] in one schema, reached through its own role.
@@ -14,6 +14,9 @@ pub struct PgRecordStore {
     db: PgDatabase,
     /// Concurrent puts, merged into one statement per group.
     puts: Coalescer<Vec<Record>, ()>,
+    /// Concurrent reads of one envelope each (every reveal makes one),
+    /// merged into one read of many tokens.
+    gets: Coalescer<String, Option<Vec<u8>>>,
     records: String,
     keyring: String,
     meta: String,
@@ -29,9 +32,16 @@ impl PgRecordStore {
                 put_group(db.clone(), records.clone(), jobs)
             })
         };
+        let gets = {
+            let (db, records) = (db.clone(), records.clone());
+            Coalescer::spawn(READERS, MAX_GROUP_ROWS, move |tokens| {
+                get_group(db.clone(), records.clone(), tokens)
+            })
+        };
         Self {
             db,
             puts,
+            gets,
             records,
             keyring: format!("{schema}.keyring"),
             meta: format!("{schema}.meta"),
@@ -59,6 +69,19 @@ async fn put_group(db: PgDatabase, table: String, jobs: Vec<Vec<Record>>) -> Vec
             async move { put_rows(db, table, job).await }
         },
     )
+    .await
+}
+
+/// Reads a group of envelopes, one token per caller, in one statement.
+async fn get_group(
+    db: PgDatabase,
+    table: String,
+    tokens: Vec<String>,
+) -> Vec<StoreResult<Option<Vec<u8>>>> {
+    let sql_text = format!("SELECT token, envelope FROM {table} WHERE token = ANY($1)");
+    read_by_token(&db, &sql_text, &tokens, "read record", |r| {
+        r.try_get(1).map_err(db_error("read record"))
+    })
     .await
 }
 
@@ -108,16 +131,7 @@ impl RecordStore for PgRecordStore {
     }
 
     async fn get(&self, token: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query(sql(&format!(
-            "SELECT envelope FROM {} WHERE token = $1",
-            self.records
-        )))
-        .bind(token)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(db_error("read record"))?
-        .map(|r| r.try_get(0).map_err(db_error("read record")))
-        .transpose()
+        self.gets.submit(token.to_owned(), 1).await
     }
 
     async fn delete(&self, token: &str) -> StoreResult<bool> {

@@ -370,6 +370,115 @@ async fn repeating_an_insert_reports_stored_rows_as_stored() {
     drop_database(&admin).await;
 }
 
+/// Reads merged from many concurrent callers (every reveal makes two) answer
+/// each caller with its own row: the same token asked twice in one group,
+/// missing tokens, and duplicate look-ups of many values at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_each_get_their_own_answer() {
+    let Some(admin) = fresh_database().await else {
+        return;
+    };
+    let names = Names::new("strongroom").unwrap();
+    let stores = connect(&admin, &names).await;
+    let records: Vec<SecretRecord> = (0..200u8)
+        .map(|i| record(&format!("read-{i}"), i, true))
+        .collect();
+    let envelopes = (0..200u8)
+        .map(|i| (format!("read-{i}"), vec![i; 3]))
+        .collect();
+    stores.vault.put_many(envelopes).await.unwrap();
+    let outcomes = stores
+        .central
+        .insert_secrets(records.clone().into())
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| *o == InsertOutcome::Inserted));
+
+    let mut readers = Vec::new();
+    for n in 0..600usize {
+        let stores = stores.clone();
+        let expected = records.get(n % 250).cloned();
+        readers.push(tokio::spawn(async move {
+            // Tokens 200..250 were never stored.
+            let token = format!("read-{}", n % 250);
+            let secret = stores.central.get_secret(&token).await.unwrap();
+            assert_eq!(secret, expected, "{token}");
+            let envelope = stores.vault.get(&token).await.unwrap();
+            let byte = u8::try_from(n % 250).ok();
+            assert_eq!(envelope, byte.filter(|b| *b < 200).map(|b| vec![b; 3]));
+        }));
+    }
+    for n in 0..20u8 {
+        let stores = stores.clone();
+        readers.push(tokio::spawn(async move {
+            // Ten stored values and ten never seen, in one look-up.
+            let fps: Vec<[u8; 32]> = (0..20u8).map(|i| [n * 10 + i; 32]).collect();
+            let found = stores
+                .central
+                .find_fingerprints("t1", "voucher_code", &fps)
+                .await
+                .unwrap();
+            for (fp, tok) in fps.iter().zip(found) {
+                let want = (fp[0] < 200).then(|| format!("read-{}", fp[0]));
+                assert_eq!(tok, want);
+            }
+            // Another tenant's look-up of the same values finds nothing.
+            let other = stores
+                .central
+                .find_fingerprints("t2", "voucher_code", &fps)
+                .await
+                .unwrap();
+            assert!(other.iter().all(Option::is_none));
+        }));
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    drop(stores);
+    drop_database(&admin).await;
+}
+
+/// When the server ends the stores' connections (a restart, a failover, an
+/// administrator), callers do not see it: a connection idle for a moment is
+/// checked on checkout and replaced if it is dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ended_by_the_server_are_replaced() {
+    let Some(admin) = fresh_database().await else {
+        return;
+    };
+    let names = Names::new("strongroom").unwrap();
+    let stores = connect(&admin, &names).await;
+    stores
+        .vault
+        .put_many(vec![("cut-1".into(), vec![1])])
+        .await
+        .unwrap();
+    assert!(stores.central.get_secret("cut-1").await.unwrap().is_none());
+
+    let mut a = PgConnection::connect(&admin).await.unwrap();
+    let ended = sqlx::query(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut a)
+    .await
+    .unwrap();
+    let ended: i64 = sqlx::Row::get(&ended, 0);
+    assert!(ended >= 2, "only {ended} connections were open");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    assert_eq!(stores.vault.get("cut-1").await.unwrap(), Some(vec![1]));
+    assert!(stores.central.get_secret("cut-1").await.unwrap().is_none());
+    let outcomes = stores
+        .central
+        .insert_secrets(vec![record("cut-1", 1, true)].into())
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![InsertOutcome::Inserted]);
+    drop((stores, a));
+    drop_database(&admin).await;
+}
+
 /// A store role made by hand with powers past its grants is refused, not
 /// adopted; and a schema made beforehand for a store role is taken back by
 /// the owner.

@@ -1,7 +1,8 @@
 use thiserror::Error;
 
 /// Errors from a store. Messages name the operation, never a stored value.
-#[derive(Debug, Error)]
+/// Cloneable: a statement run for many callers at once fails for each.
+#[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend failed (I/O, disk full, corrupt file, lost connection).
