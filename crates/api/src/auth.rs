@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use strongroom_crypto::KeyBytes;
+use strongroom_vault::policy::MFA_FRESH_SECS;
 use strongroom_vault::{Principal, Role, VaultError};
 
 use crate::ApiState;
@@ -50,6 +51,16 @@ pub struct Claims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// `service` or `user` (a person).
+    #[serde(default = "service_kind")]
+    pub kind: String,
+    /// When a person last proved their second factor, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_at: Option<i64>,
+}
+
+fn service_kind() -> String {
+    crate::identity::KIND_SERVICE.to_owned()
 }
 
 /// The signing and verifying keys of the current unseal, built once rather
@@ -118,12 +129,14 @@ fn validation() -> Validation {
     validation
 }
 
-/// Issues an access token for `principal`, valid `ttl_secs` from `now_ms`.
+/// Issues an access token for `principal`, valid `ttl_secs` from `now_ms`;
+/// for a person, `mfa_at` is when they last proved their second factor.
 pub fn issue(
     state: &ApiState,
     principal: &Principal,
     now_ms: i64,
     ttl_secs: u64,
+    mfa_at: Option<i64>,
 ) -> Result<String, ApiError> {
     let keys = state.token_keys.get(&state.vault)?;
     let iat = now_ms / 1000;
@@ -142,6 +155,13 @@ pub fn issue(
         iat_ms: now_ms,
         exp: iat.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
         jti: strongroom_crypto::random::hex_id::<12>().map_err(VaultError::from)?,
+        kind: if principal.human {
+            crate::identity::KIND_USER
+        } else {
+            crate::identity::KIND_SERVICE
+        }
+        .to_owned(),
+        mfa_at: mfa_at.filter(|_| principal.human),
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
         .map_err(|_| ApiError::from(VaultError::Invalid("could not sign token".into())))
@@ -195,7 +215,15 @@ pub fn verify(
     if state.revocations.is_revoked(&claims.sub) {
         return Err(Ok(TokenProblem::Revoked));
     }
+    let human = claims.kind == crate::identity::KIND_USER;
+    let now_ms = state.vault.clock().now_ms();
+    let mfa_recent = human
+        && claims.mfa_at.is_some_and(|at| {
+            at <= now_ms + SKEW_SECS * 1000 && now_ms - at <= MFA_FRESH_SECS * 1000
+        });
     Ok(Principal {
+        human,
+        mfa_recent,
         id: claims.sub,
         name: claims.name,
         roles: claims

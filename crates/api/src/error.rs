@@ -71,6 +71,7 @@ pub fn status_of(e: &VaultError) -> StatusCode {
         VaultError::AlreadyInitialized | VaultError::Conflict(_) => StatusCode::CONFLICT,
         VaultError::InvalidShare(_) | VaultError::UnsealFailed => StatusCode::BAD_REQUEST,
         VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
+        VaultError::MfaRequired => StatusCode::UNAUTHORIZED,
         VaultError::NotFound => StatusCode::NOT_FOUND,
         VaultError::Dormant | VaultError::Duplicate { .. } => StatusCode::CONFLICT,
         VaultError::Invalid(_) | VaultError::TenantRequired => StatusCode::BAD_REQUEST,

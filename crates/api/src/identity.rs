@@ -17,7 +17,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use strongroom_crypto::random;
-use strongroom_store::PrincipalRecord;
+use strongroom_store::{OperatorRecord, PrincipalRecord};
 use strongroom_vault::policy::{ALL_TENANTS, validate_tenant};
 use strongroom_vault::{Principal, Role, VaultError};
 use tokio::sync::Semaphore;
@@ -27,6 +27,12 @@ use zeroize::Zeroizing;
 pub const CLIENT_ID_PREFIX: &str = "srci_";
 /// Prefix of client secrets, so they are recognisable in a leak scan.
 pub const CLIENT_SECRET_PREFIX: &str = "srcs_";
+/// Prefix of a person's one-time enrolment code.
+pub const ENROLMENT_CODE_PREFIX: &str = "sren_";
+/// Kind of a service principal (client credentials).
+pub const KIND_SERVICE: &str = "service";
+/// Kind of a person (password and TOTP).
+pub const KIND_USER: &str = "user";
 
 static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -93,8 +99,11 @@ pub async fn verify_secret(secret: Zeroizing<String>, hash: Option<String>) -> b
 pub struct NewCredentials {
     /// The stored record.
     pub record: PrincipalRecord,
-    /// The client secret, shown once.
+    /// Shown once: a service's client secret, or a person's enrolment code
+    /// (with which they set their password and TOTP).
     pub client_secret: Zeroizing<String>,
+    /// A person's login record, waiting for enrolment.
+    pub operator: Option<OperatorRecord>,
 }
 
 /// Validates a request to create a principal and makes its credentials.
@@ -103,11 +112,17 @@ pub struct NewCredentials {
 /// when `created_by` is not empty.
 pub async fn new_principal(
     name: &str,
+    kind: &str,
     roles: &[String],
     tenants: &[String],
     now_ms: i64,
     created_by: &str,
 ) -> Result<NewCredentials, VaultError> {
+    if kind != KIND_SERVICE && kind != KIND_USER {
+        return Err(VaultError::Invalid(
+            "kind must be 'service' (client credentials) or 'user' (a person)".into(),
+        ));
+    }
     let name = name.trim();
     if name.is_empty()
         || name.len() > 64
@@ -145,12 +160,31 @@ pub async fn new_principal(
             validate_tenant(t)?;
         }
     }
-    let client_secret =
-        Zeroizing::new(random::token(CLIENT_SECRET_PREFIX)? + &random::hex_id::<16>()?);
-    let secret_hash = hash_secret(client_secret.clone()).await?;
+    let id = random::token("p_")?;
+    let (client_secret, secret_hash, operator) = if kind == KIND_USER {
+        // A person has no client secret; the code lets them enrol once.
+        let code = Zeroizing::new(random::token(ENROLMENT_CODE_PREFIX)? + &random::hex_id::<16>()?);
+        let operator = OperatorRecord {
+            principal_id: id.clone(),
+            password_hash: String::new(),
+            enrolment_hash: hash_secret(code.clone()).await?,
+            totp_sealed: Vec::new(),
+            enrolled: false,
+            totp_last_step: 0,
+            failed_logins: 0,
+            last_failure_at: 0,
+            locked: false,
+        };
+        (code, String::new(), Some(operator))
+    } else {
+        let secret =
+            Zeroizing::new(random::token(CLIENT_SECRET_PREFIX)? + &random::hex_id::<16>()?);
+        let hash = hash_secret(secret.clone()).await?;
+        (secret, hash, None)
+    };
     Ok(NewCredentials {
         record: PrincipalRecord {
-            id: random::token("p_")?,
+            id,
             client_id: random::token(CLIENT_ID_PREFIX)?,
             name: name.to_owned(),
             roles: parsed_roles.iter().map(|r| r.as_str().to_owned()).collect(),
@@ -161,8 +195,10 @@ pub async fn new_principal(
             created_by: created_by.to_owned(),
             pending_approval: !created_by.is_empty()
                 && parsed_roles.iter().any(|r| r.needs_approval()),
+            kind: kind.to_owned(),
         },
         client_secret,
+        operator,
     })
 }
 
@@ -177,5 +213,8 @@ pub fn principal_of(record: &PrincipalRecord) -> Principal {
             .filter_map(|r| Role::parse(r).ok())
             .collect(),
         tenants: record.tenants.clone(),
+        human: record.kind == KIND_USER,
+        // Proven only by a login or step-up, never by the stored record.
+        mfa_recent: false,
     }
 }

@@ -21,6 +21,7 @@ mod context;
 pub mod error;
 pub mod identity;
 pub(crate) mod json;
+pub mod passwords;
 pub mod revocation;
 pub mod routes;
 pub mod server;
@@ -38,23 +39,32 @@ pub use error::ApiError;
 /// Limits and lifetimes of the API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Access-token lifetime, seconds.
+    /// Access-token lifetime of services, seconds.
     pub token_ttl_secs: u64,
+    /// Access-token lifetime of people, seconds. Longer than the five
+    /// minutes a second factor counts as recent: past that, sensitive
+    /// actions need a step-up, the rest of the session goes on.
+    pub person_token_ttl_secs: u64,
     /// Most items in one batch request.
     pub max_batch_items: usize,
     /// Largest request body, bytes (all routes but batch).
     pub max_body_bytes: usize,
     /// Largest batch request body, bytes.
     pub max_batch_body_bytes: usize,
+    /// Failed logins (or step-ups) in a row that lock a person's account
+    /// until an administrator unlocks it.
+    pub lock_after_failures: i64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             token_ttl_secs: 300,
+            person_token_ttl_secs: 900,
             max_batch_items: 1000,
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 16 * 1024 * 1024,
+            lock_after_failures: 10,
         }
     }
 }
@@ -105,6 +115,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/auth/whoami", get(auth::whoami))
+        .route("/v1/auth/login", post(login::login))
+        .route("/v1/auth/step-up", post(login::step_up))
+        .route("/v1/auth/enrol", post(login::enrol))
+        .route("/v1/auth/enrol/confirm", post(login::confirm))
         .route("/v1/secrets", post(secrets::create))
         .route(
             "/v1/secrets/{token}",
@@ -122,6 +136,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(principals::disable),
         )
         .route("/v1/principals/{id}/approve", post(principals::approve))
+        .route("/v1/principals/{id}/unlock", post(principals::unlock))
         .route("/v1/audit/verify", get(audit::verify))
         .layer(DefaultBodyLimit::max(body_limit));
     batch

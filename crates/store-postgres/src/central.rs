@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
-    CentralStore, InsertOutcome, PrincipalRecord, SecretRecord, SecretState, StoreError,
-    StoreResult,
+    CentralStore, InsertOutcome, OperatorRecord, PrincipalRecord, SecretRecord, SecretState,
+    StoreError, StoreResult,
 };
 
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct PgCentralStore {
     db: PgDatabase,
     secrets: String,
     principals: String,
+    operators: String,
+    recovery_codes: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -46,7 +48,9 @@ struct Lookup {
 const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, duplicate_allowed, \
      metadata, created_at, window_closes_at, created_by, state";
 const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
-     disabled, created_by, pending_approval";
+     disabled, created_by, pending_approval, kind";
+const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
+     totp_last_step, failed_logins, last_failure_at, locked";
 
 impl PgCentralStore {
     /// The store in `schema`. Must run inside a Tokio runtime.
@@ -74,6 +78,8 @@ impl PgCentralStore {
             db,
             secrets,
             principals: format!("{schema}.principals"),
+            operators: format!("{schema}.operators"),
+            recovery_codes: format!("{schema}.recovery_codes"),
             inserts,
             lookups,
             reads,
@@ -124,6 +130,22 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
         disabled: r.try_get(7).map_err(e)?,
         created_by: r.try_get(8).map_err(e)?,
         pending_approval: r.try_get(9).map_err(e)?,
+        kind: r.try_get(10).map_err(e)?,
+    })
+}
+
+fn operator_from_row(r: &PgRow) -> StoreResult<OperatorRecord> {
+    let e = db_error("read operator");
+    Ok(OperatorRecord {
+        principal_id: r.try_get(0).map_err(e)?,
+        password_hash: r.try_get(1).map_err(e)?,
+        enrolment_hash: r.try_get(2).map_err(e)?,
+        totp_sealed: r.try_get(3).map_err(e)?,
+        enrolled: r.try_get(4).map_err(e)?,
+        totp_last_step: r.try_get(5).map_err(e)?,
+        failed_logins: r.try_get(6).map_err(e)?,
+        last_failure_at: r.try_get(7).map_err(e)?,
+        locked: r.try_get(8).map_err(e)?,
     })
 }
 
@@ -475,7 +497,8 @@ impl CentralStore for PgCentralStore {
 
     async fn insert_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
         let sql_text = format!(
-            "INSERT INTO {} ({PRINCIPAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO {} ({PRINCIPAL_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT DO NOTHING",
             self.principals
         );
@@ -490,6 +513,7 @@ impl CentralStore for PgCentralStore {
             .bind(p.disabled)
             .bind(p.created_by)
             .bind(p.pending_approval)
+            .bind(p.kind)
             .execute(self.db.pool())
             .await
             .map_err(db_error("insert principal"))?;
@@ -503,31 +527,11 @@ impl CentralStore for PgCentralStore {
         &self,
         client_id: &str,
     ) -> StoreResult<Option<PrincipalRecord>> {
-        sqlx::query(sql(&format!(
-            "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE client_id = $1",
-            self.principals
-        )))
-        .bind(client_id)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(db_error("read principal"))?
-        .as_ref()
-        .map(principal_from_row)
-        .transpose()
+        self.principal_where("client_id", client_id).await
     }
 
     async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
-        sqlx::query(sql(&format!(
-            "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE id = $1",
-            self.principals
-        )))
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(db_error("read principal"))?
-        .as_ref()
-        .map(principal_from_row)
-        .transpose()
+        self.principal_where("id", id).await
     }
 
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
@@ -554,9 +558,192 @@ impl CentralStore for PgCentralStore {
         )
         .await
     }
+
+    async fn principal_by_name(&self, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+        self.principal_where("name", name).await
+    }
+
+    async fn put_operator(&self, o: OperatorRecord) -> StoreResult<()> {
+        sqlx::query(sql(&format!(
+            "INSERT INTO {} ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (principal_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
+                 enrolment_hash = EXCLUDED.enrolment_hash, totp_sealed = EXCLUDED.totp_sealed, \
+                 enrolled = EXCLUDED.enrolled, totp_last_step = EXCLUDED.totp_last_step, \
+                 failed_logins = EXCLUDED.failed_logins, \
+                 last_failure_at = EXCLUDED.last_failure_at, locked = EXCLUDED.locked",
+            self.operators
+        )))
+        .bind(o.principal_id)
+        .bind(o.password_hash)
+        .bind(o.enrolment_hash)
+        .bind(o.totp_sealed)
+        .bind(o.enrolled)
+        .bind(o.totp_last_step)
+        .bind(o.failed_logins)
+        .bind(o.last_failure_at)
+        .bind(o.locked)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("store operator"))?;
+        Ok(())
+    }
+
+    async fn operator(&self, principal_id: &str) -> StoreResult<Option<OperatorRecord>> {
+        sqlx::query(sql(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM {} WHERE principal_id = $1",
+            self.operators
+        )))
+        .bind(principal_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read operator"))?
+        .as_ref()
+        .map(operator_from_row)
+        .transpose()
+    }
+
+    async fn accept_totp_step(&self, principal_id: &str, step: i64) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET totp_last_step = $2 WHERE principal_id = $1 AND totp_last_step < $2",
+            self.operators
+        )))
+        .bind(principal_id)
+        .bind(step)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("accept totp step"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_login_failure(
+        &self,
+        principal_id: &str,
+        at_ms: i64,
+        lock_after: i64,
+    ) -> StoreResult<(i64, bool)> {
+        let row = sqlx::query(sql(&format!(
+            "UPDATE {} SET failed_logins = failed_logins + 1, last_failure_at = $2, \
+                 locked = (locked OR failed_logins + 1 >= $3) \
+             WHERE principal_id = $1 RETURNING failed_logins, locked",
+            self.operators
+        )))
+        .bind(principal_id)
+        .bind(at_ms)
+        .bind(lock_after)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(db_error("record login failure"))?;
+        let e = db_error("record login failure");
+        Ok((row.try_get(0).map_err(e)?, row.try_get(1).map_err(e)?))
+    }
+
+    async fn record_login_success(&self, principal_id: &str) -> StoreResult<()> {
+        sqlx::query(sql(&format!(
+            "UPDATE {} SET failed_logins = 0 WHERE principal_id = $1 AND failed_logins <> 0",
+            self.operators
+        )))
+        .bind(principal_id)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("record login success"))?;
+        Ok(())
+    }
+
+    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET locked = false, failed_logins = 0 WHERE principal_id = $1",
+            self.operators
+        )))
+        .bind(principal_id)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("unlock operator"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_recovery_codes(
+        &self,
+        principal_id: &str,
+        codes: Vec<(String, String)>,
+    ) -> StoreResult<()> {
+        let e = db_error("store recovery codes");
+        let mut tx = self.db.pool().begin().await.map_err(e)?;
+        sqlx::query(sql(&format!(
+            "DELETE FROM {} WHERE principal_id = $1",
+            self.recovery_codes
+        )))
+        .bind(principal_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+        let (ids, hashes): (Vec<String>, Vec<String>) = codes.into_iter().unzip();
+        sqlx::query(sql(&format!(
+            "INSERT INTO {} (principal_id, code_id, hash) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
+            self.recovery_codes
+        )))
+        .bind(principal_id)
+        .bind(ids)
+        .bind(hashes)
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+        tx.commit().await.map_err(e)
+    }
+
+    async fn recovery_code(
+        &self,
+        principal_id: &str,
+        code_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let e = db_error("read recovery code");
+        sqlx::query(sql(&format!(
+            "SELECT hash FROM {} WHERE principal_id = $1 AND code_id = $2",
+            self.recovery_codes
+        )))
+        .bind(principal_id)
+        .bind(code_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(e)?
+        .map(|r| r.try_get(0).map_err(e))
+        .transpose()
+    }
+
+    async fn consume_recovery_code(&self, principal_id: &str, code_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "DELETE FROM {} WHERE principal_id = $1 AND code_id = $2",
+            self.recovery_codes
+        )))
+        .bind(principal_id)
+        .bind(code_id)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("use recovery code"))?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl PgCentralStore {
+    /// The principal whose `column` (a unique one) equals `value`.
+    async fn principal_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<PrincipalRecord>> {
+        sqlx::query(sql(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE {column} = $1",
+            self.principals
+        )))
+        .bind(value)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read principal"))?
+        .as_ref()
+        .map(principal_from_row)
+        .transpose()
+    }
+
     async fn update_principal(&self, template: &str, id: &str) -> StoreResult<bool> {
         let sql_text = template.replace("{t}", &self.principals);
         let done = sqlx::query(sql(&sql_text))

@@ -120,7 +120,8 @@ pub const DEFAULT_PREFIX: &str = "strongroom";
 // Scripts run as the owner, in order; script `i` takes a schema to version
 // `i + 1`. Grants live with the tables they concern.
 
-const CENTRAL: &[&str] = &["CREATE TABLE {schema}.secrets (
+const CENTRAL: &[&str] = &[
+    "CREATE TABLE {schema}.secrets (
          token TEXT PRIMARY KEY,
          tenant TEXT NOT NULL,
          class TEXT NOT NULL,
@@ -150,7 +151,29 @@ const CENTRAL: &[&str] = &["CREATE TABLE {schema}.secrets (
          created_by TEXT NOT NULL,
          pending_approval BOOLEAN NOT NULL
      );
-     GRANT SELECT, INSERT, UPDATE ON {schema}.secrets, {schema}.principals TO {role}"];
+     GRANT SELECT, INSERT, UPDATE ON {schema}.secrets, {schema}.principals TO {role}",
+    // 2: people log in with a password and TOTP; recovery codes are single use.
+    "ALTER TABLE {schema}.principals ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';
+     CREATE TABLE {schema}.operators (
+         principal_id TEXT PRIMARY KEY REFERENCES {schema}.principals (id),
+         password_hash TEXT NOT NULL,
+         enrolment_hash TEXT NOT NULL,
+         totp_sealed BYTEA NOT NULL,
+         enrolled BOOLEAN NOT NULL,
+         totp_last_step BIGINT NOT NULL,
+         failed_logins BIGINT NOT NULL,
+         last_failure_at BIGINT NOT NULL,
+         locked BOOLEAN NOT NULL
+     );
+     CREATE TABLE {schema}.recovery_codes (
+         principal_id TEXT NOT NULL REFERENCES {schema}.principals (id),
+         code_id TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         PRIMARY KEY (principal_id, code_id)
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.operators TO {role};
+     GRANT SELECT, INSERT, DELETE ON {schema}.recovery_codes TO {role}",
+];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (
          token TEXT PRIMARY KEY,

@@ -99,6 +99,32 @@ pub struct PrincipalRecord {
     pub created_by: String,
     /// Waiting for a second person's approval (dual control); cannot obtain tokens.
     pub pending_approval: bool,
+    /// `service` (client credentials) or `user` (a person: password and TOTP).
+    pub kind: String,
+}
+
+/// How a person (a principal of kind `user`) logs in. Holds no secret in
+/// clear: hashes, and a TOTP seed sealed by the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    /// The principal's id.
+    pub principal_id: String,
+    /// argon2id PHC string of the password; empty until enrolment.
+    pub password_hash: String,
+    /// argon2id PHC string of the one-time enrolment code; empty once used.
+    pub enrolment_hash: String,
+    /// The TOTP seed, sealed by the vault; empty until enrolment.
+    pub totp_sealed: Vec<u8>,
+    /// Enrolment confirmed with a first code: the person can log in.
+    pub enrolled: bool,
+    /// The last TOTP time step accepted; codes of it or earlier are refused.
+    pub totp_last_step: i64,
+    /// Failed logins since the last success.
+    pub failed_logins: i64,
+    /// When the last login failed, Unix milliseconds (0: never).
+    pub last_failure_at: i64,
+    /// Locked after too many failures, until an administrator unlocks it.
+    pub locked: bool,
 }
 
 /// The central store: tokens, metadata and principals. Holds no secret.
@@ -147,6 +173,51 @@ pub trait CentralStore: Send + Sync {
 
     /// Approves a pending principal. False if there is no pending principal with that id.
     async fn approve_principal(&self, id: &str) -> StoreResult<bool>;
+
+    /// A principal by its unique name (a person's user name).
+    async fn principal_by_name(&self, name: &str) -> StoreResult<Option<PrincipalRecord>>;
+
+    /// Stores a person's login record, replacing any earlier one.
+    async fn put_operator(&self, operator: OperatorRecord) -> StoreResult<()>;
+
+    /// A person's login record.
+    async fn operator(&self, principal_id: &str) -> StoreResult<Option<OperatorRecord>>;
+
+    /// Accepts TOTP time step `step` if it is later than the last accepted
+    /// one, atomically across nodes: false means the code was already used
+    /// (or an older one), so a code can never be replayed.
+    async fn accept_totp_step(&self, principal_id: &str, step: i64) -> StoreResult<bool>;
+
+    /// Counts a failed login at `at_ms` and locks the account when the count
+    /// reaches `lock_after`. Returns the new count and whether it is locked.
+    async fn record_login_failure(
+        &self,
+        principal_id: &str,
+        at_ms: i64,
+        lock_after: i64,
+    ) -> StoreResult<(i64, bool)>;
+
+    /// Clears the failure count after a successful login.
+    async fn record_login_success(&self, principal_id: &str) -> StoreResult<()>;
+
+    /// Unlocks an account and clears its failure count. False if there is no
+    /// login record for that principal.
+    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool>;
+
+    /// Replaces a person's recovery codes: (code id, argon2id PHC of the code).
+    async fn set_recovery_codes(
+        &self,
+        principal_id: &str,
+        codes: Vec<(String, String)>,
+    ) -> StoreResult<()>;
+
+    /// The hash of an unused recovery code.
+    async fn recovery_code(&self, principal_id: &str, code_id: &str)
+    -> StoreResult<Option<String>>;
+
+    /// Uses up a recovery code; false if it was already used (by a
+    /// concurrent login on any node, say).
+    async fn consume_recovery_code(&self, principal_id: &str, code_id: &str) -> StoreResult<bool>;
 }
 
 /// A wrapped (encrypted) data key in the keyring.

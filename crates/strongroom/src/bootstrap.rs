@@ -17,9 +17,16 @@ pub async fn create_principal(
 ) -> Result<NewCredentials> {
     let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
     let tenants: Vec<String> = tenants.iter().map(|s| s.to_string()).collect();
-    let created = new_principal(name, &roles, &tenants, vault.clock().now_ms(), "")
-        .await
-        .context("could not create the principal")?;
+    let created = new_principal(
+        name,
+        strongroom_api::identity::KIND_SERVICE,
+        &roles,
+        &tenants,
+        vault.clock().now_ms(),
+        "",
+    )
+    .await
+    .context("could not create the principal")?;
     let ctx = RequestContext {
         request_id: format!("cli-{why}"),
         client_addr: None,

@@ -146,8 +146,10 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Access token lifetime, seconds (60 to 3600).
+    /// Access token lifetime of services, seconds (60 to 3600).
     pub token_ttl_secs: u64,
+    /// Access token lifetime of people, seconds (300 to 3600).
+    pub person_token_ttl_secs: u64,
     /// Items per batch request.
     pub max_batch_items: usize,
     /// Default reveal window, seconds.
@@ -156,6 +158,9 @@ pub struct Limits {
     pub max_reveal_window_secs: u64,
     /// Largest secret, bytes.
     pub max_value_bytes: usize,
+    /// Failed logins in a row that lock a person's account (3 to 100);
+    /// an administrator unlocks it.
+    pub lock_after_failures: i64,
 }
 
 impl Default for Limits {
@@ -164,10 +169,12 @@ impl Default for Limits {
         let api = strongroom_api::ApiConfig::default();
         Self {
             token_ttl_secs: api.token_ttl_secs,
+            person_token_ttl_secs: api.person_token_ttl_secs,
             max_batch_items: api.max_batch_items,
             default_reveal_window_secs: vault.default_reveal_window_secs,
             max_reveal_window_secs: vault.max_reveal_window_secs,
             max_value_bytes: vault.max_value_bytes,
+            lock_after_failures: api.lock_after_failures,
         }
     }
 }
@@ -219,6 +226,12 @@ impl ServerConfig {
         if !(60..=3600).contains(&self.limits.token_ttl_secs) {
             anyhow::bail!("limits.token_ttl_secs must be between 60 and 3600");
         }
+        if !(300..=3600).contains(&self.limits.person_token_ttl_secs) {
+            anyhow::bail!("limits.person_token_ttl_secs must be between 300 and 3600");
+        }
+        if !(3..=100).contains(&self.limits.lock_after_failures) {
+            anyhow::bail!("limits.lock_after_failures must be between 3 and 100");
+        }
         if self.limits.max_batch_items == 0 || self.limits.max_batch_items > 10_000 {
             anyhow::bail!("limits.max_batch_items must be between 1 and 10000");
         }
@@ -240,8 +253,10 @@ impl ServerConfig {
         let batch_body = self.limits.max_batch_items * (self.limits.max_value_bytes + 4096 + 512);
         strongroom_api::ApiConfig {
             token_ttl_secs: self.limits.token_ttl_secs,
+            person_token_ttl_secs: self.limits.person_token_ttl_secs,
             max_batch_items: self.limits.max_batch_items,
             max_batch_body_bytes: batch_body.max(64 * 1024),
+            lock_after_failures: self.limits.lock_after_failures,
             ..Default::default()
         }
     }

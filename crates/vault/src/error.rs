@@ -30,6 +30,11 @@ pub enum VaultError {
     /// The caller's role does not grant this action.
     #[error("your role does not allow {0}")]
     Forbidden(&'static str),
+    /// A person asked for a sensitive action without a recent second factor.
+    #[error(
+        "this needs a second factor proven in the last 5 minutes: POST /v1/auth/step-up with a TOTP code"
+    )]
+    MfaRequired,
     /// No such token for this caller (unknown, deleted, or another tenant's).
     #[error("no secret with that token")]
     NotFound,
@@ -75,6 +80,7 @@ impl VaultError {
             VaultError::InvalidShare(_) => "unseal.invalid_share",
             VaultError::UnsealFailed => "unseal.failed",
             VaultError::Forbidden(_) => "auth.forbidden",
+            VaultError::MfaRequired => "auth.mfa_required",
             VaultError::NotFound => "secret.not_found",
             VaultError::Dormant => "vault.dormant",
             VaultError::Duplicate { .. } => "vault.duplicate",

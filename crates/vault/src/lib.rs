@@ -23,6 +23,7 @@ mod class;
 mod clock;
 mod error;
 pub mod keyring;
+pub mod mfa;
 pub mod policy;
 mod seal;
 mod secrets;

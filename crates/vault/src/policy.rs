@@ -53,7 +53,26 @@ pub enum Permission {
     ApprovePrincipals,
 }
 
+/// How long a person's second factor counts as recent for sensitive
+/// actions: after this, `POST /v1/auth/step-up` with a fresh code.
+pub const MFA_FRESH_SECS: i64 = 300;
+
 impl Permission {
+    /// Whether a person needs a second factor proven within
+    /// [`MFA_FRESH_SECS`] for this: seeing secrets, managing keys and
+    /// principals. A stolen session alone then opens none of them for long.
+    pub fn needs_recent_mfa(self) -> bool {
+        matches!(
+            self,
+            Permission::Reveal
+                | Permission::Reactivate
+                | Permission::RotateKeys
+                | Permission::ManagePrincipals
+                | Permission::ApprovePrincipals
+                | Permission::Delete
+        )
+    }
+
     /// Name used in messages and audit reasons.
     pub fn name(self) -> &'static str {
         match self {
@@ -142,6 +161,11 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// Tenants it may act in; [`ALL_TENANTS`] means all.
     pub tenants: Vec<String>,
+    /// A person (logs in with a password and TOTP), not a service.
+    pub human: bool,
+    /// A person who proved their second factor within
+    /// [`MFA_FRESH_SECS`]; always false for services.
+    pub mfa_recent: bool,
 }
 
 impl Principal {
@@ -152,13 +176,17 @@ impl Principal {
             .any(|r| r.permissions().contains(&permission))
     }
 
-    /// Refuses with [`VaultError::Forbidden`] unless a role grants `permission`.
+    /// Refuses with [`VaultError::Forbidden`] unless a role grants
+    /// `permission`, and with [`VaultError::MfaRequired`] when a person asks
+    /// for a sensitive one without a recent second factor.
     pub fn require(&self, permission: Permission) -> Result<(), VaultError> {
-        if self.has(permission) {
-            Ok(())
-        } else {
-            Err(VaultError::Forbidden(permission.name()))
+        if !self.has(permission) {
+            return Err(VaultError::Forbidden(permission.name()));
         }
+        if self.human && permission.needs_recent_mfa() && !self.mfa_recent {
+            return Err(VaultError::MfaRequired);
+        }
+        Ok(())
     }
 
     /// True if the principal may act in `tenant`.
@@ -217,6 +245,8 @@ mod tests {
             name: "p".into(),
             roles: roles.to_vec(),
             tenants: tenants.iter().map(|s| s.to_string()).collect(),
+            human: false,
+            mfa_recent: false,
         }
     }
 

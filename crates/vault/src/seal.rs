@@ -22,6 +22,8 @@ const CHECK_PURPOSE: &str = "root-check-v1";
 const CHECK_PLAINTEXT: &[u8] = b"strongroom root key check";
 /// Purpose label for the key that signs access tokens.
 pub const TOKEN_SIGNING_PURPOSE: &str = "access-token-signing-v1";
+/// Purpose label for the key that seals people's TOTP seeds.
+pub const OPERATOR_SECRET_PURPOSE: &str = "operator-secret-v1";
 
 /// Names of the values kept in the vault store's meta table.
 mod meta {
@@ -84,6 +86,8 @@ pub struct Unsealed {
     pub audit: AuditLog,
     /// Key that signs and verifies access tokens.
     pub token_signing_key: Arc<KeyBytes>,
+    /// Key that seals people's TOTP seeds.
+    pub operator_key: strongroom_crypto::aead::EnvelopeKey,
     /// Key of the audit chain, for verification.
     pub audit_key: KeyBytes,
     /// Unseal time, Unix ms: access tokens issued before it are refused, so
@@ -213,10 +217,13 @@ pub async fn open_unsealed(
     let audit_key = audit_key(root)?;
     let audit = AuditLog::new(stores.audit.clone(), &audit_key);
     let token_signing_key = Arc::new(kdf::derive(root, TOKEN_SIGNING_PURPOSE)?);
+    let operator_key =
+        strongroom_crypto::aead::EnvelopeKey::new(&kdf::derive(root, OPERATOR_SECRET_PURPOSE)?)?;
     Ok(Unsealed {
         keyring,
         audit,
         token_signing_key,
+        operator_key,
         audit_key,
         unsealed_at_ms: clock.now_ms(),
     })

@@ -96,6 +96,8 @@ pub async fn token(
         .principal_by_client_id(&body.client_id)
         .await
         .map_err(strongroom_vault::VaultError::from)?;
+    // People log in at /v1/auth/login; their names are no client ids.
+    let record = record.filter(|r| r.kind == crate::identity::KIND_SERVICE);
     let hash = record.as_ref().map(|r| r.secret_hash.clone());
     let secret_ok = verify_secret(secret, hash).await;
     let active = record
@@ -144,7 +146,7 @@ pub async fn token(
         None,
     );
     state.vault.record(event).await?;
-    let token = issue(&state, &principal, now, state.config.token_ttl_secs)?;
+    let token = issue(&state, &principal, now, state.config.token_ttl_secs, None)?;
     Ok(Json(json!({
         "access_token": token,
         "token_type": "Bearer",

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod keys;
+pub mod login;
 pub mod principals;
 pub mod secrets;
 pub mod sys;

@@ -22,14 +22,22 @@ use crate::json::ApiJson;
 #[serde(deny_unknown_fields)]
 pub struct CreatePrincipal {
     name: String,
+    /// `service` (the default) or `user` (a person).
+    #[serde(default = "default_kind")]
+    kind: String,
     roles: Vec<String>,
     tenants: Vec<String>,
+}
+
+fn default_kind() -> String {
+    crate::identity::KIND_SERVICE.to_owned()
 }
 
 fn view(p: &PrincipalRecord) -> Value {
     json!({
         "id": p.id,
         "name": p.name,
+        "kind": p.kind,
         "client_id": p.client_id,
         "roles": p.roles,
         "tenants": p.tenants,
@@ -112,6 +120,38 @@ async fn require_admin(
     Ok(())
 }
 
+/// For an administrator's action on one principal: checks the permission
+/// and that the principal exists, is visible to `who` and fits `applies`,
+/// and records the decision either way.
+async fn managed_principal(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    id: &str,
+    applies: impl Fn(&PrincipalRecord) -> bool,
+) -> Result<PrincipalRecord, ApiError> {
+    require_admin(state, who, ctx, action, Some(id)).await?;
+    let Some(target) = visible_principal(state, who, id)
+        .await?
+        .filter(|p| applies(p))
+    else {
+        record(
+            state,
+            ctx,
+            who,
+            action,
+            Some(id),
+            Outcome::Denied,
+            Some("principal.not_found".into()),
+        )
+        .await?;
+        return Err(principal_not_found());
+    };
+    record(state, ctx, who, action, Some(id), Outcome::Allowed, None).await?;
+    Ok(target)
+}
+
 /// `POST /v1/principals`: the client secret is in this response and nowhere else.
 pub async fn create(
     State(state): State<ApiState>,
@@ -147,7 +187,15 @@ pub async fn create(
         ));
     }
     let now = state.vault.clock().now_ms();
-    let created = new_principal(&body.name, &body.roles, &body.tenants, now, &who.id).await?;
+    let created = new_principal(
+        &body.name,
+        &body.kind,
+        &body.roles,
+        &body.tenants,
+        now,
+        &who.id,
+    )
+    .await?;
     record(
         &state,
         &ctx,
@@ -162,12 +210,14 @@ pub async fn create(
         )),
     )
     .await?;
-    let inserted = state
-        .vault
-        .stores()
-        .central
-        .insert_principal(created.record.clone())
-        .await;
+    let central = &state.vault.stores().central;
+    let inserted = match central.insert_principal(created.record.clone()).await {
+        Ok(()) => match &created.operator {
+            Some(operator) => central.put_operator(operator.clone()).await,
+            None => Ok(()),
+        },
+        Err(e) => Err(e),
+    };
     if let Err(e) = inserted {
         // The allowed record above is followed by one saying it did not happen.
         let (error, reason) = match e {
@@ -196,10 +246,12 @@ pub async fn create(
     }
     let mut out = view(&created.record);
     if let Some(obj) = out.as_object_mut() {
-        obj.insert(
-            "client_secret".into(),
-            created.client_secret.as_str().into(),
-        );
+        let field = if created.operator.is_some() {
+            "enrolment_code"
+        } else {
+            "client_secret"
+        };
+        obj.insert(field.into(), created.client_secret.as_str().into());
     }
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -245,30 +297,7 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.disable";
-    require_admin(&state, &who, &ctx, ACTION, Some(&id)).await?;
-    if visible_principal(&state, &who, &id).await?.is_none() {
-        record(
-            &state,
-            &ctx,
-            &who,
-            ACTION,
-            Some(&id),
-            Outcome::Denied,
-            Some("principal.not_found".into()),
-        )
-        .await?;
-        return Err(principal_not_found());
-    }
-    record(
-        &state,
-        &ctx,
-        &who,
-        ACTION,
-        Some(&id),
-        Outcome::Allowed,
-        None,
-    )
-    .await?;
+    managed_principal(&state, &ctx, &who, ACTION, &id, |_| true).await?;
     let central = &state.vault.stores().central;
     central
         .disable_principal(&id)
@@ -337,5 +366,28 @@ pub async fn approve(
     {
         return Err(not_pending());
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/principals/{id}/unlock`: lets a person whose account locked
+/// after repeated failed logins try again (their failure count restarts).
+pub async fn unlock(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    const ACTION: &str = "principal.unlock";
+    managed_principal(&state, &ctx, &who, ACTION, &id, |p| {
+        p.kind == crate::identity::KIND_USER
+    })
+    .await?;
+    state
+        .vault
+        .stores()
+        .central
+        .unlock_operator(&id)
+        .await
+        .map_err(VaultError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }

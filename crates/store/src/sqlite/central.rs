@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
-    CentralStore, InsertOutcome, PrincipalRecord, SecretRecord, SecretState, StoreError,
-    StoreResult,
+    CentralStore, InsertOutcome, OperatorRecord, PrincipalRecord, SecretRecord, SecretState,
+    StoreError, StoreResult,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -53,6 +53,25 @@ const MIGRATIONS: Migrations = &[
     "DROP INDEX secrets_fingerprint;
      ALTER TABLE secrets RENAME COLUMN fp_dup TO duplicate_allowed;
      UPDATE secrets SET duplicate_allowed = (duplicate_allowed != 0)",
+    // 3: people log in with a password and TOTP; recovery codes are single use.
+    "ALTER TABLE principals ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';
+     CREATE TABLE operators (
+         principal_id TEXT PRIMARY KEY REFERENCES principals (id),
+         password_hash TEXT NOT NULL,
+         enrolment_hash TEXT NOT NULL,
+         totp_sealed BLOB NOT NULL,
+         enrolled INTEGER NOT NULL,
+         totp_last_step INTEGER NOT NULL,
+         failed_logins INTEGER NOT NULL,
+         last_failure_at INTEGER NOT NULL,
+         locked INTEGER NOT NULL
+     );
+     CREATE TABLE recovery_codes (
+         principal_id TEXT NOT NULL REFERENCES principals (id),
+         code_id TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         PRIMARY KEY (principal_id, code_id)
+     )",
 ];
 
 // Column lists as macros, so every statement is a literal built at compile time.
@@ -142,13 +161,49 @@ fn principal_from_row(r: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
         disabled: r.get::<_, i64>(7)? != 0,
         created_by: r.get(8)?,
         pending_approval: r.get::<_, i64>(9)? != 0,
+        kind: r.get(10)?,
     })
 }
 
 macro_rules! principal_columns {
     () => {
-        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval"
+        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind"
     };
+}
+
+macro_rules! operator_columns {
+    () => {
+        "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, totp_last_step, failed_logins, last_failure_at, locked"
+    };
+}
+
+fn operator_from_row(r: &Row<'_>) -> rusqlite::Result<OperatorRecord> {
+    Ok(OperatorRecord {
+        principal_id: r.get(0)?,
+        password_hash: r.get(1)?,
+        enrolment_hash: r.get(2)?,
+        totp_sealed: r.get(3)?,
+        enrolled: r.get::<_, i64>(4)? != 0,
+        totp_last_step: r.get(5)?,
+        failed_logins: r.get(6)?,
+        last_failure_at: r.get(7)?,
+        locked: r.get::<_, i64>(8)? != 0,
+    })
+}
+
+impl SqliteCentralStore {
+    /// The principal `select` (one unique column compared with `?1`) finds.
+    fn principal_where(
+        &self,
+        select: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<PrincipalRecord>> {
+        self.db.read(|conn| {
+            conn.prepare_cached(select)
+                .and_then(|mut s| s.query_row([value], principal_from_row).optional())
+                .map_err(StoreError::backend("read principal"))
+        })
+    }
 }
 
 #[async_trait]
@@ -300,7 +355,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT INTO principals (",
                         principal_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                     ),
                     params![
                         p.id,
@@ -312,7 +367,8 @@ impl CentralStore for SqliteCentralStore {
                         p.created_at,
                         p.disabled,
                         p.created_by,
-                        p.pending_approval
+                        p.pending_approval,
+                        p.kind
                     ],
                 )
                 .map(|_| ())
@@ -331,27 +387,25 @@ impl CentralStore for SqliteCentralStore {
         &self,
         client_id: &str,
     ) -> StoreResult<Option<PrincipalRecord>> {
-        self.db.read(|conn| {
-            conn.prepare_cached(concat!(
+        self.principal_where(
+            concat!(
                 "SELECT ",
                 principal_columns!(),
                 " FROM principals WHERE client_id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([client_id], principal_from_row).optional())
-            .map_err(StoreError::backend("read principal"))
-        })
+            ),
+            client_id,
+        )
     }
 
     async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
-        self.db.read(|conn| {
-            conn.prepare_cached(concat!(
+        self.principal_where(
+            concat!(
                 "SELECT ",
                 principal_columns!(),
                 " FROM principals WHERE id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id], principal_from_row).optional())
-            .map_err(StoreError::backend("read principal"))
-        })
+            ),
+            id,
+        )
     }
 
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
@@ -393,6 +447,176 @@ impl CentralStore for SqliteCentralStore {
                 conn.execute("UPDATE principals SET disabled = 1 WHERE id = ?1", [id])
                     .map(|n| n > 0)
                     .map_err(StoreError::backend("disable principal"))
+            })
+            .await
+    }
+
+    async fn principal_by_name(&self, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+        self.principal_where(
+            concat!(
+                "SELECT ",
+                principal_columns!(),
+                " FROM principals WHERE name = ?1"
+            ),
+            name,
+        )
+    }
+
+    async fn put_operator(&self, o: OperatorRecord) -> StoreResult<()> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    concat!(
+                        "INSERT OR REPLACE INTO operators (",
+                        operator_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    ),
+                    params![
+                        o.principal_id,
+                        o.password_hash,
+                        o.enrolment_hash,
+                        o.totp_sealed,
+                        o.enrolled,
+                        o.totp_last_step,
+                        o.failed_logins,
+                        o.last_failure_at,
+                        o.locked
+                    ],
+                )
+                .map(|_| ())
+                .map_err(StoreError::backend("store operator"))
+            })
+            .await
+    }
+
+    async fn operator(&self, principal_id: &str) -> StoreResult<Option<OperatorRecord>> {
+        self.db.read(|conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                operator_columns!(),
+                " FROM operators WHERE principal_id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([principal_id], operator_from_row).optional())
+            .map_err(StoreError::backend("read operator"))
+        })
+    }
+
+    async fn accept_totp_step(&self, principal_id: &str, step: i64) -> StoreResult<bool> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE operators SET totp_last_step = ?2 \
+                     WHERE principal_id = ?1 AND totp_last_step < ?2",
+                    params![id, step],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("accept totp step"))
+            })
+            .await
+    }
+
+    async fn record_login_failure(
+        &self,
+        principal_id: &str,
+        at_ms: i64,
+        lock_after: i64,
+    ) -> StoreResult<(i64, bool)> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.query_row(
+                    "UPDATE operators SET failed_logins = failed_logins + 1, \
+                         last_failure_at = ?2, \
+                         locked = (locked OR failed_logins + 1 >= ?3) \
+                     WHERE principal_id = ?1 RETURNING failed_logins, locked",
+                    params![id, at_ms, lock_after],
+                    |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+                )
+                .map_err(StoreError::backend("record login failure"))
+            })
+            .await
+    }
+
+    async fn record_login_success(&self, principal_id: &str) -> StoreResult<()> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE operators SET failed_logins = 0 \
+                     WHERE principal_id = ?1 AND failed_logins != 0",
+                    [id],
+                )
+                .map(|_| ())
+                .map_err(StoreError::backend("record login success"))
+            })
+            .await
+    }
+
+    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE operators SET locked = 0, failed_logins = 0 WHERE principal_id = ?1",
+                    [id],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("unlock operator"))
+            })
+            .await
+    }
+
+    async fn set_recovery_codes(
+        &self,
+        principal_id: &str,
+        codes: Vec<(String, String)>,
+    ) -> StoreResult<()> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                // Runs inside the writer's transaction: all or nothing.
+                conn.execute("DELETE FROM recovery_codes WHERE principal_id = ?1", [&id])
+                    .map_err(StoreError::backend("store recovery codes"))?;
+                for (code_id, hash) in &codes {
+                    conn.execute(
+                        "INSERT INTO recovery_codes (principal_id, code_id, hash) VALUES (?1, ?2, ?3)",
+                        params![id, code_id, hash],
+                    )
+                    .map_err(StoreError::backend("store recovery codes"))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn recovery_code(
+        &self,
+        principal_id: &str,
+        code_id: &str,
+    ) -> StoreResult<Option<String>> {
+        self.db.read(|conn| {
+            conn.prepare_cached(
+                "SELECT hash FROM recovery_codes WHERE principal_id = ?1 AND code_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row([principal_id, code_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::backend("read recovery code"))
+        })
+    }
+
+    async fn consume_recovery_code(&self, principal_id: &str, code_id: &str) -> StoreResult<bool> {
+        let (id, code_id) = (principal_id.to_owned(), code_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM recovery_codes WHERE principal_id = ?1 AND code_id = ?2",
+                    [id, code_id],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("use recovery code"))
             })
             .await
     }

@@ -73,6 +73,8 @@ pub async fn run(args: InitArgs) -> Result<()> {
                 name: "init".into(),
                 roles: vec![strongroom_vault::Role::Admin],
                 tenants: vec!["*".into()],
+                human: false,
+                mfa_recent: false,
             },
             &ctx,
         )

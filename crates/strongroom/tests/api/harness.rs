@@ -663,6 +663,8 @@ impl Harness {
                 name: "test".into(),
                 roles: vec![Role::Admin],
                 tenants: vec!["*".into()],
+                human: false,
+                mfa_recent: false,
             };
             vault.seal(&root_principal, &ctx).await.unwrap();
             let printed: Vec<String> = init.shares.iter().map(|s| s.to_string()).collect();

@@ -342,6 +342,60 @@ async fn leak_check(store: TestStore) {
     let svc_secret = created["client_secret"].as_str().unwrap().to_owned();
     let svc = login(svc_id.clone(), svc_secret.clone()).await;
 
+    // A person enrols and logs in: password, TOTP seed, enrolment and
+    // recovery codes join the search below.
+    let (s, person) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "night-shift", "kind": "user", "roles": ["auditor"], "tenants": ["shop"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{person}");
+    let enrolment_code = person["enrolment_code"].as_str().unwrap().to_owned();
+    let password = format!("leak check {}", random_code());
+    let (s, enrolment) = anon
+        .post(
+            "/v1/auth/enrol",
+            json!({"username": "night-shift", "enrolment_code": enrolment_code, "password": password}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{enrolment}");
+    let totp = totp_rs::Totp::from_url(enrolment["otpauth_uri"].as_str().unwrap()).unwrap();
+    let recovery_code = enrolment["recovery_codes"][0].as_str().unwrap().to_owned();
+    let now_code = || {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        totp.generate(secs).to_string()
+    };
+    let (s, body) = anon
+        .post(
+            "/v1/auth/enrol/confirm",
+            json!({"username": "night-shift", "enrolment_code": enrolment_code, "totp": now_code()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let (s, body) = anon
+        .post(
+            "/v1/auth/login",
+            json!({"username": "night-shift", "password": password, "recovery_code": recovery_code}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let seed: Vec<u8> = totp.secret().as_ref().to_vec();
+    let person_secrets: Vec<(String, Vec<u8>)> = vec![
+        ("password".into(), password.clone().into_bytes()),
+        ("totp seed raw".into(), seed.clone()),
+        ("totp seed hex".into(), HEXLOWER.encode(&seed).into_bytes()),
+        (
+            "totp seed base32".into(),
+            totp.secret().to_base32().into_bytes(),
+        ),
+        ("enrolment code".into(), enrolment_code.clone().into_bytes()),
+        ("recovery code".into(), recovery_code.clone().into_bytes()),
+    ];
+
     let codes: Vec<String> = (0..10_000).map(|_| random_code()).collect();
     let mut tokens = Vec::with_capacity(codes.len());
     for chunk in codes.chunks(1000) {
@@ -418,7 +472,10 @@ async fn leak_check(store: TestStore) {
             BASE64URL_NOPAD.encode(key).into_bytes(),
         ),
         ("root key base32".into(), BASE32.encode(key).into_bytes()),
-    ];
+    ]
+    .into_iter()
+    .chain(person_secrets)
+    .collect();
     let set: HashSet<Vec<u8>> = codes
         .iter()
         .chain(&cli_codes)

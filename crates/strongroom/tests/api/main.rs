@@ -17,6 +17,7 @@ mod cli;
 mod integrity;
 mod leaks;
 mod multinode;
+mod people;
 mod roles;
 mod seal;
 mod secrets;
