@@ -113,6 +113,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sys/seal-status", get(sys::seal_status))
         .route("/v1/sys/unseal", post(sys::unseal))
         .route("/v1/sys/seal", post(sys::seal))
+        .route("/v1/sys/bootstrap", post(bootstrap::bootstrap))
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/auth/whoami", get(auth::whoami))
         .route("/v1/auth/login", post(login::login))

@@ -21,7 +21,7 @@ pub enum Command {
     /// Seal, unseal, status and key rotation.
     #[command(subcommand)]
     Operator(OperatorCommand),
-    /// Manage service principals (needs an admin credential).
+    /// Manage principals, services and people (needs an administrator).
     #[command(subcommand)]
     Principals(PrincipalsCommand),
     /// Store, reveal, show and delete secrets.
@@ -33,6 +33,29 @@ pub enum Command {
     /// PostgreSQL: create schemas, roles and grants; apply migrations.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Set your password and add your authenticator, with the one-time
+    /// enrolment code an administrator gave you.
+    Enrol {
+        /// Your user name.
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Log in as a person (password and authenticator code, never echoed);
+    /// later commands use the session until it expires.
+    Login {
+        /// Your user name.
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Prove your authenticator again, for actions that need a recent
+    /// second factor (reveals, key and principal management).
+    StepUp(#[command(flatten)] ClientArgs),
+    /// Forget the saved session.
+    Logout,
 }
 
 /// `strongroom db …`.
@@ -88,13 +111,6 @@ pub struct InitArgs {
     /// Shares needed to unseal.
     #[arg(long, default_value_t = 3)]
     pub threshold: u8,
-    /// Name of the first administrator principal.
-    #[arg(long, default_value = "admin")]
-    pub admin_name: String,
-    /// Name of the first security officer, who approves principals that can
-    /// reveal (dual control with the administrator).
-    #[arg(long, default_value = "security-officer")]
-    pub officer_name: String,
 }
 
 #[derive(Args)]
@@ -155,6 +171,19 @@ pub enum OperatorCommand {
     Seal(#[command(flatten)] ClientArgs),
     /// Show seal status.
     Status(#[command(flatten)] ClientArgs),
+    /// Create the first administrator and security officer (two people)
+    /// with the one-time bootstrap token `init` printed, read from
+    /// STRONGROOM_BOOTSTRAP_TOKEN or typed at the prompt (never echoed).
+    Bootstrap {
+        /// User name of the first administrator.
+        #[arg(long)]
+        admin: String,
+        /// User name of the first security officer: another person.
+        #[arg(long)]
+        security_officer: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Add a key version for a tenant and data class.
     Rotate {
         /// Tenant whose key to rotate.
@@ -170,11 +199,15 @@ pub enum OperatorCommand {
 
 #[derive(Subcommand)]
 pub enum PrincipalsCommand {
-    /// Create a principal; its client secret is printed once.
+    /// Create a principal; its client secret (a service) or enrolment code
+    /// (a person) is printed once.
     Create {
         /// Unique name (letters, digits, '-', '_', '.', '@').
         #[arg(long)]
         name: String,
+        /// `service` (client credentials) or `user` (a person: password and TOTP).
+        #[arg(long, default_value = "service")]
+        kind: String,
         /// Role (repeat for several): ingest, fulfilment, security_officer, admin, auditor.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
@@ -188,6 +221,12 @@ pub enum PrincipalsCommand {
     List(#[command(flatten)] ClientArgs),
     /// Approve a pending principal (as a security officer other than its creator).
     Approve {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unlock a person locked out by failed logins.
+    Unlock {
         id: String,
         #[command(flatten)]
         client: ClientArgs,

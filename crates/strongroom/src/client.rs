@@ -15,8 +15,11 @@ use crate::cli::ClientArgs;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    ca_cert: Option<PathBuf>,
     client_id: Option<String>,
     client_secret: Option<Zeroizing<String>>,
+    /// A person's access token from `strongroom login`.
+    session_token: Option<Zeroizing<String>>,
 }
 
 fn default_credentials() -> Option<PathBuf> {
@@ -28,6 +31,21 @@ impl Client {
     /// Builds a client from flags, environment and (for development) a dev
     /// credentials file. `default_identity` picks the dev identity for the command.
     pub fn new(args: &ClientArgs, default_identity: &str) -> Result<Self> {
+        // A person who logged in acts as themselves unless told otherwise.
+        let wants_service =
+            args.client_id.is_some() || args.credentials.is_some() || args.as_identity.is_some();
+        if !wants_service
+            && let Some(session) = crate::session::load()?
+            && args
+                .url
+                .as_ref()
+                .is_none_or(|u| u.trim_end_matches('/') == session.url)
+        {
+            let ca = args.ca_cert.clone().or(session.ca_cert.clone());
+            let mut client = Self::connect(&session.url, ca)?;
+            client.session_token = Some(Zeroizing::new(session.access_token.clone()));
+            return Ok(client);
+        }
         let creds_path = args.credentials.clone().or_else(default_credentials);
         let creds: Option<DevCredentials> = match &creds_path {
             Some(p) => Some(
@@ -72,6 +90,14 @@ impl Client {
                 None => (None, None),
             },
         };
+        let mut client = Self::connect(&base, ca)?;
+        client.client_id = client_id;
+        client.client_secret = client_secret;
+        Ok(client)
+    }
+
+    /// A client of `base` with no credentials yet.
+    fn connect(base: &str, ca: Option<PathBuf>) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("strongroom-cli/", env!("CARGO_PKG_VERSION")));
         if base.starts_with("https://") {
@@ -80,15 +106,43 @@ impl Client {
         Ok(Self {
             http: builder.build().context("could not build the HTTP client")?,
             base: base.trim_end_matches('/').to_owned(),
-            client_id,
-            client_secret,
+            ca_cert: ca,
+            client_id: None,
+            client_secret: None,
+            session_token: None,
         })
     }
 
+    /// The server's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The CA certificate trusted for the server, if any.
+    pub fn ca_cert(&self) -> Option<&PathBuf> {
+        self.ca_cert.as_ref()
+    }
+
+    /// Calls an endpoint with a given access token.
+    pub async fn call_with(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        self.send(method, path, body, Some(token)).await
+    }
+
     async fn token(&self) -> Result<String> {
+        if self.client_id.is_none()
+            && let Some(token) = &self.session_token
+        {
+            return Ok(token.to_string());
+        }
         let (Some(id), Some(secret)) = (&self.client_id, &self.client_secret) else {
             bail!(
-                "this command needs credentials: --client-id with STRONGROOM_CLIENT_SECRET, or --credentials FILE"
+                "this command needs credentials: `strongroom login` (people), --client-id with STRONGROOM_CLIENT_SECRET (services), or --credentials FILE"
             );
         };
         let body = serde_json::json!({

@@ -14,4 +14,5 @@ pub mod config;
 pub mod datadir;
 pub mod devtls;
 pub mod logging;
+pub mod session;
 pub mod storage;

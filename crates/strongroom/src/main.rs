@@ -16,6 +16,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (aws-lc-rs). The HTTP
+    // client wants one even for a plain-HTTP server on loopback; without it
+    // every CLI command against such a server panicked.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,6 +39,14 @@ fn main() -> std::process::ExitCode {
             Command::Secrets(c) => commands::secrets::run(c).await.map(|_| 0),
             Command::Audit(c) => commands::audit::run(c).await,
             Command::Db(c) => commands::db::run(c).await.map(|_| 0),
+            Command::Enrol { username, client } => {
+                commands::people::enrol(&username, &client).await.map(|_| 0)
+            }
+            Command::Login { username, client } => {
+                commands::people::login(&username, &client).await.map(|_| 0)
+            }
+            Command::StepUp(client) => commands::people::step_up(&client).await.map(|_| 0),
+            Command::Logout => commands::people::logout().map(|_| 0),
         }
     });
     match result {

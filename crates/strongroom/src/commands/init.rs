@@ -4,11 +4,11 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use strongroom_vault::{RequestContext, SealMethod, SystemClock, Vault, VaultConfig, initialize};
 
-use crate::bootstrap::create_principal;
 use crate::cli::InitArgs;
 use crate::config::ServerConfig;
 use crate::datadir::DataDir;
 use crate::storage::Backend;
+use strongroom_api::routes::bootstrap::{BOOTSTRAP_META, new_bootstrap_token};
 
 /// Runs `init`.
 pub async fn run(args: InitArgs) -> Result<()> {
@@ -57,15 +57,14 @@ pub async fn run(args: InitArgs) -> Result<()> {
     };
     vault.unseal_with_root(&init.root_key, &ctx).await?;
     drop(init.root_key);
-    let admin = create_principal(&vault, &args.admin_name, &["admin"], &["*"], "init").await?;
-    let officer = create_principal(
-        &vault,
-        &args.officer_name,
-        &["security_officer"],
-        &["*"],
-        "init",
-    )
-    .await?;
+    // No account exists yet: the first people are made with this token.
+    let (bootstrap_token, bootstrap_hash) = new_bootstrap_token().await?;
+    vault
+        .stores()
+        .vault
+        .put_meta(BOOTSTRAP_META, bootstrap_hash)
+        .await
+        .context("could not store the bootstrap token's hash")?;
     vault
         .seal(
             &strongroom_vault::Principal {
@@ -97,25 +96,13 @@ pub async fn run(args: InitArgs) -> Result<()> {
         println!("  Share {}: {}", i + 1, share.as_str());
     }
     println!(
-        "\nFirst administrator '{}' (manages principals; cannot reveal secrets).",
-        args.admin_name
+        "\nBootstrap token (works once; creates the first administrator and security officer):\n"
     );
-    println!("Its secret is shown only now:\n");
-    println!("  client_id:     {}", admin.record.client_id);
-    println!("  client_secret: {}", admin.client_secret.as_str());
+    println!("  {}", bootstrap_token.as_str());
     println!(
-        "
-First security officer '{}' (approves principals that can reveal, reactivates, rotates keys).",
-        args.officer_name
-    );
-    println!(
-        "Give it to a different person from the administrator. Its secret is shown only now:
-"
-    );
-    println!("  client_id:     {}", officer.record.client_id);
-    println!("  client_secret: {}", officer.client_secret.as_str());
-    println!(
-        "\nNext: `strongroom serve --config FILE`, then `strongroom operator unseal` with {} shares.",
+        "\nNext: `strongroom serve --config FILE`, `strongroom operator unseal` with {} shares,\n\
+         then `strongroom operator bootstrap --admin NAME --security-officer NAME` with the token\n\
+         (from STRONGROOM_BOOTSTRAP_TOKEN, or typed at the prompt).",
         args.threshold
     );
     Ok(())

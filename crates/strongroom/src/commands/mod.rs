@@ -4,6 +4,7 @@ pub mod audit;
 pub mod db;
 pub mod init;
 pub mod operator;
+pub mod people;
 pub mod principals;
 pub mod secrets;
 pub mod serve;
@@ -33,4 +34,15 @@ pub fn read_line(prompt: &str) -> Result<Option<Zeroizing<String>>> {
         line.pop();
     }
     Ok(Some(line))
+}
+
+/// Reads a secret without echo when stdin is a terminal (the prompt goes to
+/// the terminal), or one line of stdin when it is piped.
+pub fn read_secret(prompt: &str) -> Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .context("could not read from the terminal");
+    }
+    read_line(prompt)?.with_context(|| format!("stdin ended before: {}", prompt.trim()))
 }

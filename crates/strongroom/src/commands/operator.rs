@@ -62,6 +62,11 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
             }
             print_status(&status);
         }
+        OperatorCommand::Bootstrap {
+            admin,
+            security_officer,
+            client,
+        } => super::people::bootstrap(&admin, &security_officer, &client).await?,
         OperatorCommand::Seal(args) => {
             let c = Client::new(&args, "admin")?;
             c.call(Method::POST, "/v1/sys/seal", None).await?;

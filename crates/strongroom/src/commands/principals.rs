@@ -12,6 +12,7 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
     match cmd {
         PrincipalsCommand::Create {
             name,
+            kind,
             roles,
             tenants,
             client,
@@ -21,14 +22,27 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                 .call(
                     Method::POST,
                     "/v1/principals",
-                    Some(json!({ "name": name, "roles": roles, "tenants": tenants })),
+                    Some(json!({ "name": name, "kind": kind, "roles": roles, "tenants": tenants })),
                 )
                 .await?;
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             println!("Created principal '{}' ({}).", s("name"), s("id"));
-            println!("The client secret is shown only now; store it in your secret manager:\n");
-            println!("  client_id:     {}", s("client_id"));
-            println!("  client_secret: {}", s("client_secret"));
+            if v.get("enrolment_code").is_some() {
+                println!(
+                    "Give this one-time enrolment code to {} alone; it is shown only now:\n",
+                    s("name")
+                );
+                println!("  enrolment_code: {}", s("enrolment_code"));
+                println!(
+                    "\nThey enrol with: strongroom enrol --username {} --url {}",
+                    s("name"),
+                    c.base()
+                );
+            } else {
+                println!("The client secret is shown only now; store it in your secret manager:\n");
+                println!("  client_id:     {}", s("client_id"));
+                println!("  client_secret: {}", s("client_secret"));
+            }
             if v.get("pending_approval").and_then(Value::as_bool) == Some(true) {
                 println!(
                     "\nIts roles need dual control: it can get no token until a security officer"
@@ -73,6 +87,12 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                     }
                 );
             }
+        }
+        PrincipalsCommand::Unlock { id, client } => {
+            let c = Client::new(&client, "admin")?;
+            c.call(Method::POST, &format!("/v1/principals/{id}/unlock"), None)
+                .await?;
+            println!("unlocked {id}");
         }
         PrincipalsCommand::Approve { id, client } => {
             let c = Client::new(&client, "security_officer")?;

@@ -100,3 +100,205 @@ fn offline_verify_refuses_a_missing_directory() {
     assert!(!ok);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// From `init` to a person's session, all at the command line: the
+/// bootstrap token makes the first people, `enrol` shows the authenticator
+/// URI and recovery codes and takes the first code, `login` reads the
+/// password and code from stdin (no echo on a terminal) and keeps the token
+/// in a 0600 file that later commands use, `logout` removes it.
+#[test]
+fn people_bootstrap_enrol_and_log_in_at_the_command_line() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+
+    let tmp = tempfile::TempDir::new().unwrap();
+    let data = tmp.path().join("vault");
+    let (ok, out, err) = run(&[
+        "init",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--shares",
+        "2",
+        "--threshold",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    let token = crate::harness::bootstrap_token(&out);
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Share ")?.split_once(": "))
+        .map(|(_, s)| s.trim().to_owned())
+        .collect();
+
+    let port = crate::leaks::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = tmp.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {data:?}\nlisten = \"127.0.0.1:{port}\"\ninsecure_http = true\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("server.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _server = crate::leaks::ServerProcess(Some(child));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut unseal = Command::new(BIN)
+        .args(["operator", "unseal", "--url", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        unseal.stdin.as_mut().unwrap(),
+        "{}\n{}",
+        shares[0],
+        shares[1]
+    )
+    .unwrap();
+    assert!(unseal.wait_with_output().unwrap().status.success());
+
+    let session = tmp.path().join("session/session.json");
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .args(["--url", &url])
+            .env("STRONGROOM_SESSION", &session)
+            .current_dir(tmp.path());
+        c
+    };
+
+    // 1. The bootstrap token, from the environment, makes two people once.
+    let made = cli(&[
+        "operator",
+        "bootstrap",
+        "--admin",
+        "ada",
+        "--security-officer",
+        "sol",
+    ])
+    .env("STRONGROOM_BOOTSTRAP_TOKEN", &token)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let code_of = |who: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!("'{who}'")))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .to_owned()
+    };
+    let ada_code = code_of("ada");
+    assert!(ada_code.starts_with("sren_"), "{stdout}");
+    let again = cli(&[
+        "operator",
+        "bootstrap",
+        "--admin",
+        "eve",
+        "--security-officer",
+        "mal",
+    ])
+    .env("STRONGROOM_BOOTSTRAP_TOKEN", &token)
+    .output()
+    .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("auth.invalid_bootstrap"));
+
+    // 2. Enrolment: password twice, then the app's first code.
+    let password = "keeps the ledgers honest, always";
+    let mut enrol = cli(&["enrol", "--username", "ada"])
+        .env("STRONGROOM_ENROLMENT_CODE", &ada_code)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = enrol.stdin.take().unwrap();
+    writeln!(stdin, "{password}\n{password}").unwrap();
+    let mut lines = BufReader::new(enrol.stdout.take().unwrap()).lines();
+    let mut recovery = Vec::new();
+    let mut totp = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(uri) = line.strip_prefix("URI: ") {
+            totp = Some(totp_rs::Totp::from_url(uri).unwrap());
+        } else if line.starts_with("  ") && line.trim().len() == 19 {
+            recovery.push(line.trim().to_owned());
+        } else if line.starts_with("Keep them offline") {
+            continue;
+        } else if recovery.len() == 10 {
+            break;
+        }
+    }
+    let Some(totp) = totp else {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut enrol.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("enrol printed no otpauth URI: {err}");
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    writeln!(stdin, "{}", totp.generate(secs)).unwrap();
+    drop(stdin);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = enrol.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("Enrolled")), "{rest:?}");
+
+    // 3. Login keeps the token in a file only its owner can read.
+    let mut login = cli(&["login", "--username", "ada"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(login.stdin.as_mut().unwrap(), "{password}\n{}", recovery[0]).unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&session).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let saved = std::fs::read_to_string(&session).unwrap();
+    assert!(saved.contains("access_token") && !saved.contains(password));
+
+    // 4. Later commands act as the person: an administrator lists principals.
+    let listed = cli(&["principals", "list"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(listing.contains("sol"), "{listing}");
+
+    // 5. Logout forgets it.
+    let logout = Command::new(BIN)
+        .arg("logout")
+        .env("STRONGROOM_SESSION", &session)
+        .output()
+        .unwrap();
+    assert!(logout.status.success());
+    assert!(!session.exists());
+    let refused = cli(&["principals", "list"]).output().unwrap();
+    assert!(!refused.status.success());
+}

@@ -698,3 +698,100 @@ impl Harness {
         assert_eq!(status["sealed"], false, "{status}");
     }
 }
+
+/// The bootstrap token in `init`'s output.
+pub fn bootstrap_token(init_stdout: &str) -> String {
+    init_stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("srbt_"))
+        .unwrap_or_else(|| panic!("init printed no bootstrap token: {init_stdout}"))
+        .to_owned()
+}
+
+/// How a person made by [`bootstrap_first_people`] logs in again: with a
+/// recovery code each time, so tests need not wait for the next TOTP step.
+pub struct PersonLogin {
+    pub name: String,
+    pub password: String,
+    pub recovery: Vec<String>,
+}
+
+impl PersonLogin {
+    pub async fn login(&mut self, http: &reqwest::Client, url: &str) -> String {
+        let code = self.recovery.pop().expect("recovery codes left");
+        let resp = http
+            .post(format!("{url}/v1/auth/login"))
+            .json(&json!({"username": self.name, "password": self.password, "recovery_code": code}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A vault's first administrator and security officer, made with the
+/// bootstrap token through the API at `url` and enrolled (real clock).
+pub async fn bootstrap_first_people(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (PersonLogin, PersonLogin) {
+    let post = |path: &str, body: Value| {
+        let req = http.post(format!("{url}{path}")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, made) = post(
+        "/v1/sys/bootstrap",
+        json!({"bootstrap_token": token, "admin": "first-admin", "security_officer": "first-officer"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let mut people = Vec::new();
+    for role in ["admin", "security_officer"] {
+        let name = made[role]["name"].as_str().unwrap().to_owned();
+        let code = made[role]["enrolment_code"].as_str().unwrap().to_owned();
+        let password = format!("a long passphrase for the {role} role");
+        let (status, enrolled) = post(
+            "/v1/auth/enrol",
+            json!({"username": name, "enrolment_code": code, "password": password}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{enrolled}");
+        let totp = totp_rs::Totp::from_url(enrolled["otpauth_uri"].as_str().unwrap()).unwrap();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (status, body) = post(
+            "/v1/auth/enrol/confirm",
+            json!({"username": name, "enrolment_code": code, "totp": totp.generate(secs).to_string()}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let recovery = enrolled["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        people.push(PersonLogin {
+            name,
+            password,
+            recovery,
+        });
+    }
+    let officer = people.pop().unwrap();
+    let admin = people.pop().unwrap();
+    (admin, officer)
+}

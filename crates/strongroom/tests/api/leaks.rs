@@ -20,7 +20,7 @@ use crate::harness::{Caller, TestStore, https_client, on_each_backend, random_co
 const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
 /// Kills the server if the test fails midway.
-struct ServerProcess(Option<Child>);
+pub(crate) struct ServerProcess(pub(crate) Option<Child>);
 
 impl ServerProcess {
     fn stop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -225,20 +225,11 @@ async fn leak_check(store: TestStore) {
         })
         .collect();
     assert_eq!(shares.len(), 3, "{stdout}");
-    let all = |name: &str| -> Vec<String> {
-        stdout
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-            .collect()
-    };
-    let (ids, secrets) = (all("client_id:"), all("client_secret:"));
-    assert_eq!(
-        ids.len(),
-        2,
-        "init prints an administrator and a security officer: {stdout}"
+    let bootstrap = crate::harness::bootstrap_token(&stdout);
+    assert!(
+        !stdout.contains("client_secret"),
+        "init makes no account, only a bootstrap token: {stdout}"
     );
-    let (admin_id, admin_secret) = (ids[0].clone(), secrets[0].clone());
-    let (officer_id, officer_secret) = (ids[1].clone(), secrets[1].clone());
 
     // TLS material outside the data directory.
     let tls_home = tmp.path().join("pki");
@@ -320,7 +311,17 @@ async fn leak_check(store: TestStore) {
             anon.with_token(b["access_token"].as_str().unwrap())
         }
     };
-    let admin = login(admin_id, admin_secret).await;
+    let (mut first_admin, mut first_officer) =
+        crate::harness::bootstrap_first_people(&http, &url, &bootstrap).await;
+    let admin = anon.with_token(&first_admin.login(&http, &url).await);
+    // The token worked once.
+    let (s, body) = anon
+        .post(
+            "/v1/sys/bootstrap",
+            json!({"bootstrap_token": bootstrap, "admin": "again", "security_officer": "twice"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
     let (s, created) = admin
         .post(
             "/v1/principals",
@@ -330,7 +331,7 @@ async fn leak_check(store: TestStore) {
     assert_eq!(s, StatusCode::CREATED, "{created}");
     // The loader can reveal, so a second person (the security officer) approves it.
     assert_eq!(created["pending_approval"], true);
-    let officer = login(officer_id, officer_secret).await;
+    let officer = anon.with_token(&first_officer.login(&http, &url).await);
     let (s, body) = officer
         .post(
             &format!("/v1/principals/{}/approve", created["id"].as_str().unwrap()),
@@ -393,6 +394,7 @@ async fn leak_check(store: TestStore) {
             totp.secret().to_base32().into_bytes(),
         ),
         ("enrolment code".into(), enrolment_code.clone().into_bytes()),
+        ("bootstrap token".into(), bootstrap.clone().into_bytes()),
         ("recovery code".into(), recovery_code.clone().into_bytes()),
     ];
 

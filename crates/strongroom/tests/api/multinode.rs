@@ -128,11 +128,10 @@ async fn login(http: &reqwest::Client, node: &Node, id: &str, secret: &str) -> S
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-/// `init`'s printed shares and first credentials.
+/// `init`'s printed shares and bootstrap token.
 struct Initialised {
     shares: Vec<String>,
-    admin: (String, String),
-    officer: (String, String),
+    bootstrap_token: String,
 }
 
 fn parse_init(out: &str) -> Initialised {
@@ -145,16 +144,9 @@ fn parse_init(out: &str) -> Initialised {
         })
         .map(|(_, s)| s.trim().to_owned())
         .collect();
-    let field = |name: &str| -> Vec<String> {
-        out.lines()
-            .filter_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-            .collect()
-    };
-    let (ids, secrets) = (field("client_id:"), field("client_secret:"));
     Initialised {
         shares,
-        admin: (ids[0].clone(), secrets[0].clone()),
-        officer: (ids[1].clone(), secrets[1].clone()),
+        bootstrap_token: crate::harness::bootstrap_token(out),
     }
 }
 
@@ -202,8 +194,10 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
     }
 
     // A service principal made on node 1 and approved on node 2.
-    let admin = login(&http, &nodes[0], &init.admin.0, &init.admin.1).await;
-    let officer = login(&http, &nodes[1], &init.officer.0, &init.officer.1).await;
+    let (mut first_admin, mut first_officer) =
+        crate::harness::bootstrap_first_people(&http, &nodes[0].url, &init.bootstrap_token).await;
+    let admin = first_admin.login(&http, &nodes[0].url).await;
+    let officer = first_officer.login(&http, &nodes[1].url).await;
     let (status, made) = call(
         &http,
         &format!("{}/v1/principals", nodes[0].url),
@@ -390,7 +384,7 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
         assert_eq!(s, StatusCode::CONFLICT, "node {}: {b}", n + 1);
         assert_eq!(b["error"]["code"], "vault.dormant");
     }
-    let officer2 = login(&http, &nodes[1], &init.officer.0, &init.officer.1).await;
+    let officer2 = first_officer.login(&http, &nodes[1].url).await;
     let (s, b) = call(
         &http,
         &format!("{}/v1/secrets/{short_token}/reactivate", nodes[1].url),
