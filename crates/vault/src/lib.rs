@@ -44,7 +44,7 @@ pub use seal::{
     Initialized, SealMethod, SealStatus, TOKEN_SIGNING_PURPOSE, VaultIdentity, audit_key,
     initialize,
 };
-pub use secrets::{NewSecret, OnDuplicate, Revealed, SecretInfo, Tokenized};
+pub use secrets::{NewSecret, OnDuplicate, Redaction, Revealed, SecretInfo, Tokenized};
 pub use strongroom_crypto::SecretBytes;
 
 use seal::Unsealed;

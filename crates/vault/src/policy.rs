@@ -25,6 +25,9 @@ pub enum Role {
     Admin,
     /// Reads the audit log.
     Auditor,
+    /// Sees secrets masked (the last few characters), never in full:
+    /// customer support confirming which code a customer holds.
+    Support,
 }
 
 /// An action that needs permission.
@@ -34,6 +37,8 @@ pub enum Permission {
     Tokenize,
     /// See a secret's value.
     Reveal,
+    /// See a secret's value masked: only its last few characters.
+    RevealMasked,
     /// See a secret's metadata (never its value).
     ReadMetadata,
     /// Delete a secret.
@@ -78,6 +83,7 @@ impl Permission {
         match self {
             Permission::Tokenize => "secret.tokenize",
             Permission::Reveal => "secret.reveal",
+            Permission::RevealMasked => "secret.reveal_masked",
             Permission::ReadMetadata => "secret.read_metadata",
             Permission::Delete => "secret.delete",
             Permission::Reactivate => "secret.reactivate",
@@ -92,12 +98,13 @@ impl Permission {
 
 impl Role {
     /// Every role, for listings and validation messages.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Ingest,
         Role::Fulfilment,
         Role::SecurityOfficer,
         Role::Admin,
         Role::Auditor,
+        Role::Support,
     ];
 
     /// The permissions this role grants.
@@ -116,6 +123,7 @@ impl Role {
             ],
             Role::Admin => &[ManagePrincipals, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
+            Role::Support => &[RevealMasked, ReadMetadata],
         }
     }
 
@@ -134,6 +142,7 @@ impl Role {
             Role::SecurityOfficer => "security_officer",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Support => "support",
         }
     }
 
@@ -144,7 +153,7 @@ impl Role {
             .find(|r| r.as_str() == name)
             .ok_or_else(|| {
                 VaultError::Invalid(format!(
-                    "unknown role '{name}'; roles are: ingest, fulfilment, security_officer, admin, auditor"
+                    "unknown role '{name}'; roles are: ingest, fulfilment, security_officer, admin, auditor, support"
                 ))
             })
     }

@@ -101,10 +101,47 @@ pub struct Revealed {
     pub tenant: String,
     /// Data class.
     pub class: String,
-    /// The value.
+    /// The value (masked if asked).
     pub value: SecretBytes,
+    /// Whether `value` is masked.
+    pub redaction: Redaction,
     /// Reveal window end, Unix ms.
     pub window_closes_at: i64,
+}
+
+/// How much of a value a reveal shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redaction {
+    /// The whole value (permission `secret.reveal`).
+    None,
+    /// Only the last few characters, the rest as `*` (permission
+    /// `secret.reveal_masked`, or `secret.reveal`).
+    Masked,
+}
+
+impl Redaction {
+    /// The name used in requests and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Redaction::None => "none",
+            Redaction::Masked => "masked",
+        }
+    }
+}
+
+/// Masks a value inside the vault: the last third of its characters (at
+/// most four) stay and every other becomes `*`; a value shorter than six
+/// characters shows nothing. The full value never leaves this crate.
+fn mask(value: &SecretBytes) -> Result<SecretBytes, VaultError> {
+    let text = std::str::from_utf8(value.expose()).map_err(|_| VaultError::Integrity)?;
+    let count = text.chars().count();
+    let shown = if count < 6 { 0 } else { (count / 3).min(4) };
+    let masked: String = text
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + shown >= count { c } else { '*' })
+        .collect();
+    Ok(SecretBytes::new(masked.into_bytes()))
 }
 
 struct Prepared {
@@ -768,13 +805,16 @@ impl Vault {
         }
     }
 
-    /// Reveals a secret while its window is open. `purpose` is recorded.
+    /// Reveals a secret while its window is open, whole or masked.
+    /// `purpose` is recorded. A principal allowed only masked reveals
+    /// (`secret.reveal_masked`) never receives more than the masked form.
     pub async fn reveal(
         &self,
         who: &Principal,
         ctx: &RequestContext,
         token: &str,
         purpose: &str,
+        redaction: Redaction,
     ) -> Result<Revealed, VaultError> {
         let u = self.unsealed()?;
         const ACTION: &str = "secret.reveal";
@@ -794,8 +834,12 @@ impl Vault {
                 .await?;
             return Err(e);
         }
+        let permission = match redaction {
+            Redaction::Masked if who.has(Permission::RevealMasked) => Permission::RevealMasked,
+            _ => Permission::Reveal,
+        };
         let rec = self
-            .authorize_on(&u, who, ctx, ACTION, Permission::Reveal, token)
+            .authorize_on(&u, who, ctx, ACTION, permission, token)
             .await?;
         let deny = |outcome: Outcome, reason: &str| {
             let mut e = self.event(
@@ -833,6 +877,10 @@ impl Vault {
             )?)
         }
         .await;
+        let opened = match (opened, redaction) {
+            (Ok(v), Redaction::Masked) => mask(&v),
+            (other, _) => other,
+        };
         let value = match opened {
             Ok(v) => v,
             Err(e) => {
@@ -852,12 +900,16 @@ impl Vault {
             None,
         );
         allowed.purpose = Some(purpose.to_owned());
+        if redaction == Redaction::Masked {
+            allowed.reason = Some("redaction=masked".into());
+        }
         u.audit.append_one(allowed).await?;
         Ok(Revealed {
             token: rec.token,
             tenant: rec.tenant,
             class: rec.class,
             value,
+            redaction,
             window_closes_at: rec.window_closes_at,
         })
     }
@@ -1050,5 +1102,30 @@ impl Vault {
             ))
             .await?;
         u.keyring.rotate(&tenant, class.as_str()).await
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn masking_keeps_at_most_the_last_four_and_never_short_values() {
+        let m = |v: &str| {
+            String::from_utf8(
+                mask(&SecretBytes::from_str_copy(v))
+                    .unwrap()
+                    .expose()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        assert_eq!(m("GIFT-AAAA-1111"), "**********1111");
+        assert_eq!(m("4111111111111111"), "************1111");
+        assert_eq!(m("ABCDEFGH"), "******GH");
+        assert_eq!(m("ABCDEF"), "****EF");
+        assert_eq!(m("ABCD"), "****");
+        assert_eq!(m("ABC"), "***");
+        assert_eq!(m("ÄÖÜäöüßẞ"), "******ßẞ");
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use strongroom_vault::{
-    NewSecret, OnDuplicate, SecretBytes, SecretInfo, Tokenized, VaultError, rfc3339,
+    NewSecret, OnDuplicate, Redaction, SecretBytes, SecretInfo, Tokenized, VaultError, rfc3339,
 };
 
 use crate::ApiState;
@@ -227,6 +227,10 @@ pub async fn batch(
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
     purpose: String,
+    /// `none` (the default: the whole value) or `masked` (the last few
+    /// characters only).
+    #[serde(default)]
+    redaction: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -235,6 +239,7 @@ struct RevealView<'a> {
     tenant: &'a str,
     class: &'a str,
     value: &'a str,
+    redaction: &'static str,
     reveal_window_closes_at: String,
 }
 
@@ -246,9 +251,18 @@ pub async fn reveal(
     Path(token): Path<String>,
     ApiJson(body): ApiJson<RevealRequest>,
 ) -> Result<Response, ApiError> {
+    let redaction = match body.redaction.as_deref() {
+        None | Some("none") => Redaction::None,
+        Some("masked") => Redaction::Masked,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "redaction must be \"none\" (the whole value) or \"masked\"",
+            ));
+        }
+    };
     let r = state
         .vault
-        .reveal(&who, &ctx, &token, &body.purpose)
+        .reveal(&who, &ctx, &token, &body.purpose, redaction)
         .await?;
     let value =
         std::str::from_utf8(r.value.expose()).map_err(|_| ApiError::from(VaultError::Integrity))?;
@@ -257,6 +271,7 @@ pub async fn reveal(
         tenant: &r.tenant,
         class: &r.class,
         value,
+        redaction: r.redaction.as_str(),
         reveal_window_closes_at: rfc3339(r.window_closes_at),
     };
     let body = serde_json::to_vec(&view).map_err(|_| ApiError::from(VaultError::Integrity))?;

@@ -84,6 +84,7 @@ async fn each_role_gets_exactly_its_permissions(store) {
         ),
         ("admin", f, f, f, f, f, f, S::CREATED, f),
         ("auditor", f, f, S::OK, f, f, f, f, S::OK),
+        ("support", f, f, S::OK, f, f, f, f, f),
     ];
     for (role, tokenize, reveal, describe, reactivate, rotate, delete, principal, audit) in table {
         let who = h
@@ -271,5 +272,48 @@ async fn an_admin_alone_cannot_create_a_principal_that_reveals(store) {
         )
         .await;
     assert_eq!(plain["pending_approval"], false);
+}
+}
+
+on_each_backend! {
+async fn masked_reveal_shows_the_last_characters_and_support_never_more(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let token = h.service().await.put("GIFT-AAAA-1111").await;
+    let support = h.principal("helpdesk", &["support"], &["dev"]).await;
+    let fulfilment = h.principal("shipper", &["fulfilment"], &["dev"]).await;
+    let reveal = |who: &Caller, redaction: Option<&str>| {
+        let mut body = json!({"purpose": "customer asks which code they hold"});
+        if let Some(r) = redaction {
+            body["redaction"] = json!(r);
+        }
+        let who = who.clone();
+        let path = format!("/v1/secrets/{token}/reveal");
+        async move { who.post(&path, body).await }
+    };
+
+    let (status, body) = reveal(&support, Some("masked")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], "**********1111");
+    assert_eq!(body["redaction"], "masked");
+    for asked in [None, Some("none")] {
+        let (status, body) = reveal(&support, asked).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{asked:?}: {body}");
+        assert!(body.get("value").is_none());
+    }
+    let (status, body) = reveal(&support, Some("everything")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A full revealer may ask for less.
+    let (status, body) = reveal(&fulfilment, Some("masked")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], "**********1111");
+    let (status, body) = reveal(&fulfilment, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], "GIFT-AAAA-1111");
+    assert_eq!(body["redaction"], "none");
+
+    let audit = h.audit_rows().await;
+    assert!(audit.iter().any(|(_, b, _)| b.contains("redaction=masked")));
+    assert!(audit.iter().all(|(_, b, _)| !b.contains("GIFT-AAAA-1111")));
 }
 }
