@@ -173,6 +173,7 @@ pub async fn new_principal(
             totp_last_step: 0,
             failed_logins: 0,
             last_failure_at: 0,
+            factor_failures: 0,
             locked: false,
         };
         (code, String::new(), Some(operator))

@@ -50,7 +50,7 @@ const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, du
 const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
      disabled, created_by, pending_approval, kind";
 const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
-     totp_last_step, failed_logins, last_failure_at, locked";
+     totp_last_step, failed_logins, last_failure_at, factor_failures, locked";
 
 impl PgCentralStore {
     /// The store in `schema`. Must run inside a Tokio runtime.
@@ -145,7 +145,8 @@ fn operator_from_row(r: &PgRow) -> StoreResult<OperatorRecord> {
         totp_last_step: r.try_get(5).map_err(e)?,
         failed_logins: r.try_get(6).map_err(e)?,
         last_failure_at: r.try_get(7).map_err(e)?,
-        locked: r.try_get(8).map_err(e)?,
+        factor_failures: r.try_get(8).map_err(e)?,
+        locked: r.try_get(9).map_err(e)?,
     })
 }
 
@@ -565,12 +566,13 @@ impl CentralStore for PgCentralStore {
 
     async fn put_operator(&self, o: OperatorRecord) -> StoreResult<()> {
         sqlx::query(sql(&format!(
-            "INSERT INTO {} ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO {} ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (principal_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
                  enrolment_hash = EXCLUDED.enrolment_hash, totp_sealed = EXCLUDED.totp_sealed, \
                  enrolled = EXCLUDED.enrolled, totp_last_step = EXCLUDED.totp_last_step, \
                  failed_logins = EXCLUDED.failed_logins, \
-                 last_failure_at = EXCLUDED.last_failure_at, locked = EXCLUDED.locked",
+                 last_failure_at = EXCLUDED.last_failure_at, \
+                 factor_failures = EXCLUDED.factor_failures, locked = EXCLUDED.locked",
             self.operators
         )))
         .bind(o.principal_id)
@@ -581,6 +583,7 @@ impl CentralStore for PgCentralStore {
         .bind(o.totp_last_step)
         .bind(o.failed_logins)
         .bind(o.last_failure_at)
+        .bind(o.factor_failures)
         .bind(o.locked)
         .execute(self.db.pool())
         .await
@@ -615,20 +618,37 @@ impl CentralStore for PgCentralStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_login_failure(
-        &self,
-        principal_id: &str,
-        at_ms: i64,
-        lock_after: i64,
-    ) -> StoreResult<(i64, bool)> {
-        let row = sqlx::query(sql(&format!(
-            "UPDATE {} SET failed_logins = failed_logins + 1, last_failure_at = $2, \
-                 locked = (locked OR failed_logins + 1 >= $3) \
-             WHERE principal_id = $1 RETURNING failed_logins, locked",
+    async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool> {
+        // The CASE is `login_backoff_ms`.
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET failed_logins = failed_logins + 1, last_failure_at = $2 \
+             WHERE principal_id = $1 AND enrolled AND NOT locked \
+             AND $2 >= last_failure_at + CASE \
+                 WHEN failed_logins <= 0 THEN 0 \
+                 WHEN failed_logins >= 7 THEN 60000 \
+                 ELSE 1000::bigint << (failed_logins - 1)::int END",
             self.operators
         )))
         .bind(principal_id)
         .bind(at_ms)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("claim login attempt"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_factor_failure(
+        &self,
+        principal_id: &str,
+        lock_after: i64,
+    ) -> StoreResult<(i64, bool)> {
+        let row = sqlx::query(sql(&format!(
+            "UPDATE {} SET factor_failures = factor_failures + 1, \
+                 locked = (locked OR factor_failures + 1 >= $2) \
+             WHERE principal_id = $1 RETURNING factor_failures, locked",
+            self.operators
+        )))
+        .bind(principal_id)
         .bind(lock_after)
         .fetch_one(self.db.pool())
         .await
@@ -639,7 +659,7 @@ impl CentralStore for PgCentralStore {
 
     async fn record_login_success(&self, principal_id: &str) -> StoreResult<()> {
         sqlx::query(sql(&format!(
-            "UPDATE {} SET failed_logins = 0 WHERE principal_id = $1 AND failed_logins <> 0",
+            "UPDATE {} SET failed_logins = 0, factor_failures = 0 WHERE principal_id = $1",
             self.operators
         )))
         .bind(principal_id)
@@ -649,9 +669,44 @@ impl CentralStore for PgCentralStore {
         Ok(())
     }
 
+    async fn update_enrolment(
+        &self,
+        principal_id: &str,
+        password_hash: &str,
+        totp_sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET password_hash = $2, totp_sealed = $3, totp_last_step = 0 \
+             WHERE principal_id = $1 AND NOT enrolled",
+            self.operators
+        )))
+        .bind(principal_id)
+        .bind(password_hash)
+        .bind(totp_sealed)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("store enrolment"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET enrolled = true, enrolment_hash = '' \
+             WHERE principal_id = $1 AND NOT enrolled AND totp_sealed = $2",
+            self.operators
+        )))
+        .bind(principal_id)
+        .bind(totp_sealed)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("finish enrolment"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool> {
         let done = sqlx::query(sql(&format!(
-            "UPDATE {} SET locked = false, failed_logins = 0 WHERE principal_id = $1",
+            "UPDATE {} SET locked = false, failed_logins = 0, factor_failures = 0 \
+             WHERE principal_id = $1",
             self.operators
         )))
         .bind(principal_id)

@@ -163,6 +163,7 @@ const CENTRAL: &[&str] = &[
          totp_last_step BIGINT NOT NULL,
          failed_logins BIGINT NOT NULL,
          last_failure_at BIGINT NOT NULL,
+         factor_failures BIGINT NOT NULL,
          locked BOOLEAN NOT NULL
      );
      CREATE TABLE {schema}.recovery_codes (

@@ -119,12 +119,28 @@ pub struct OperatorRecord {
     pub enrolled: bool,
     /// The last TOTP time step accepted; codes of it or earlier are refused.
     pub totp_last_step: i64,
-    /// Failed logins since the last success.
+    /// Login attempts since the last success (each attempt is counted
+    /// before it is checked; a success clears it). Drives the back-off.
     pub failed_logins: i64,
-    /// When the last login failed, Unix milliseconds (0: never).
+    /// When the last attempt was claimed, Unix milliseconds (0: never).
     pub last_failure_at: i64,
-    /// Locked after too many failures, until an administrator unlocks it.
+    /// Wrong second factors after a right password since the last success.
+    /// Drives the lock: wrong passwords alone, which anyone who knows a
+    /// user name can send, only slow the account down.
+    pub factor_failures: i64,
+    /// Locked after too many wrong second factors, until an administrator
+    /// unlocks it.
     pub locked: bool,
+}
+
+/// The wait before the next login attempt after `failures` in a row:
+/// 1 s, 2 s, 4 s … at most 60 s. Both stores compute the same in SQL.
+pub fn login_backoff_ms(failures: i64) -> i64 {
+    match failures {
+        i64::MIN..=0 => 0,
+        1..=6 => 1000 << (failures - 1),
+        _ => 60_000,
+    }
 }
 
 /// The central store: tokens, metadata and principals. Holds no secret.
@@ -188,17 +204,38 @@ pub trait CentralStore: Send + Sync {
     /// (or an older one), so a code can never be replayed.
     async fn accept_totp_step(&self, principal_id: &str, step: i64) -> StoreResult<bool>;
 
-    /// Counts a failed login at `at_ms` and locks the account when the count
-    /// reaches `lock_after`. Returns the new count and whether it is locked.
-    async fn record_login_failure(
+    /// Claims a login attempt at `at_ms`, atomically across nodes: true if
+    /// the account is enrolled, not locked and past its back-off
+    /// ([`login_backoff_ms`] after the last attempt), and then counts the
+    /// attempt. Concurrent attempts cannot all pass: each claim restarts
+    /// the back-off for the next.
+    async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool>;
+
+    /// Counts a wrong second factor after a right password and locks the
+    /// account when the count reaches `lock_after`. Returns the count and
+    /// whether the account is now locked.
+    async fn record_factor_failure(
         &self,
         principal_id: &str,
-        at_ms: i64,
         lock_after: i64,
     ) -> StoreResult<(i64, bool)>;
 
-    /// Clears the failure count after a successful login.
+    /// Clears both failure counts after a successful login or step-up.
     async fn record_login_success(&self, principal_id: &str) -> StoreResult<()>;
+
+    /// Stores a new password and sealed TOTP seed for a person who has not
+    /// finished enrolling; false (nothing changed) once they have.
+    async fn update_enrolment(
+        &self,
+        principal_id: &str,
+        password_hash: &str,
+        totp_sealed: &[u8],
+    ) -> StoreResult<bool>;
+
+    /// Finishes enrolment: the account can log in and the enrolment code
+    /// stops working. Only if the seed is still the one confirmed (`totp_sealed`)
+    /// and enrolment is not finished; false otherwise.
+    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool>;
 
     /// Unlocks an account and clears its failure count. False if there is no
     /// login record for that principal.

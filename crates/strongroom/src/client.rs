@@ -41,10 +41,7 @@ impl Client {
                 .as_ref()
                 .is_none_or(|u| u.trim_end_matches('/') == session.url)
         {
-            let ca = args.ca_cert.clone().or(session.ca_cert.clone());
-            let mut client = Self::connect(&session.url, ca)?;
-            client.session_token = Some(Zeroizing::new(session.access_token.clone()));
-            return Ok(client);
+            return Self::for_session(&session);
         }
         let creds_path = args.credentials.clone().or_else(default_credentials);
         let creds: Option<DevCredentials> = match &creds_path {
@@ -93,6 +90,14 @@ impl Client {
         let mut client = Self::connect(&base, ca)?;
         client.client_id = client_id;
         client.client_secret = client_secret;
+        Ok(client)
+    }
+
+    /// A client of the server a saved session belongs to, acting with it:
+    /// the session's token never goes to another server.
+    pub fn for_session(session: &crate::session::Session) -> Result<Self> {
+        let mut client = Self::connect(&session.url, session.ca_cert.clone())?;
+        client.session_token = Some(Zeroizing::new(session.access_token.clone()));
         Ok(client)
     }
 

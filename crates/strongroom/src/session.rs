@@ -8,10 +8,10 @@
 //! file and a rename; an expired session is deleted when next read, and
 //! `strongroom logout` deletes it at once.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::datadir::write_private;
@@ -68,6 +68,16 @@ pub fn load() -> Result<Option<Session>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     };
+    // Only a file of ours that nobody else can read or change is trusted:
+    // it names the server and the CA the CLI will send a token to.
+    let meta = std::fs::metadata(&path)?;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.permissions().mode() & 0o077 != 0 || me.is_some_and(|uid| uid != meta.uid()) {
+        bail!(
+            "{} is readable or writable by others, or not yours: refusing it (run `strongroom logout`, then log in again)",
+            path.display()
+        );
+    }
     let session: Session = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a Strongroom session", path.display()))?;
     if session.expires_at <= now_secs() {

@@ -64,12 +64,16 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Whether a person needs a second factor proven within
-    /// [`MFA_FRESH_SECS`] for this: seeing secrets, managing keys and
-    /// principals. A stolen session alone then opens none of them for long.
+    /// [`MFA_FRESH_SECS`] for this: seeing secrets (even masked), reading
+    /// the audit log, sealing, managing keys and principals. A stolen
+    /// session alone then opens none of them for long.
     pub fn needs_recent_mfa(self) -> bool {
         matches!(
             self,
             Permission::Reveal
+                | Permission::RevealMasked
+                | Permission::ReadAudit
+                | Permission::Seal
                 | Permission::Reactivate
                 | Permission::RotateKeys
                 | Permission::ManagePrincipals

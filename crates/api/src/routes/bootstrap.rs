@@ -118,6 +118,16 @@ pub async fn bootstrap(
         return Err(refused());
     }
     if body.admin.trim() == body.security_officer.trim() {
+        let event = state.vault.event(
+            &ctx,
+            None,
+            ACTION,
+            None,
+            None,
+            Outcome::Denied,
+            Some("request.invalid: one person for both roles".into()),
+        );
+        state.vault.record(event).await?;
         return Err(ApiError::invalid(
             "the administrator and the security officer must be two people",
         ));
@@ -145,31 +155,41 @@ pub async fn bootstrap(
     );
     state.vault.record(event).await?;
     for made in [&admin, &officer] {
-        let inserted = stores.central.insert_principal(made.record.clone()).await;
-        match inserted {
+        let Some(operator) = &made.operator else {
+            continue;
+        };
+        match stores.central.insert_principal(made.record.clone()).await {
             Ok(()) => {}
+            // An earlier run with this token stopped part-way (before the
+            // token was marked used): its people, if not yet enrolled, get
+            // new codes, since nobody saw the old ones.
             Err(StoreError::Conflict(_)) => {
-                let event = state.vault.event(
-                    &ctx,
-                    None,
-                    ACTION,
-                    None,
-                    None,
-                    Outcome::Failed,
-                    Some("bootstrap.used".into()),
-                );
-                state.vault.record(event).await?;
-                return Err(refused());
+                let earlier = stores
+                    .central
+                    .operator(&made.record.id)
+                    .await
+                    .map_err(VaultError::from)?;
+                if earlier.as_ref().is_none_or(|o| o.enrolled) {
+                    let event = state.vault.event(
+                        &ctx,
+                        None,
+                        ACTION,
+                        None,
+                        None,
+                        Outcome::Failed,
+                        Some("bootstrap.used".into()),
+                    );
+                    state.vault.record(event).await?;
+                    return Err(refused());
+                }
             }
             Err(e) => return Err(VaultError::from(e).into()),
         }
-        if let Some(operator) = &made.operator {
-            stores
-                .central
-                .put_operator(operator.clone())
-                .await
-                .map_err(VaultError::from)?;
-        }
+        stores
+            .central
+            .put_operator(operator.clone())
+            .await
+            .map_err(VaultError::from)?;
     }
     stores
         .vault

@@ -40,9 +40,6 @@ use crate::passwords::{
     check_password, new_recovery_codes, normalise_recovery_code, recovery_code_id,
 };
 
-/// Longest wait between attempts after repeated failures, seconds.
-const MAX_BACKOFF_SECS: i64 = 60;
-
 /// Body of `POST /v1/auth/login`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,103 +152,144 @@ async fn person(
     Ok(operator.map(|o| (record, o)))
 }
 
-/// Seconds to wait after `failures` failures in a row.
-fn backoff_secs(failures: i64) -> i64 {
-    if failures <= 0 {
-        0
-    } else {
-        1i64.checked_shl(u32::try_from(failures - 1).unwrap_or(u32::MAX))
-            .unwrap_or(MAX_BACKOFF_SECS)
-            .min(MAX_BACKOFF_SECS)
-    }
-}
-
-/// Why a person may not log in now, before any secret is checked.
-fn barred(
+/// Claims an attempt for this person (counted before anything is checked,
+/// so concurrent attempts cannot share one back-off window), or says why
+/// not.
+async fn claim(
+    state: &ApiState,
     record: &PrincipalRecord,
     operator: &OperatorRecord,
     now_ms: i64,
-) -> Option<&'static str> {
+) -> Result<Result<(), &'static str>, ApiError> {
     if record.disabled {
-        Some("auth.disabled")
-    } else if record.pending_approval {
-        Some("auth.pending_approval")
-    } else if !operator.enrolled {
-        Some("auth.not_enrolled")
-    } else if operator.locked {
-        Some("auth.locked")
-    } else if now_ms < operator.last_failure_at + backoff_secs(operator.failed_logins) * 1000 {
-        Some("auth.backoff")
-    } else {
-        None
+        return Ok(Err("auth.disabled"));
     }
-}
-
-/// Checks a TOTP code and uses up its time step. `Ok(false)` for a wrong or
-/// already used code.
-async fn use_totp(
-    state: &ApiState,
-    operator: &OperatorRecord,
-    code: &str,
-) -> Result<bool, ApiError> {
-    let Some(step) = state
-        .vault
-        .check_totp(&operator.principal_id, &operator.totp_sealed, code)?
-    else {
-        return Ok(false);
-    };
-    Ok(state
+    if record.pending_approval {
+        return Ok(Err("auth.pending_approval"));
+    }
+    let claimed = state
         .vault
         .stores()
         .central
-        .accept_totp_step(&operator.principal_id, step)
+        .claim_login_attempt(&record.id, now_ms)
         .await
-        .map_err(VaultError::from)?)
+        .map_err(VaultError::from)?;
+    Ok(if claimed {
+        Ok(())
+    } else if !operator.enrolled {
+        Err("auth.not_enrolled")
+    } else if operator.locked {
+        Err("auth.locked")
+    } else {
+        Err("auth.backoff")
+    })
 }
 
-/// Checks a recovery code and deletes it.
-async fn use_recovery_code(
+/// A second factor as checked, before it is used up.
+enum Factor {
+    /// A TOTP code that matched this time step.
+    Totp(i64),
+    /// A recovery code that matched the code with this id.
+    Recovery(String),
+    /// Wrong, missing, or not checked.
+    Wrong(&'static str),
+}
+
+/// Checks the second factor. A recovery code costs one argon2id check
+/// whether or not anything was claimed, so the time taken says nothing
+/// about the password.
+async fn check_factor(
     state: &ApiState,
-    operator: &OperatorRecord,
-    code: &str,
-) -> Result<bool, ApiError> {
-    let central = &state.vault.stores().central;
-    let hash = match recovery_code_id(code) {
-        Some(id) => central
-            .recovery_code(&operator.principal_id, &id)
-            .await
-            .map_err(VaultError::from)?
-            .map(|h| (id, h)),
-        None => None,
-    };
-    let ok = verify_secret(
-        normalise_recovery_code(code),
-        hash.as_ref().map(|(_, h)| h.clone()),
-    )
-    .await;
-    match hash {
-        Some((id, _)) if ok => Ok(central
-            .consume_recovery_code(&operator.principal_id, &id)
-            .await
-            .map_err(VaultError::from)?),
-        _ => Ok(false),
+    operator: Option<&OperatorRecord>,
+    totp: Option<&str>,
+    recovery: Option<&str>,
+) -> Result<Factor, ApiError> {
+    match (totp, recovery) {
+        (Some(code), None) => {
+            let Some(o) = operator else {
+                return Ok(Factor::Wrong("auth.bad_totp"));
+            };
+            Ok(
+                match state
+                    .vault
+                    .check_totp(&o.principal_id, &o.totp_sealed, code)?
+                {
+                    Some(step) => Factor::Totp(step),
+                    None => Factor::Wrong("auth.bad_totp"),
+                },
+            )
+        }
+        (None, Some(code)) => {
+            let id = recovery_code_id(code);
+            let hash = match (operator, &id) {
+                (Some(o), Some(id)) => state
+                    .vault
+                    .stores()
+                    .central
+                    .recovery_code(&o.principal_id, id)
+                    .await
+                    .map_err(VaultError::from)?,
+                _ => None,
+            };
+            let ok = verify_secret(normalise_recovery_code(code), hash).await;
+            Ok(match id {
+                Some(id) if ok => Factor::Recovery(id),
+                _ => Factor::Wrong("auth.bad_recovery_code"),
+            })
+        }
+        _ => Ok(Factor::Wrong("auth.second_factor_missing")),
     }
 }
 
-/// Counts a failure; records the lock if this one locked the account.
-async fn failed(
+/// Uses up a matched second factor (a TOTP step or a recovery code),
+/// atomically across nodes. `None` if it was used meanwhile (a replay).
+async fn use_factor(
+    state: &ApiState,
+    principal_id: &str,
+    factor: Factor,
+) -> Result<Result<&'static str, &'static str>, ApiError> {
+    let central = &state.vault.stores().central;
+    Ok(match factor {
+        Factor::Totp(step) => {
+            if central
+                .accept_totp_step(principal_id, step)
+                .await
+                .map_err(VaultError::from)?
+            {
+                Ok("totp")
+            } else {
+                Err("auth.replayed_totp")
+            }
+        }
+        Factor::Recovery(id) => {
+            if central
+                .consume_recovery_code(principal_id, &id)
+                .await
+                .map_err(VaultError::from)?
+            {
+                Ok("recovery_code")
+            } else {
+                Err("auth.used_recovery_code")
+            }
+        }
+        Factor::Wrong(reason) => Err(reason),
+    })
+}
+
+/// Counts a wrong second factor after a right password; records the lock
+/// if this one locked the account.
+async fn factor_failed(
     state: &ApiState,
     ctx: &RequestContext,
     who: &Principal,
     action: &str,
     reason: &str,
 ) -> Result<ApiError, ApiError> {
-    let now = state.vault.clock().now_ms();
     let (count, locked) = state
         .vault
         .stores()
         .central
-        .record_login_failure(&who.id, now, state.config.lock_after_failures)
+        .record_factor_failure(&who.id, state.config.lock_after_failures)
         .await
         .map_err(VaultError::from)?;
     let note = if locked {
@@ -263,8 +301,20 @@ async fn failed(
     Ok(invalid_login())
 }
 
-/// A person's access token, second factor proven `now`.
-fn person_token(state: &ApiState, who: &Principal, now: i64) -> Result<Json<Value>, ApiError> {
+/// A person's access token, second factor proven `now`, after clearing
+/// their failure counts.
+async fn person_token(
+    state: &ApiState,
+    who: &Principal,
+    now: i64,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .vault
+        .stores()
+        .central
+        .record_login_success(&who.id)
+        .await
+        .map_err(VaultError::from)?;
     let token = issue(
         state,
         who,
@@ -293,67 +343,65 @@ pub async fn login(
     }
     let now = state.vault.clock().now_ms();
     let found = person(&state, &body.username).await?;
-    let bar = found.as_ref().and_then(|(r, o)| barred(r, o, now));
-    // The password is hashed whatever happens, so timing tells nothing.
-    let hash = found
-        .as_ref()
-        .filter(|_| bar.is_none())
-        .map(|(_, o)| o.password_hash.clone());
-    let password_ok = verify_secret(body.password.clone(), hash).await;
-    let Some((record, operator)) = found else {
+    let claimed = match &found {
+        Some((record, operator)) => claim(&state, record, operator, now).await?,
+        None => Err("auth.unknown_user"),
+    };
+    // The same work whatever happened: a password hash and a second factor
+    // checked (against nothing when the attempt was not claimed).
+    let operator = found.as_ref().filter(|_| claimed.is_ok()).map(|(_, o)| o);
+    let password_ok = verify_secret(
+        body.password.clone(),
+        operator.map(|o| o.password_hash.clone()),
+    )
+    .await;
+    let factor = check_factor(
+        &state,
+        operator,
+        body.totp.as_deref().map(String::as_str),
+        body.recovery_code.as_deref().map(String::as_str),
+    )
+    .await?;
+    let who = found.as_ref().map(|(r, _)| principal_of(r));
+    if let Err(reason) = claimed {
+        return Err(refuse(&state, &ctx, who.as_ref(), ACTION, reason, invalid_login()).await?);
+    }
+    let Some(who) = who else {
+        return Err(invalid_login());
+    };
+    if !password_ok {
+        // Wrong passwords slow the account down (the claim did that) but
+        // never lock it: anyone who knows a user name could send them.
         return Err(refuse(
             &state,
             &ctx,
-            None,
+            Some(&who),
             ACTION,
-            "auth.unknown_user",
+            "auth.bad_password",
             invalid_login(),
         )
         .await?);
-    };
-    let who = principal_of(&record);
-    if let Some(reason) = bar {
-        return Err(refuse(&state, &ctx, Some(&who), ACTION, reason, invalid_login()).await?);
     }
-    if !password_ok {
-        return Err(failed(&state, &ctx, &who, ACTION, "auth.bad_password").await?);
-    }
-    let second = match (&body.totp, &body.recovery_code) {
-        (Some(code), None) => use_totp(&state, &operator, code)
-            .await?
-            .then_some("totp")
-            .ok_or("auth.bad_totp"),
-        (None, Some(code)) => use_recovery_code(&state, &operator, code)
-            .await?
-            .then_some("recovery_code")
-            .ok_or("auth.bad_recovery_code"),
-        _ => Err("auth.second_factor_missing"),
+    let used = match use_factor(&state, &who.id, factor).await? {
+        Ok(used) => used,
+        Err(reason) => return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?),
     };
-    let factor = match second {
-        Ok(factor) => factor,
-        Err(reason) => return Err(failed(&state, &ctx, &who, ACTION, reason).await?),
-    };
-    state
-        .vault
-        .stores()
-        .central
-        .record_login_success(&who.id)
-        .await
-        .map_err(VaultError::from)?;
     audit(
         &state,
         &ctx,
         Some(&who),
         ACTION,
         Outcome::Allowed,
-        Some(format!("factor={factor}")),
+        Some(format!("factor={used}")),
     )
     .await?;
-    person_token(&state, &who, now)
+    person_token(&state, &who, now).await
 }
 
 /// `POST /v1/auth/step-up`: a person proves their second factor again and
 /// gets a new token, good for sensitive actions for the next five minutes.
+/// Attempts are claimed and counted like logins, so a stolen session cannot
+/// grind codes.
 pub async fn step_up(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -377,43 +425,25 @@ pub async fn step_up(
         .await?);
     }
     let now = state.vault.clock().now_ms();
-    let operator = state
-        .vault
-        .stores()
-        .central
-        .operator(&who.id)
-        .await
-        .map_err(VaultError::from)?;
-    let Some(operator) = operator else {
-        return Err(refuse(
-            &state,
-            &ctx,
-            Some(&who),
-            ACTION,
-            "auth.not_enrolled",
-            invalid_login(),
-        )
-        .await?);
-    };
-    let record = state
-        .vault
-        .stores()
-        .central
+    let central = &state.vault.stores().central;
+    let record = central
         .principal_by_id(&who.id)
         .await
         .map_err(VaultError::from)?;
-    let bar = match &record {
-        Some(r) => barred(r, &operator, now),
-        None => Some("auth.unknown_user"),
+    let operator = central.operator(&who.id).await.map_err(VaultError::from)?;
+    let claimed = match (&record, &operator) {
+        (Some(r), Some(o)) => claim(&state, r, o, now).await?,
+        _ => Err("auth.unknown_user"),
     };
-    if let Some(reason) = bar {
+    if let Err(reason) = claimed {
         return Err(refuse(&state, &ctx, Some(&who), ACTION, reason, invalid_login()).await?);
     }
-    if !use_totp(&state, &operator, &body.totp).await? {
-        return Err(failed(&state, &ctx, &who, ACTION, "auth.bad_totp").await?);
+    let factor = check_factor(&state, operator.as_ref(), Some(body.totp.as_str()), None).await?;
+    if let Err(reason) = use_factor(&state, &who.id, factor).await? {
+        return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?);
     }
     audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
-    person_token(&state, &who, now)
+    person_token(&state, &who, now).await
 }
 
 /// A person and their login record if the enrolment code is theirs and
@@ -486,16 +516,24 @@ pub async fn enrol(
     let codes = new_recovery_codes().await?;
     audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
     let central = &state.vault.stores().central;
-    central
-        .put_operator(OperatorRecord {
-            password_hash,
-            totp_sealed: totp.sealed.clone(),
-            enrolled: false,
-            totp_last_step: 0,
-            ..operator
-        })
+    // Only while enrolment is unfinished: a concurrent confirm wins.
+    let stored = central
+        .update_enrolment(&operator.principal_id, &password_hash, &totp.sealed)
         .await
-        .map_err(VaultError::from)?;
+        .map_err(VaultError::from);
+    if !matches!(stored, Ok(true)) {
+        audit(
+            &state,
+            &ctx,
+            Some(&who),
+            ACTION,
+            Outcome::Failed,
+            Some("auth.already_enrolled".into()),
+        )
+        .await?;
+        stored?;
+        return Err(invalid_enrolment());
+    }
     central
         .set_recovery_codes(&who.id, codes.stored)
         .await
@@ -534,45 +572,45 @@ pub async fn confirm(
         )
         .await?);
     }
-    if !use_totp(&state, &operator, &body.totp).await? {
-        return Err(refuse(&state, &ctx, Some(&who), ACTION, "auth.bad_totp", ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "auth.invalid_totp",
-            "that code does not match: check the authenticator app's clock and try the next code",
-        )).await?);
+    let factor = check_factor(&state, Some(&operator), Some(body.totp.as_str()), None).await?;
+    if let Err(reason) = use_factor(&state, &who.id, factor).await? {
+        return Err(refuse(
+            &state,
+            &ctx,
+            Some(&who),
+            ACTION,
+            reason,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "auth.invalid_totp",
+                "that code does not match: check the authenticator app's clock and try the next code",
+            ),
+        )
+        .await?);
     }
     audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
-    // Re-read: the accepted step was just stored and must be kept.
-    let current = state
+    // Only the seed this code proved, and only once.
+    let finished = state
         .vault
         .stores()
         .central
-        .operator(&who.id)
-        .await
-        .map_err(VaultError::from)?
-        .unwrap_or(operator);
-    state
-        .vault
-        .stores()
-        .central
-        .put_operator(OperatorRecord {
-            enrolled: true,
-            enrolment_hash: String::new(),
-            ..current
-        })
+        .finish_enrolment(&who.id, &operator.totp_sealed)
         .await
         .map_err(VaultError::from)?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn back_off_doubles_up_to_a_minute() {
-        let waits: Vec<i64> = (0..10).map(backoff_secs).collect();
-        assert_eq!(waits, vec![0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff_secs(1000), 60);
+    if !finished {
+        return Err(refuse(
+            &state,
+            &ctx,
+            Some(&who),
+            ACTION,
+            "auth.enrolment_changed",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "auth.enrolment_changed",
+                "the enrolment changed while it was confirmed: run the enrolment again",
+            ),
+        )
+        .await?);
     }
+    Ok(StatusCode::NO_CONTENT)
 }

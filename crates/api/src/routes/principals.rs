@@ -204,8 +204,9 @@ pub async fn create(
         Some(&created.record.id),
         Outcome::Allowed,
         Some(format!(
-            "name={} roles={}",
+            "name={} kind={} roles={}",
             created.record.name,
+            created.record.kind,
             created.record.roles.join(",")
         )),
     )
@@ -382,12 +383,26 @@ pub async fn unlock(
         p.kind == crate::identity::KIND_USER
     })
     .await?;
-    state
+    let unlocked = state
         .vault
         .stores()
         .central
         .unlock_operator(&id)
         .await
         .map_err(VaultError::from)?;
+    if !unlocked {
+        // A person who never had a login record: say so after the allowed record.
+        record(
+            &state,
+            &ctx,
+            &who,
+            ACTION,
+            Some(&id),
+            Outcome::Failed,
+            Some("principal.not_enrolled".into()),
+        )
+        .await?;
+        return Err(principal_not_found());
+    }
     Ok(StatusCode::NO_CONTENT)
 }

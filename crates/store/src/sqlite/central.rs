@@ -64,6 +64,7 @@ const MIGRATIONS: Migrations = &[
          totp_last_step INTEGER NOT NULL,
          failed_logins INTEGER NOT NULL,
          last_failure_at INTEGER NOT NULL,
+         factor_failures INTEGER NOT NULL,
          locked INTEGER NOT NULL
      );
      CREATE TABLE recovery_codes (
@@ -173,7 +174,7 @@ macro_rules! principal_columns {
 
 macro_rules! operator_columns {
     () => {
-        "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, totp_last_step, failed_logins, last_failure_at, locked"
+        "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, totp_last_step, failed_logins, last_failure_at, factor_failures, locked"
     };
 }
 
@@ -187,7 +188,8 @@ fn operator_from_row(r: &Row<'_>) -> rusqlite::Result<OperatorRecord> {
         totp_last_step: r.get(5)?,
         failed_logins: r.get(6)?,
         last_failure_at: r.get(7)?,
-        locked: r.get::<_, i64>(8)? != 0,
+        factor_failures: r.get(8)?,
+        locked: r.get::<_, i64>(9)? != 0,
     })
 }
 
@@ -469,7 +471,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT OR REPLACE INTO operators (",
                         operator_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                     ),
                     params![
                         o.principal_id,
@@ -480,6 +482,7 @@ impl CentralStore for SqliteCentralStore {
                         o.totp_last_step,
                         o.failed_logins,
                         o.last_failure_at,
+                        o.factor_failures,
                         o.locked
                     ],
                 )
@@ -516,21 +519,39 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn record_login_failure(
+    async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool> {
+        let id = principal_id.to_owned();
+        self.db
+            .write(move |conn| {
+                // The CASE is `login_backoff_ms`.
+                conn.execute(
+                    "UPDATE operators SET failed_logins = failed_logins + 1, last_failure_at = ?2 \
+                     WHERE principal_id = ?1 AND enrolled AND NOT locked \
+                     AND ?2 >= last_failure_at + CASE \
+                         WHEN failed_logins <= 0 THEN 0 \
+                         WHEN failed_logins >= 7 THEN 60000 \
+                         ELSE 1000 << (failed_logins - 1) END",
+                    params![id, at_ms],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("claim login attempt"))
+            })
+            .await
+    }
+
+    async fn record_factor_failure(
         &self,
         principal_id: &str,
-        at_ms: i64,
         lock_after: i64,
     ) -> StoreResult<(i64, bool)> {
         let id = principal_id.to_owned();
         self.db
             .write(move |conn| {
                 conn.query_row(
-                    "UPDATE operators SET failed_logins = failed_logins + 1, \
-                         last_failure_at = ?2, \
-                         locked = (locked OR failed_logins + 1 >= ?3) \
-                     WHERE principal_id = ?1 RETURNING failed_logins, locked",
-                    params![id, at_ms, lock_after],
+                    "UPDATE operators SET factor_failures = factor_failures + 1, \
+                         locked = (locked OR factor_failures + 1 >= ?2) \
+                     WHERE principal_id = ?1 RETURNING factor_failures, locked",
+                    params![id, lock_after],
                     |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
                 )
                 .map_err(StoreError::backend("record login failure"))
@@ -543,12 +564,51 @@ impl CentralStore for SqliteCentralStore {
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE operators SET failed_logins = 0 \
-                     WHERE principal_id = ?1 AND failed_logins != 0",
+                    "UPDATE operators SET failed_logins = 0, factor_failures = 0 \
+                     WHERE principal_id = ?1",
                     [id],
                 )
                 .map(|_| ())
                 .map_err(StoreError::backend("record login success"))
+            })
+            .await
+    }
+
+    async fn update_enrolment(
+        &self,
+        principal_id: &str,
+        password_hash: &str,
+        totp_sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let (id, hash, seed) = (
+            principal_id.to_owned(),
+            password_hash.to_owned(),
+            totp_sealed.to_vec(),
+        );
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE operators SET password_hash = ?2, totp_sealed = ?3, totp_last_step = 0 \
+                     WHERE principal_id = ?1 AND NOT enrolled",
+                    params![id, hash, seed],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("store enrolment"))
+            })
+            .await
+    }
+
+    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool> {
+        let (id, seed) = (principal_id.to_owned(), totp_sealed.to_vec());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE operators SET enrolled = 1, enrolment_hash = '' \
+                     WHERE principal_id = ?1 AND NOT enrolled AND totp_sealed = ?2",
+                    params![id, seed],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("finish enrolment"))
             })
             .await
     }
@@ -558,7 +618,8 @@ impl CentralStore for SqliteCentralStore {
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE operators SET locked = 0, failed_logins = 0 WHERE principal_id = ?1",
+                    "UPDATE operators SET locked = 0, failed_logins = 0, factor_failures = 0 \
+                     WHERE principal_id = ?1",
                     [id],
                 )
                 .map(|n| n > 0)

@@ -184,7 +184,15 @@ pub async fn step_up(args: &ClientArgs) -> Result<()> {
     let Some(current) = session::load()? else {
         bail!("not logged in: run `strongroom login --username NAME` first");
     };
-    let client = Client::new(args, "admin")?;
+    if let Some(url) = &args.url
+        && url.trim_end_matches('/') != current.url
+    {
+        bail!(
+            "the session is for {}, not {url}: log in there first",
+            current.url
+        );
+    }
+    let client = Client::for_session(&current)?;
     let code = read_secret("Code from the authenticator: ")?;
     let answer = client
         .call_with(

@@ -289,10 +289,21 @@ async fn failures_back_off_then_lock_until_an_admin_unlocks(store) {
     let (status, body) = login(&h, "bob", PASSWORD, &person.code_at(&h)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // Ten failures in a row lock the account, whatever comes after.
-    for _ in 0..10 {
+    // Wrong passwords, which anyone who knows the name can send, only slow
+    // the account down; they never lock it.
+    for _ in 0..12 {
         h.clock.advance_secs(61);
         let (status, _) = login(&h, "bob", "still not the password", &person.code_at(&h)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    h.clock.advance_secs(61);
+    let (status, body) = login(&h, "bob", PASSWORD, &person.code_at(&h)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Ten wrong second factors after the right password lock it.
+    for _ in 0..10 {
+        h.clock.advance_secs(61);
+        let (status, _) = login(&h, "bob", PASSWORD, "999999").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     h.clock.advance_secs(61);
@@ -344,4 +355,54 @@ async fn a_recovery_code_stands_in_for_the_authenticator_once(store) {
     let (status, body) = with_recovery(person.recovery_codes[4].clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+}
+
+on_each_backend! {
+async fn parallel_attempts_cannot_share_one_back_off_window(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let person = enrolled(&h, "dora", &["auditor"]).await;
+    // Twenty guesses at once: the first claims the attempt, the rest meet
+    // the back-off it started, and none is even checked.
+    let guesses = (0..20).map(|i| {
+        let anon = h.anonymous();
+        async move {
+            anon.post(
+                "/v1/auth/login",
+                json!({"username": "dora", "password": format!("guess number {i} of many"), "totp": "123456"}),
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures_join_all(guesses).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    let audit = h.audit_rows().await;
+    let checked = audit
+        .iter()
+        .filter(|(_, b, _)| b.contains("auth.bad_password"))
+        .count();
+    let held_back = audit
+        .iter()
+        .filter(|(_, b, _)| b.contains("auth.backoff"))
+        .count();
+    assert_eq!(checked, 1, "only one guess was checked");
+    assert_eq!(held_back, 19);
+    h.clock.advance_secs(2);
+    let (status, body) = login(&h, "dora", PASSWORD, &person.code_at(&h)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }
