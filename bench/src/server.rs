@@ -111,6 +111,25 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&dir);
+        // Rate limiting stays on, as in production, with the load
+        // generator's principal and address allowed more than it sends:
+        // what is measured includes every bucket check.
+        for (name, value) in [
+            ("STRONGROOM_RATELIMIT__PER_ADDRESS__PER_SEC", "1000000"),
+            ("STRONGROOM_RATELIMIT__PER_ADDRESS__BURST", "1000000"),
+            ("STRONGROOM_RATELIMIT__PER_ROLE__INGEST__PER_SEC", "1000000"),
+            ("STRONGROOM_RATELIMIT__PER_ROLE__INGEST__BURST", "1000000"),
+            (
+                "STRONGROOM_RATELIMIT__PER_ROLE__FULFILMENT__PER_SEC",
+                "1000000",
+            ),
+            (
+                "STRONGROOM_RATELIMIT__PER_ROLE__FULFILMENT__BURST",
+                "1000000",
+            ),
+        ] {
+            command.env(name, value);
+        }
         if let Some(db) = database {
             command.arg("--postgres").arg(&db.url);
         }

@@ -264,7 +264,33 @@ impl FromRequestParts<ApiState> for Authenticated {
             Some(token) => verify(state, token),
         };
         match outcome {
-            Ok(principal) => Ok(Authenticated(principal)),
+            Ok(principal) => {
+                let rate = state.rate_limits.principal_rate(&principal.roles);
+                if let Err(limited) = state
+                    .rate_limits
+                    .check(format!("principal:{}", principal.id), rate)
+                {
+                    if limited.first_this_minute {
+                        let ctx = parts
+                            .extensions
+                            .get::<strongroom_vault::RequestContext>()
+                            .cloned()
+                            .unwrap_or_default();
+                        let event = state.vault.event(
+                            &ctx,
+                            Some(&principal),
+                            "request.rate_limited",
+                            None,
+                            Some(parts.uri.path()),
+                            strongroom_audit::Outcome::Denied,
+                            Some("principal limit".into()),
+                        );
+                        state.vault.record(event).await?;
+                    }
+                    return Err(ApiError::rate_limited(limited.retry_after_secs));
+                }
+                Ok(Authenticated(principal))
+            }
             Err(Err(vault_error)) => Err(vault_error.into()),
             Err(Ok(problem)) => {
                 let ctx = parts

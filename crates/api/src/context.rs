@@ -38,9 +38,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let mut error_code = None;
     if let Some(ErrorMarker(err)) = response.extensions_mut().remove::<ErrorMarker>() {
-        let status = err.status;
         error_code = Some(err.code);
-        response = (status, axum::Json(err.body(&request_id))).into_response();
+        response = err.response(&request_id);
     }
     tracing::debug!(
         request_id = %request_id,
@@ -71,6 +70,53 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         headers.insert(REQUEST_ID_HEADER, v);
     }
     response
+}
+
+/// Counts every request against its client address (a stricter bucket for
+/// the endpoints that take passwords, codes and shares); see `ratelimit`.
+pub async fn limit_by_address(
+    axum::extract::State(state): axum::extract::State<crate::ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let ctx = req
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_default();
+    let Some(addr) = ctx.client_addr.clone() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    let rate = state.rate_limits.address_rate(path);
+    let scope = if crate::ratelimit::is_auth_path(path) {
+        "auth"
+    } else {
+        "address"
+    };
+    match state.rate_limits.check(format!("{scope}:{addr}"), rate) {
+        Ok(()) => next.run(req).await,
+        Err(limited) => {
+            if limited.first_this_minute {
+                let event = state.vault.event(
+                    &ctx,
+                    None,
+                    "request.rate_limited",
+                    None,
+                    Some(path),
+                    strongroom_audit::Outcome::Denied,
+                    Some(format!("{scope} limit for {addr}")),
+                );
+                // Sealed, there is no log to write to; the request is
+                // refused all the same.
+                match state.vault.record(event).await {
+                    Ok(()) | Err(strongroom_vault::VaultError::Sealed) => {}
+                    Err(e) => return ApiError::from(e).into_response(),
+                }
+            }
+            ApiError::rate_limited(limited.retry_after_secs).into_response()
+        }
+    }
 }
 
 /// Extractor for the request context set by [`request_context`].

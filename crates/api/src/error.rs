@@ -22,6 +22,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields (for example the existing token of a duplicate).
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds to wait, sent as `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,7 +34,32 @@ impl ApiError {
             code,
             message: message.into(),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 `request.rate_limited`, with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request.rate_limited",
+            format!("too many requests: try again in {retry_after_secs} s"),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    /// The response, with the request id filled in.
+    pub fn response(&self, request_id: &str) -> Response {
+        let mut response = (self.status, Json(self.body(request_id))).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 
     /// 400 `request.invalid`.
@@ -106,8 +133,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The request id is filled in by the request-context layer, which
         // finds this marker in the response extensions.
-        let status = self.status;
-        let mut response = (status, Json(self.body(""))).into_response();
+        let mut response = self.response("");
         response.extensions_mut().insert(ErrorMarker(self));
         response
     }

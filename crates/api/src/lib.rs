@@ -22,6 +22,7 @@ pub mod error;
 pub mod identity;
 pub(crate) mod json;
 pub mod passwords;
+pub mod ratelimit;
 pub mod revocation;
 pub mod routes;
 pub mod server;
@@ -54,6 +55,8 @@ pub struct ApiConfig {
     /// Failed logins (or step-ups) in a row that lock a person's account
     /// until an administrator unlocks it.
     pub lock_after_failures: i64,
+    /// Abuse limits.
+    pub rate_limits: ratelimit::RateLimitConfig,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +68,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 16 * 1024 * 1024,
             lock_after_failures: 10,
+            rate_limits: ratelimit::RateLimitConfig::default(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct ApiState {
     pub batch_permits: Arc<tokio::sync::Semaphore>,
     /// Access-token keys of the current unseal.
     pub token_keys: Arc<auth::TokenKeyCache>,
+    /// The abuse limits' buckets.
+    pub rate_limits: Arc<ratelimit::RateLimits>,
 }
 
 impl ApiState {
@@ -90,6 +96,7 @@ impl ApiState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             vault,
+            rate_limits: Arc::new(ratelimit::RateLimits::new(config.rate_limits.clone())),
             config: Arc::new(config),
             revocations: Arc::default(),
             // Two per core: while one batch is in the store writers, another
@@ -143,6 +150,10 @@ pub fn router(state: ApiState) -> Router {
     batch
         .merge(rest)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::limit_by_address,
+        ))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)
 }

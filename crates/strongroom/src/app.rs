@@ -225,10 +225,12 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     revocations.refresh(vault.stores().central.as_ref()).await?;
     let refresher = {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
+        let rate_limits = state.rate_limits.clone();
         tokio::spawn(async move {
             let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
             loop {
                 tokio::time::sleep(period).await;
+                rate_limits.prune();
                 if let Err(e) = revocations.refresh(central.as_ref()).await {
                     tracing::warn!(error = %e, "could not refresh the list of disabled principals");
                 }

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     /// Where the stores live.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Abuse limits (`[ratelimit]`).
+    #[serde(default)]
+    pub ratelimit: strongroom_api::ratelimit::RateLimitConfig,
 }
 
 /// `[storage]`: the embedded SQLite files (default) or PostgreSQL.
@@ -202,22 +205,51 @@ fn default_listen() -> String {
     "127.0.0.1:8443".into()
 }
 
+/// The top-level keys of the configuration file.
+const SECTIONS: [&str; 8] = [
+    "data_dir",
+    "listen",
+    "insecure_http",
+    "limits",
+    "log",
+    "tls",
+    "storage",
+    "ratelimit",
+];
+
 impl ServerConfig {
+    /// The development server's settings: `./strongroom-dev` on
+    /// 127.0.0.1:8443, then `STRONGROOM_*` variables as for a file.
+    pub fn dev() -> Result<Self> {
+        Self::extract(
+            Figment::new().merge(Toml::string(
+                "data_dir = \"strongroom-dev\"\nlisten = \"127.0.0.1:8443\"\n",
+            )),
+            "the development settings",
+        )
+    }
+
     /// Loads a TOML file, then `STRONGROOM_*` variables (`STRONGROOM_LIMITS__TOKEN_TTL_SECS=600`).
     pub fn load(path: &Path) -> Result<Self> {
-        let config: Self = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("STRONGROOM_").split("__").only(&[
-                "data_dir",
-                "listen",
-                "insecure_http",
-                "limits",
-                "log",
-                "tls",
-                "storage",
-            ]))
+        Self::extract(
+            Figment::new().merge(Toml::file_exact(path)),
+            &path.display().to_string(),
+        )
+    }
+
+    fn extract(base: Figment, what: &str) -> Result<Self> {
+        let config: Self = base
+            // Only variables naming a section of this file: other
+            // STRONGROOM_* variables (client settings, secrets) are not
+            // configuration. The filter sees the key after the split, so a
+            // nested key (`limits.token_ttl_secs`) is kept by its section.
+            .merge(Env::prefixed("STRONGROOM_").split("__").filter(|key| {
+                // Keys are still in their original case here.
+                let section = key.as_str().split('.').next().unwrap_or_default();
+                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+            }))
             .extract()
-            .with_context(|| format!("invalid configuration in {}", path.display()))?;
+            .with_context(|| format!("invalid configuration in {what}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -225,6 +257,19 @@ impl ServerConfig {
     fn validate(&self) -> Result<()> {
         if !(60..=3600).contains(&self.limits.token_ttl_secs) {
             anyhow::bail!("limits.token_ttl_secs must be between 60 and 3600");
+        }
+        let r = &self.ratelimit;
+        let rates = [r.per_principal, r.per_address, r.auth_per_address]
+            .into_iter()
+            .chain(r.per_role.values().copied());
+        for rate in rates {
+            if rate.per_sec == 0 || rate.burst == 0 {
+                anyhow::bail!("ratelimit: every rate needs per_sec and burst of at least 1");
+            }
+        }
+        for role in r.per_role.keys() {
+            strongroom_vault::Role::parse(role)
+                .map_err(|e| anyhow::anyhow!("ratelimit.per_role: {e}"))?;
         }
         if !(300..=3600).contains(&self.limits.person_token_ttl_secs) {
             anyhow::bail!("limits.person_token_ttl_secs must be between 300 and 3600");
@@ -257,6 +302,7 @@ impl ServerConfig {
             max_batch_items: self.limits.max_batch_items,
             max_batch_body_bytes: batch_body.max(64 * 1024),
             lock_after_failures: self.limits.lock_after_failures,
+            rate_limits: self.ratelimit.clone(),
             ..Default::default()
         }
     }

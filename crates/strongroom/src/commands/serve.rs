@@ -1,6 +1,5 @@
 //! `strongroom serve`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -8,21 +7,13 @@ use strongroom_vault::SystemClock;
 
 use crate::app::{StartOptions, TlsSource, start};
 use crate::cli::ServeArgs;
-use crate::config::{Limits, LogConfig, ServerConfig};
+use crate::config::ServerConfig;
 
 /// Runs `serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = match &args.config {
         Some(path) => ServerConfig::load(path)?,
-        None if args.dev => ServerConfig {
-            data_dir: PathBuf::from("strongroom-dev"),
-            listen: "127.0.0.1:8443".into(),
-            tls: None,
-            insecure_http: false,
-            limits: Limits::default(),
-            log: LogConfig::default(),
-            storage: Default::default(),
-        },
+        None if args.dev => ServerConfig::dev()?,
         None => bail!("give --config FILE (production) or --dev (development)"),
     };
     let backend = match &args.postgres {

@@ -302,3 +302,33 @@ fn people_bootstrap_enrol_and_log_in_at_the_command_line() {
     let refused = cli(&["principals", "list"]).output().unwrap();
     assert!(!refused.status.success());
 }
+
+/// `STRONGROOM_SECTION__KEY` variables override the file, nested keys
+/// included (a value out of range shows it was read), and dev mode reads
+/// them too.
+#[test]
+fn environment_variables_override_nested_settings() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let config = tmp.path().join("strongroom.toml");
+    std::fs::write(&config, "data_dir = \"/nonexistent/strongroom\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("STRONGROOM_LIMITS__TOKEN_TTL_SECS", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.token_ttl_secs"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--dev", "--data-dir"])
+        .arg(tmp.path().join("dev"))
+        .env("STRONGROOM_RATELIMIT__PER_ROLE__NOSUCHROLE__PER_SEC", "5")
+        .env("STRONGROOM_RATELIMIT__PER_ROLE__NOSUCHROLE__BURST", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown role 'nosuchrole'"), "{err}");
+}

@@ -102,6 +102,14 @@ macro_rules! on_each_backend {
 }
 pub(crate) use on_each_backend;
 
+/// The API settings of test servers: the defaults, but with address limits
+/// no test's burst of logins reaches (the rate-limit tests set their own).
+pub fn test_api_config() -> ApiConfig {
+    let mut config = ApiConfig::default();
+    config.rate_limits.auth_per_address = strongroom_api::ratelimit::Rate::new(10_000, 10_000);
+    config
+}
+
 /// A dev server with a manual clock, in a temporary directory.
 pub struct Harness {
     pub server: RunningServer,
@@ -123,13 +131,25 @@ impl Harness {
         creds: Option<DevCredentials>,
         store: TestStore,
     ) -> Self {
+        Self::launch_with(dir, data, dev, clock, creds, store, test_api_config()).await
+    }
+
+    async fn launch_with(
+        dir: TempDir,
+        data: PathBuf,
+        dev: bool,
+        clock: ManualClock,
+        creds: Option<DevCredentials>,
+        store: TestStore,
+        api_config: ApiConfig,
+    ) -> Self {
         let server = start(StartOptions {
             data_dir: data,
             listen: "127.0.0.1:0".into(),
             tls: TlsSource::DevSelfSigned,
             dev,
             vault_config: VaultConfig::default(),
-            api_config: ApiConfig::default(),
+            api_config,
             clock: Arc::new(clock.clone()),
             backend: store.backend(),
         })
@@ -147,6 +167,22 @@ impl Harness {
             creds,
             store,
         }
+    }
+
+    /// A dev server with these API settings (rate limits, say).
+    pub async fn dev_with(store: TestStore, api_config: ApiConfig) -> Self {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        Self::launch_with(
+            dir,
+            data,
+            true,
+            ManualClock::new(now_ms()),
+            None,
+            store,
+            api_config,
+        )
+        .await
     }
 
     /// A dev server on the given stores.
@@ -180,7 +216,7 @@ impl Harness {
             tls: TlsSource::DevSelfSigned,
             dev: true,
             vault_config: VaultConfig::default(),
-            api_config: ApiConfig::default(),
+            api_config: test_api_config(),
             clock: Arc::new(self.clock.clone()),
             backend: self.store.backend(),
         }

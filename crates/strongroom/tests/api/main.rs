@@ -18,6 +18,7 @@ mod integrity;
 mod leaks;
 mod multinode;
 mod people;
+mod ratelimits;
 mod roles;
 mod seal;
 mod secrets;

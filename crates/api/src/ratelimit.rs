@@ -1,0 +1,273 @@
+//! Abuse limits: token buckets per principal, per client address, and a
+//! stricter one per address on the endpoints that take passwords, codes and
+//! key shares.
+//!
+//! # What is counted where
+//! * Every request counts against its client address (`per_address`);
+//!   requests to the endpoints that take secrets (`/v1/auth/token`,
+//!   `login`, `step-up`, `enrol`, `enrol/confirm`, `/v1/sys/unseal`,
+//!   `/v1/sys/bootstrap`) count against `auth_per_address` instead, which is
+//!   small: those are the endpoints a guesser would use.
+//! * Every authenticated request counts against its principal
+//!   (`per_principal`, or the largest `per_role` rate of its roles), checked
+//!   right after the token, before any work.
+//!
+//! A refused request gets `429 request.rate_limited` with `Retry-After`.
+//! The first refusal of a key in a minute is written to the audit log; the
+//! rest of that minute's are only counted, so a flood cannot flood the log.
+//!
+//! The buckets are GCRA (`governor`), in memory, per node: with several
+//! nodes behind a balancer each enforces its own share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use strongroom_vault::Role;
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per second, sustained.
+    pub per_sec: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_sec` sustained, `burst` at once.
+    pub const fn new(per_sec: u32, burst: u32) -> Self {
+        Self { per_sec, burst }
+    }
+
+    fn quota(self) -> Option<Quota> {
+        let per_sec = NonZeroU32::new(self.per_sec)?;
+        let burst = NonZeroU32::new(self.burst.max(1))?;
+        Some(Quota::per_second(per_sec).allow_burst(burst))
+    }
+}
+
+/// The limits, as configured (`[ratelimit]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Off only for measurements; on by default.
+    pub enabled: bool,
+    /// Each principal, unless a role of it says more.
+    pub per_principal: Rate,
+    /// Each client address, for every request but the ones below.
+    pub per_address: Rate,
+    /// Each client address, on the endpoints that take passwords, codes,
+    /// client secrets, key shares and the bootstrap token.
+    pub auth_per_address: Rate,
+    /// Per role (`ingest = { per_sec = 20000, burst = 40000 }`): a
+    /// principal gets the largest rate among its roles.
+    pub per_role: BTreeMap<String, Rate>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_principal: Rate::new(2_000, 4_000),
+            per_address: Rate::new(5_000, 10_000),
+            auth_per_address: Rate::new(10, 30),
+            per_role: BTreeMap::new(),
+        }
+    }
+}
+
+/// A refusal: wait this long.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited {
+    /// Whole seconds to wait (at least 1), for `Retry-After`.
+    pub retry_after_secs: u64,
+    /// Whether this is the first refusal of the key this minute (audit it).
+    pub first_this_minute: bool,
+}
+
+/// The buckets of one node.
+pub struct RateLimits {
+    config: RateLimitConfig,
+    limiters: Mutex<HashMap<Rate, Arc<DefaultKeyedRateLimiter<String>>>>,
+    audited: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoints that take a password, code, client secret, key share or
+/// the bootstrap token: what a guesser would call.
+const AUTH_PATHS: [&str; 7] = [
+    "/v1/auth/token",
+    "/v1/auth/login",
+    "/v1/auth/step-up",
+    "/v1/auth/enrol",
+    "/v1/auth/enrol/confirm",
+    "/v1/sys/unseal",
+    "/v1/sys/bootstrap",
+];
+
+/// Whether a path is one of the endpoints with the stricter address limit.
+pub fn is_auth_path(path: &str) -> bool {
+    AUTH_PATHS.contains(&path.trim_end_matches('/'))
+}
+
+impl RateLimits {
+    /// Buckets for `config`.
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self {
+            config,
+            limiters: Mutex::new(HashMap::new()),
+            audited: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RateLimitConfig {
+        &self.config
+    }
+
+    /// The rate of a principal with these roles.
+    pub fn principal_rate(&self, roles: &[Role]) -> Rate {
+        roles
+            .iter()
+            .filter_map(|r| self.config.per_role.get(r.as_str()).copied())
+            .max_by_key(|r| (r.per_sec, r.burst))
+            .unwrap_or(self.config.per_principal)
+    }
+
+    /// The rate for a request to `path` from one address.
+    pub fn address_rate(&self, path: &str) -> Rate {
+        if is_auth_path(path) {
+            self.config.auth_per_address
+        } else {
+            self.config.per_address
+        }
+    }
+
+    /// Takes one token from `key`'s bucket at `rate` (keys are namespaced by
+    /// the caller: `principal:…`, `address:…`).
+    pub fn check(&self, key: String, rate: Rate) -> Result<(), Limited> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let Some(limiter) = self.limiter(rate) else {
+            // A rate of 0 per second refuses everything.
+            return Err(self.limited(key, Duration::from_secs(60)));
+        };
+        match limiter.check_key(&key) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(self.limited(key, wait))
+            }
+        }
+    }
+
+    fn limiter(&self, rate: Rate) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
+        let quota = rate.quota()?;
+        let mut limiters = self.limiters.lock().ok()?;
+        Some(
+            limiters
+                .entry(rate)
+                .or_insert_with(|| Arc::new(RateLimiter::keyed(quota)))
+                .clone(),
+        )
+    }
+
+    fn limited(&self, key: String, wait: Duration) -> Limited {
+        let now = Instant::now();
+        let first_this_minute = match self.audited.lock() {
+            Ok(mut audited) => {
+                let fresh = audited
+                    .get(&key)
+                    .is_none_or(|at| now.duration_since(*at) >= Duration::from_secs(60));
+                if fresh {
+                    audited.insert(key, now);
+                }
+                fresh
+            }
+            Err(_) => true,
+        };
+        Limited {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            first_this_minute,
+        }
+    }
+
+    /// Forgets idle buckets and old audit marks, so memory follows the
+    /// number of recent callers, not of all callers ever.
+    pub fn prune(&self) {
+        if let Ok(limiters) = self.limiters.lock() {
+            for limiter in limiters.values() {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+        if let Ok(mut audited) = self.audited.lock() {
+            let now = Instant::now();
+            audited.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_refuses_past_its_burst_and_names_the_wait() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_principal: Rate::new(1, 3),
+            ..Default::default()
+        });
+        let rate = limits.principal_rate(&[Role::Ingest]);
+        for _ in 0..3 {
+            limits.check("principal:a".into(), rate).unwrap();
+        }
+        let refused = limits.check("principal:a".into(), rate).unwrap_err();
+        assert_eq!(refused.retry_after_secs, 1);
+        assert!(refused.first_this_minute);
+        assert!(
+            !limits
+                .check("principal:a".into(), rate)
+                .unwrap_err()
+                .first_this_minute
+        );
+        // Another key has its own bucket.
+        limits.check("principal:b".into(), rate).unwrap();
+    }
+
+    #[test]
+    fn a_role_may_raise_the_rate_and_the_largest_wins() {
+        let mut per_role = BTreeMap::new();
+        per_role.insert("ingest".to_owned(), Rate::new(500, 1000));
+        per_role.insert("auditor".to_owned(), Rate::new(50, 100));
+        let limits = RateLimits::new(RateLimitConfig {
+            per_role,
+            ..Default::default()
+        });
+        assert_eq!(
+            limits.principal_rate(&[Role::Auditor, Role::Ingest]),
+            Rate::new(500, 1000)
+        );
+        assert_eq!(
+            limits.principal_rate(&[Role::Admin]),
+            RateLimitConfig::default().per_principal
+        );
+        assert!(is_auth_path("/v1/auth/login"));
+        assert!(!is_auth_path("/v1/auth/whoami"));
+        assert!(!is_auth_path("/v1/secrets"));
+    }
+}
