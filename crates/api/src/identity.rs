@@ -194,8 +194,14 @@ pub async fn new_principal(
             created_at: now_ms,
             disabled: false,
             created_by: created_by.to_owned(),
+            // A service credential never proves a second factor, so one
+            // that manages principals needs a second person too: otherwise
+            // an administrator with a fresh step-up could mint a lasting
+            // credential that never asks for one.
             pending_approval: !created_by.is_empty()
-                && parsed_roles.iter().any(|r| r.needs_approval()),
+                && parsed_roles
+                    .iter()
+                    .any(|r| r.needs_approval() || (kind == KIND_SERVICE && *r == Role::Admin)),
             kind: kind.to_owned(),
         },
         client_secret,

@@ -317,3 +317,30 @@ async fn masked_reveal_shows_the_last_characters_and_support_never_more(store) {
     assert!(audit.iter().all(|(_, b, _)| !b.contains("GIFT-AAAA-1111")));
 }
 }
+
+on_each_backend! {
+async fn a_service_that_manages_principals_needs_a_second_person(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let (status, body) = h
+        .admin()
+        .await
+        .post(
+            "/v1/principals",
+            json!({"name": "robot-admin", "roles": ["admin"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // It never proves a second factor, so it waits for a security officer.
+    assert_eq!(body["pending_approval"], true);
+    let (status, refused) = h
+        .anonymous()
+        .post(
+            "/v1/auth/token",
+            json!({"grant_type": "client_credentials",
+                   "client_id": body["client_id"], "client_secret": body["client_secret"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&refused), "auth.pending_approval");
+}
+}
