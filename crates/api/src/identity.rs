@@ -203,6 +203,8 @@ pub async fn new_principal(
                     .iter()
                     .any(|r| r.needs_approval() || (kind == KIND_SERVICE && *r == Role::Admin)),
             kind: kind.to_owned(),
+            previous_secret_hash: String::new(),
+            previous_valid_until: 0,
         },
         client_secret,
         operator,

@@ -145,6 +145,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/principals/{id}/approve", post(principals::approve))
         .route("/v1/principals/{id}/unlock", post(principals::unlock))
+        .route(
+            "/v1/principals/{id}/rotate-secret",
+            post(principals::rotate_secret),
+        )
         .route("/v1/audit/verify", get(audit::verify))
         .layer(DefaultBodyLimit::max(body_limit));
     batch

@@ -48,7 +48,7 @@ struct Lookup {
 const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, duplicate_allowed, \
      metadata, created_at, window_closes_at, created_by, state";
 const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
-     disabled, created_by, pending_approval, kind";
+     disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until";
 const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
      totp_last_step, failed_logins, last_failure_at, factor_failures, locked";
 
@@ -131,6 +131,8 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
         created_by: r.try_get(8).map_err(e)?,
         pending_approval: r.try_get(9).map_err(e)?,
         kind: r.try_get(10).map_err(e)?,
+        previous_secret_hash: r.try_get(11).map_err(e)?,
+        previous_valid_until: r.try_get(12).map_err(e)?,
     })
 }
 
@@ -499,7 +501,7 @@ impl CentralStore for PgCentralStore {
     async fn insert_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
         let sql_text = format!(
             "INSERT INTO {} ({PRINCIPAL_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT DO NOTHING",
             self.principals
         );
@@ -515,6 +517,8 @@ impl CentralStore for PgCentralStore {
             .bind(p.created_by)
             .bind(p.pending_approval)
             .bind(p.kind)
+            .bind(p.previous_secret_hash)
+            .bind(p.previous_valid_until)
             .execute(self.db.pool())
             .await
             .map_err(db_error("insert principal"))?;
@@ -558,6 +562,27 @@ impl CentralStore for PgCentralStore {
             id,
         )
         .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new_hash: &str,
+        previous_valid_until: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET previous_secret_hash = secret_hash, \
+                 previous_valid_until = $3, secret_hash = $2 \
+             WHERE id = $1 AND kind = 'service' AND NOT disabled",
+            self.principals
+        )))
+        .bind(id)
+        .bind(new_hash)
+        .bind(previous_valid_until)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("rotate secret"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn principal_by_name(&self, name: &str) -> StoreResult<Option<PrincipalRecord>> {

@@ -154,6 +154,8 @@ const CENTRAL: &[&str] = &[
      GRANT SELECT, INSERT, UPDATE ON {schema}.secrets, {schema}.principals TO {role}",
     // 2: people log in with a password and TOTP; recovery codes are single use.
     "ALTER TABLE {schema}.principals ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';
+     ALTER TABLE {schema}.principals ADD COLUMN previous_secret_hash TEXT NOT NULL DEFAULT '';
+     ALTER TABLE {schema}.principals ADD COLUMN previous_valid_until BIGINT NOT NULL DEFAULT 0;
      CREATE TABLE {schema}.operators (
          principal_id TEXT PRIMARY KEY REFERENCES {schema}.principals (id),
          password_hash TEXT NOT NULL,

@@ -101,6 +101,11 @@ pub struct PrincipalRecord {
     pub pending_approval: bool,
     /// `service` (client credentials) or `user` (a person: password and TOTP).
     pub kind: String,
+    /// A service's previous client-secret hash, still accepted until
+    /// `previous_valid_until` after a rotation; empty if none.
+    pub previous_secret_hash: String,
+    /// When the previous secret stops working, Unix milliseconds.
+    pub previous_valid_until: i64,
 }
 
 /// How a person (a principal of kind `user`) logs in. Holds no secret in
@@ -189,6 +194,16 @@ pub trait CentralStore: Send + Sync {
 
     /// Approves a pending principal. False if there is no pending principal with that id.
     async fn approve_principal(&self, id: &str) -> StoreResult<bool>;
+
+    /// Gives a service a new client-secret hash; the current one stays
+    /// valid until `previous_valid_until`. False if there is no enabled
+    /// service with that id.
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new_hash: &str,
+        previous_valid_until: i64,
+    ) -> StoreResult<bool>;
 
     /// A principal by its unique name (a person's user name).
     async fn principal_by_name(&self, name: &str) -> StoreResult<Option<PrincipalRecord>>;

@@ -225,6 +225,16 @@ pub enum PrincipalsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Give a service a new client secret (printed once); the old one keeps
+    /// working for the overlap, so clients can move without an outage.
+    RotateSecret {
+        id: String,
+        /// Seconds the old secret keeps working (0 cuts it off now; at most a week).
+        #[arg(long, default_value_t = 3600)]
+        overlap_secs: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Unlock a person locked out by failed logins.
     Unlock {
         id: String,

@@ -99,7 +99,16 @@ pub async fn token(
     // People log in at /v1/auth/login; their names are no client ids.
     let record = record.filter(|r| r.kind == crate::identity::KIND_SERVICE);
     let hash = record.as_ref().map(|r| r.secret_hash.clone());
-    let secret_ok = verify_secret(secret, hash).await;
+    let mut secret_ok = verify_secret(secret.clone(), hash).await;
+    // During a rotation's overlap the previous secret works too.
+    let now_ms = state.vault.clock().now_ms();
+    if !secret_ok
+        && let Some(r) = record
+            .as_ref()
+            .filter(|r| !r.previous_secret_hash.is_empty() && now_ms < r.previous_valid_until)
+    {
+        secret_ok = verify_secret(secret, Some(r.previous_secret_hash.clone())).await;
+    }
     let active = record
         .as_ref()
         .filter(|r| secret_ok && !r.disabled && !r.pending_approval);

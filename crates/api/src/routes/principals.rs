@@ -406,3 +406,76 @@ pub async fn unlock(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Body of `POST /v1/principals/{id}/rotate-secret`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the old secret keeps working, seconds (default an hour, at
+    /// most a week), so clients can be moved over without an outage.
+    #[serde(default)]
+    overlap_secs: Option<u64>,
+}
+
+/// Longest overlap of a rotation: a week.
+const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
+
+/// `POST /v1/principals/{id}/rotate-secret`: a service gets a new client
+/// secret (shown once); the old one works until the overlap ends. To cut a
+/// leaked secret off at once, rotate with `overlap_secs: 0`, or disable.
+pub async fn rotate_secret(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateSecret>,
+) -> Result<Json<Value>, ApiError> {
+    const ACTION: &str = "principal.rotate_secret";
+    let overlap = body.overlap_secs.unwrap_or(3600);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(ApiError::invalid(format!(
+            "overlap_secs must be at most {MAX_OVERLAP_SECS} (a week)"
+        )));
+    }
+    let target = managed_principal(&state, &ctx, &who, ACTION, &id, |p| {
+        p.kind == crate::identity::KIND_SERVICE && !p.disabled
+    })
+    .await?;
+    let secret = zeroize::Zeroizing::new(
+        strongroom_crypto::random::token(crate::identity::CLIENT_SECRET_PREFIX)
+            .map_err(VaultError::from)?
+            + &strongroom_crypto::random::hex_id::<16>().map_err(VaultError::from)?,
+    );
+    let hash = crate::identity::hash_secret(secret.clone()).await?;
+    let until = state
+        .vault
+        .clock()
+        .now_ms()
+        .saturating_add(i64::try_from(overlap * 1000).unwrap_or(i64::MAX));
+    let rotated = state
+        .vault
+        .stores()
+        .central
+        .rotate_secret(&id, &hash, until)
+        .await
+        .map_err(VaultError::from)?;
+    if !rotated {
+        record(
+            &state,
+            &ctx,
+            &who,
+            ACTION,
+            Some(&id),
+            Outcome::Failed,
+            Some("principal.not_found".into()),
+        )
+        .await?;
+        return Err(principal_not_found());
+    }
+    Ok(Json(json!({
+        "id": id,
+        "client_id": target.client_id,
+        "client_secret": secret.as_str(),
+        "previous_secret_valid_until": rfc3339(until),
+    })))
+}

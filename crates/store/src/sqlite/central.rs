@@ -55,6 +55,8 @@ const MIGRATIONS: Migrations = &[
      UPDATE secrets SET duplicate_allowed = (duplicate_allowed != 0)",
     // 3: people log in with a password and TOTP; recovery codes are single use.
     "ALTER TABLE principals ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';
+     ALTER TABLE principals ADD COLUMN previous_secret_hash TEXT NOT NULL DEFAULT '';
+     ALTER TABLE principals ADD COLUMN previous_valid_until INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE operators (
          principal_id TEXT PRIMARY KEY REFERENCES principals (id),
          password_hash TEXT NOT NULL,
@@ -163,12 +165,14 @@ fn principal_from_row(r: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
         created_by: r.get(8)?,
         pending_approval: r.get::<_, i64>(9)? != 0,
         kind: r.get(10)?,
+        previous_secret_hash: r.get(11)?,
+        previous_valid_until: r.get(12)?,
     })
 }
 
 macro_rules! principal_columns {
     () => {
-        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind"
+        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until"
     };
 }
 
@@ -357,7 +361,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT INTO principals (",
                         principal_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                     ),
                     params![
                         p.id,
@@ -370,7 +374,9 @@ impl CentralStore for SqliteCentralStore {
                         p.disabled,
                         p.created_by,
                         p.pending_approval,
-                        p.kind
+                        p.kind,
+                        p.previous_secret_hash,
+                        p.previous_valid_until
                     ],
                 )
                 .map(|_| ())
@@ -449,6 +455,27 @@ impl CentralStore for SqliteCentralStore {
                 conn.execute("UPDATE principals SET disabled = 1 WHERE id = ?1", [id])
                     .map(|n| n > 0)
                     .map_err(StoreError::backend("disable principal"))
+            })
+            .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new_hash: &str,
+        previous_valid_until: i64,
+    ) -> StoreResult<bool> {
+        let (id, hash) = (id.to_owned(), new_hash.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE principals SET previous_secret_hash = secret_hash, \
+                         previous_valid_until = ?3, secret_hash = ?2 \
+                     WHERE id = ?1 AND kind = 'service' AND NOT disabled",
+                    params![id, hash, previous_valid_until],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("rotate secret"))
             })
             .await
     }

@@ -88,6 +88,28 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                 );
             }
         }
+        PrincipalsCommand::RotateSecret {
+            id,
+            overlap_secs,
+            client,
+        } => {
+            let c = Client::new(&client, "admin")?;
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/principals/{id}/rotate-secret"),
+                    Some(json!({ "overlap_secs": overlap_secs })),
+                )
+                .await?;
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            println!("New client secret, shown only now; store it in your secret manager:\n");
+            println!("  client_id:     {}", s("client_id"));
+            println!("  client_secret: {}", s("client_secret"));
+            println!(
+                "\nThe previous secret works until {}.",
+                s("previous_secret_valid_until")
+            );
+        }
         PrincipalsCommand::Unlock { id, client } => {
             let c = Client::new(&client, "admin")?;
             c.call(Method::POST, &format!("/v1/principals/{id}/unlock"), None)

@@ -150,3 +150,79 @@ async fn every_response_forbids_caching(store) {
     assert_eq!(headers["x-request-id"].len(), 24);
 }
 }
+
+on_each_backend! {
+async fn rotated_client_secrets_overlap_then_the_old_one_stops(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let admin = h.admin().await;
+    let (status, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "storefront", "roles": ["ingest"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap();
+    let client_id = made["client_id"].as_str().unwrap();
+    let old = made["client_secret"].as_str().unwrap().to_owned();
+    let token_with = |secret: String| {
+        let anon = h.anonymous();
+        let client_id = client_id.to_owned();
+        async move {
+            anon.post(
+                "/v1/auth/token",
+                json!({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}),
+            )
+            .await
+            .0
+        }
+    };
+
+    // Only an administrator rotates.
+    let (status, _) = h
+        .service()
+        .await
+        .post(&format!("/v1/principals/{id}/rotate-secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, rotated) = admin
+        .post(
+            &format!("/v1/principals/{id}/rotate-secret"),
+            json!({"overlap_secs": 600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+
+    // Both work during the overlap, only the new one after it.
+    assert_eq!(token_with(old.clone()).await, StatusCode::OK);
+    assert_eq!(token_with(new.clone()).await, StatusCode::OK);
+    h.clock.advance_secs(601);
+    assert_eq!(token_with(old.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(token_with(new.clone()).await, StatusCode::OK);
+
+    // A leaked secret can be cut off at once (a fresh admin token: the
+    // first one expired with the clock).
+    let admin = h.admin().await;
+    let (status, again) = admin
+        .post(
+            &format!("/v1/principals/{id}/rotate-secret"),
+            json!({"overlap_secs": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(token_with(new).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        token_with(again["client_secret"].as_str().unwrap().to_owned()).await,
+        StatusCode::OK
+    );
+    let (status, _) = admin
+        .post(
+            "/v1/principals/p_nonexistent/rotate-secret",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+}
