@@ -120,6 +120,29 @@ async fn require_admin(
     Ok(())
 }
 
+/// After an allowed record, one saying the change did not happen after
+/// all (the principal changed meanwhile); the answer is 404.
+async fn did_not_happen(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    id: &str,
+    reason: &str,
+) -> Result<ApiError, ApiError> {
+    record(
+        state,
+        ctx,
+        who,
+        action,
+        Some(id),
+        Outcome::Failed,
+        Some(reason.into()),
+    )
+    .await?;
+    Ok(principal_not_found())
+}
+
 /// For an administrator's action on one principal: checks the permission
 /// and that the principal exists, is visible to `who` and fits `applies`,
 /// and records the decision either way.
@@ -391,18 +414,10 @@ pub async fn unlock(
         .await
         .map_err(VaultError::from)?;
     if !unlocked {
-        // A person who never had a login record: say so after the allowed record.
-        record(
-            &state,
-            &ctx,
-            &who,
-            ACTION,
-            Some(&id),
-            Outcome::Failed,
-            Some("principal.not_enrolled".into()),
-        )
-        .await?;
-        return Err(principal_not_found());
+        // A person who never had a login record.
+        return Err(
+            did_not_happen(&state, &ctx, &who, ACTION, &id, "principal.not_enrolled").await?,
+        );
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -460,17 +475,7 @@ pub async fn rotate_secret(
         .await
         .map_err(VaultError::from)?;
     if !rotated {
-        record(
-            &state,
-            &ctx,
-            &who,
-            ACTION,
-            Some(&id),
-            Outcome::Failed,
-            Some("principal.not_found".into()),
-        )
-        .await?;
-        return Err(principal_not_found());
+        return Err(did_not_happen(&state, &ctx, &who, ACTION, &id, "principal.not_found").await?);
     }
     Ok(Json(json!({
         "id": id,
