@@ -269,6 +269,7 @@ impl FromRequestParts<ApiState> for Authenticated {
                 if let Err(limited) = state
                     .rate_limits
                     .check(format!("principal:{}", principal.id), rate)
+                    .await
                 {
                     if limited.first_this_minute {
                         let ctx = parts

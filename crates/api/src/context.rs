@@ -94,7 +94,11 @@ pub async fn limit_by_address(
     } else {
         "address"
     };
-    match state.rate_limits.check(format!("{scope}:{addr}"), rate) {
+    match state
+        .rate_limits
+        .check(format!("{scope}:{addr}"), rate)
+        .await
+    {
         Ok(()) => next.run(req).await,
         Err(limited) => {
             if limited.first_this_minute {

@@ -16,8 +16,14 @@
 //! The first refusal of a key in a minute is written to the audit log; the
 //! rest of that minute's are only counted, so a flood cannot flood the log.
 //!
-//! The buckets are GCRA (`governor`), in memory, per node: with several
-//! nodes behind a balancer each enforces its own share.
+//! The buckets are GCRA. By default they live in memory (`governor`), per
+//! node: with several nodes behind a balancer each enforces its own share.
+//! With `redis_url` set they live in Redis, one set for all nodes, updated
+//! by one Lua script per check (atomic, on Redis's own clock), under keys
+//! named by the vault's id so vaults can share a Redis. If Redis does not
+//! answer within 50 ms the node falls back to its own buckets for that
+//! request and says so in its log: an abuse limit must not turn a Redis
+//! outage into a vault outage.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -68,6 +74,9 @@ pub struct RateLimitConfig {
     /// Per role (`ingest = { per_sec = 20000, burst = 40000 }`): a
     /// principal gets the largest rate among its roles.
     pub per_role: BTreeMap<String, Rate>,
+    /// Keep the buckets in this Redis, shared by every node
+    /// (`redis://host:6379`, `rediss://` for TLS).
+    pub redis_url: Option<String>,
 }
 
 impl Default for RateLimitConfig {
@@ -78,6 +87,7 @@ impl Default for RateLimitConfig {
             per_address: Rate::new(5_000, 10_000),
             auth_per_address: Rate::new(10, 30),
             per_role: BTreeMap::new(),
+            redis_url: None,
         }
     }
 }
@@ -91,12 +101,40 @@ pub struct Limited {
     pub first_this_minute: bool,
 }
 
-/// The buckets of one node.
+/// The buckets of one node (or their Redis).
 pub struct RateLimits {
     config: RateLimitConfig,
     limiters: Mutex<HashMap<Rate, Arc<DefaultKeyedRateLimiter<String>>>>,
     audited: Mutex<HashMap<String, Instant>>,
+    shared: std::sync::OnceLock<Shared>,
 }
+
+/// Buckets in Redis.
+struct Shared {
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+/// GCRA on Redis's clock, in microseconds. KEYS[1]: the bucket; ARGV[1]:
+/// microseconds between requests at the sustained rate; ARGV[2]: the burst.
+/// Returns 0 when allowed, else the microseconds to wait.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - now - tolerance
+if wait > 0 then return math.ceil(wait) end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+return 0
+";
+
+/// How long a check waits for Redis before using this node's buckets.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,7 +168,29 @@ impl RateLimits {
             config,
             limiters: Mutex::new(HashMap::new()),
             audited: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Connects the configured Redis, if any; buckets are then shared by
+    /// every node of the vault `vault_id`. Fails if Redis cannot be reached
+    /// at start, so a wrong URL is found at once.
+    pub async fn connect_shared(&self, vault_id: &str) -> Result<(), redis::RedisError> {
+        let Some(url) = &self.config.redis_url else {
+            return Ok(());
+        };
+        let client = redis::Client::open(url.as_str())?;
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = redis::aio::ConnectionManager::new_with_config(client, settings).await?;
+        let _ = self.shared.set(Shared {
+            connection,
+            prefix: format!("strongroom:{vault_id}:ratelimit:"),
+            script: redis::Script::new(GCRA),
+        });
+        Ok(())
     }
 
     /// The configuration.
@@ -158,10 +218,40 @@ impl RateLimits {
 
     /// Takes one token from `key`'s bucket at `rate` (keys are namespaced by
     /// the caller: `principal:…`, `address:…`).
-    pub fn check(&self, key: String, rate: Rate) -> Result<(), Limited> {
+    pub async fn check(&self, key: String, rate: Rate) -> Result<(), Limited> {
         if !self.config.enabled {
             return Ok(());
         }
+        if let Some(shared) = self.shared.get() {
+            let interval = 1_000_000u64 / u64::from(rate.per_sec.max(1));
+            let mut connection = shared.connection.clone();
+            let checked = tokio::time::timeout(
+                REDIS_TIMEOUT,
+                shared
+                    .script
+                    .key(format!("{}{key}", shared.prefix))
+                    .arg(interval.max(1))
+                    .arg(rate.burst.max(1))
+                    .invoke_async::<u64>(&mut connection),
+            )
+            .await;
+            match checked {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(wait_us)) => {
+                    return Err(self.limited(key, Duration::from_micros(wait_us)));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "rate limit store failed; using this node's buckets");
+                }
+                Err(_) => {
+                    tracing::warn!("rate limit store too slow; using this node's buckets");
+                }
+            }
+        }
+        self.check_local(key, rate)
+    }
+
+    fn check_local(&self, key: String, rate: Rate) -> Result<(), Limited> {
         let Some(limiter) = self.limiter(rate) else {
             // A rate of 0 per second refuses everything.
             return Err(self.limited(key, Duration::from_secs(60)));
@@ -234,19 +324,19 @@ mod tests {
         });
         let rate = limits.principal_rate(&[Role::Ingest]);
         for _ in 0..3 {
-            limits.check("principal:a".into(), rate).unwrap();
+            limits.check_local("principal:a".into(), rate).unwrap();
         }
-        let refused = limits.check("principal:a".into(), rate).unwrap_err();
+        let refused = limits.check_local("principal:a".into(), rate).unwrap_err();
         assert_eq!(refused.retry_after_secs, 1);
         assert!(refused.first_this_minute);
         assert!(
             !limits
-                .check("principal:a".into(), rate)
+                .check_local("principal:a".into(), rate)
                 .unwrap_err()
                 .first_this_minute
         );
         // Another key has its own bucket.
-        limits.check("principal:b".into(), rate).unwrap();
+        limits.check_local("principal:b".into(), rate).unwrap();
     }
 
     #[test]

@@ -221,6 +221,14 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     }
 
     let state = ApiState::new(vault.clone(), opts.api_config.clone());
+    if opts.api_config.rate_limits.redis_url.is_some() {
+        let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
+        state
+            .rate_limits
+            .connect_shared(&vault_id)
+            .await
+            .context("could not reach the Redis of `ratelimit.redis_url`")?;
+    }
     let revocations = state.revocations.clone();
     revocations.refresh(vault.stores().central.as_ref()).await?;
     let refresher = {

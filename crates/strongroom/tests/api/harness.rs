@@ -119,6 +119,7 @@ pub struct Harness {
     pub clock: ManualClock,
     pub creds: DevCredentials,
     pub store: TestStore,
+    pub api_config: ApiConfig,
 }
 
 impl Harness {
@@ -149,7 +150,7 @@ impl Harness {
             tls: TlsSource::DevSelfSigned,
             dev,
             vault_config: VaultConfig::default(),
-            api_config,
+            api_config: api_config.clone(),
             clock: Arc::new(clock.clone()),
             backend: store.backend(),
         })
@@ -166,6 +167,7 @@ impl Harness {
             clock,
             creds,
             store,
+            api_config,
         }
     }
 
@@ -201,11 +203,12 @@ impl Harness {
             clock,
             creds,
             store,
+            api_config,
             ..
         } = self;
         server.shutdown().await.unwrap();
         let data = dir.path().join("data");
-        Self::launch(dir, data, true, clock, Some(creds), store).await
+        Self::launch_with(dir, data, true, clock, Some(creds), store, api_config).await
     }
 
     /// Options to start another server on this harness's data directory.
