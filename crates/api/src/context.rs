@@ -79,12 +79,11 @@ pub async fn limit_by_address(
     req: Request,
     next: Next,
 ) -> Response {
-    let ctx = req
+    let Some(addr) = req
         .extensions()
         .get::<RequestContext>()
-        .cloned()
-        .unwrap_or_default();
-    let Some(addr) = ctx.client_addr.clone() else {
+        .and_then(|c| c.client_addr.clone())
+    else {
         return next.run(req).await;
     };
     let path = req.uri().path();
@@ -102,6 +101,11 @@ pub async fn limit_by_address(
         Ok(()) => next.run(req).await,
         Err(limited) => {
             if limited.first_this_minute {
+                let ctx = req
+                    .extensions()
+                    .get::<RequestContext>()
+                    .cloned()
+                    .unwrap_or_default();
                 let event = state.vault.event(
                     &ctx,
                     None,

@@ -95,6 +95,15 @@ pub async fn verify_secret(secret: Zeroizing<String>, hash: Option<String>) -> b
     .unwrap_or(false)
 }
 
+/// A new one-time secret (client secret, enrolment code, bootstrap token):
+/// `prefix`, then 128 random bits twice over (a random token and a random
+/// hex id), so a leak scanner recognises it by its prefix.
+pub fn new_secret(prefix: &str) -> Result<Zeroizing<String>, VaultError> {
+    Ok(Zeroizing::new(
+        random::token(prefix)? + &random::hex_id::<16>()?,
+    ))
+}
+
 /// A new principal's one-time credentials.
 pub struct NewCredentials {
     /// The stored record.
@@ -163,7 +172,7 @@ pub async fn new_principal(
     let id = random::token("p_")?;
     let (client_secret, secret_hash, operator) = if kind == KIND_USER {
         // A person has no client secret; the code lets them enrol once.
-        let code = Zeroizing::new(random::token(ENROLMENT_CODE_PREFIX)? + &random::hex_id::<16>()?);
+        let code = new_secret(ENROLMENT_CODE_PREFIX)?;
         let operator = OperatorRecord {
             principal_id: id.clone(),
             password_hash: String::new(),
@@ -178,8 +187,7 @@ pub async fn new_principal(
         };
         (code, String::new(), Some(operator))
     } else {
-        let secret =
-            Zeroizing::new(random::token(CLIENT_SECRET_PREFIX)? + &random::hex_id::<16>()?);
+        let secret = new_secret(CLIENT_SECRET_PREFIX)?;
         let hash = hash_secret(secret.clone()).await?;
         (secret, hash, None)
     };

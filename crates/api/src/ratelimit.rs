@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -104,7 +104,9 @@ pub struct Limited {
 /// The buckets of one node (or their Redis).
 pub struct RateLimits {
     config: RateLimitConfig,
-    limiters: Mutex<HashMap<Rate, Arc<DefaultKeyedRateLimiter<String>>>>,
+    /// One keyed limiter per configured rate, made once: every rate a
+    /// check can ask for comes from the configuration.
+    limiters: HashMap<Rate, DefaultKeyedRateLimiter<String>>,
     audited: Mutex<HashMap<String, Instant>>,
     shared: std::sync::OnceLock<Shared>,
 }
@@ -164,9 +166,19 @@ pub fn is_auth_path(path: &str) -> bool {
 impl RateLimits {
     /// Buckets for `config`.
     pub fn new(config: RateLimitConfig) -> Self {
+        let rates = [
+            config.per_principal,
+            config.per_address,
+            config.auth_per_address,
+        ]
+        .into_iter()
+        .chain(config.per_role.values().copied());
+        let limiters = rates
+            .filter_map(|rate| Some((rate, RateLimiter::keyed(rate.quota()?))))
+            .collect();
         Self {
             config,
-            limiters: Mutex::new(HashMap::new()),
+            limiters,
             audited: Mutex::new(HashMap::new()),
             shared: std::sync::OnceLock::new(),
         }
@@ -252,8 +264,8 @@ impl RateLimits {
     }
 
     fn check_local(&self, key: String, rate: Rate) -> Result<(), Limited> {
-        let Some(limiter) = self.limiter(rate) else {
-            // A rate of 0 per second refuses everything.
+        let Some(limiter) = self.limiters.get(&rate) else {
+            // A rate of 0 per second (no limiter) refuses everything.
             return Err(self.limited(key, Duration::from_secs(60)));
         };
         match limiter.check_key(&key) {
@@ -263,17 +275,6 @@ impl RateLimits {
                 Err(self.limited(key, wait))
             }
         }
-    }
-
-    fn limiter(&self, rate: Rate) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
-        let quota = rate.quota()?;
-        let mut limiters = self.limiters.lock().ok()?;
-        Some(
-            limiters
-                .entry(rate)
-                .or_insert_with(|| Arc::new(RateLimiter::keyed(quota)))
-                .clone(),
-        )
     }
 
     fn limited(&self, key: String, wait: Duration) -> Limited {
@@ -299,11 +300,9 @@ impl RateLimits {
     /// Forgets idle buckets and old audit marks, so memory follows the
     /// number of recent callers, not of all callers ever.
     pub fn prune(&self) {
-        if let Ok(limiters) = self.limiters.lock() {
-            for limiter in limiters.values() {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
+        for limiter in self.limiters.values() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
         if let Ok(mut audited) = self.audited.lock() {
             let now = Instant::now();

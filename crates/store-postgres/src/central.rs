@@ -644,7 +644,7 @@ impl CentralStore for PgCentralStore {
     }
 
     async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool> {
-        // The CASE is `login_backoff_ms`.
+        // The back-off: 0, then 1 s doubling to at most 60 s.
         let done = sqlx::query(sql(&format!(
             "UPDATE {} SET failed_logins = failed_logins + 1, last_failure_at = $2 \
              WHERE principal_id = $1 AND enrolled AND NOT locked \

@@ -138,16 +138,6 @@ pub struct OperatorRecord {
     pub locked: bool,
 }
 
-/// The wait before the next login attempt after `failures` in a row:
-/// 1 s, 2 s, 4 s … at most 60 s. Both stores compute the same in SQL.
-pub fn login_backoff_ms(failures: i64) -> i64 {
-    match failures {
-        i64::MIN..=0 => 0,
-        1..=6 => 1000 << (failures - 1),
-        _ => 60_000,
-    }
-}
-
 /// The central store: tokens, metadata and principals. Holds no secret.
 #[async_trait]
 pub trait CentralStore: Send + Sync {
@@ -220,8 +210,9 @@ pub trait CentralStore: Send + Sync {
     async fn accept_totp_step(&self, principal_id: &str, step: i64) -> StoreResult<bool>;
 
     /// Claims a login attempt at `at_ms`, atomically across nodes: true if
-    /// the account is enrolled, not locked and past its back-off
-    /// ([`login_backoff_ms`] after the last attempt), and then counts the
+    /// the account is enrolled, not locked and past its back-off (after `n`
+    /// attempts in a row: 1 s, doubling, at most 60 s, from the last
+    /// attempt; both stores compute it in SQL), and then counts the
     /// attempt. Concurrent attempts cannot all pass: each claim restarts
     /// the back-off for the next.
     async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool>;

@@ -50,17 +50,16 @@ async fn refuse(
     ctx: &strongroom_vault::RequestContext,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let event = state.vault.event(
+    super::audit(
+        state,
         ctx,
         None,
         "auth.token",
         None,
-        None,
         Outcome::Denied,
         Some(reason.to_owned()),
-    );
-    state.vault.record(event).await?;
-    Ok(())
+    )
+    .await
 }
 
 /// `POST /v1/auth/token` (OAuth 2.0 client credentials grant).

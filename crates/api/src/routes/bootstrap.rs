@@ -21,10 +21,13 @@ use strongroom_store::StoreError;
 use strongroom_vault::VaultError;
 use zeroize::Zeroizing;
 
+use super::audit;
 use crate::ApiState;
 use crate::context::Ctx;
 use crate::error::ApiError;
-use crate::identity::{KIND_USER, NewCredentials, hash_secret, new_principal, verify_secret};
+use crate::identity::{
+    KIND_USER, NewCredentials, hash_secret, new_principal, new_secret, verify_secret,
+};
 use crate::json::ApiJson;
 
 /// Name of the vault-store meta value holding the token's hash.
@@ -47,10 +50,7 @@ pub struct BootstrapRequest {
 
 /// Makes a bootstrap token and the hash to store (`init` calls this).
 pub async fn new_bootstrap_token() -> Result<(Zeroizing<String>, Vec<u8>), VaultError> {
-    let token = Zeroizing::new(
-        strongroom_crypto::random::token(BOOTSTRAP_PREFIX)?
-            + &strongroom_crypto::random::hex_id::<16>()?,
-    );
+    let token = new_secret(BOOTSTRAP_PREFIX)?;
     let hash = hash_secret(token.clone()).await?;
     Ok((token, hash.into_bytes()))
 }
@@ -105,29 +105,29 @@ pub async fn bootstrap(
         } else {
             "bootstrap.used"
         };
-        let event = state.vault.event(
+        audit(
+            &state,
             &ctx,
             None,
             ACTION,
-            None,
             None,
             Outcome::Denied,
             Some(reason.into()),
-        );
-        state.vault.record(event).await?;
+        )
+        .await?;
         return Err(refused());
     }
     if body.admin.trim() == body.security_officer.trim() {
-        let event = state.vault.event(
+        audit(
+            &state,
             &ctx,
             None,
             ACTION,
             None,
-            None,
             Outcome::Denied,
             Some("request.invalid: one person for both roles".into()),
-        );
-        state.vault.record(event).await?;
+        )
+        .await?;
         return Err(ApiError::invalid(
             "the administrator and the security officer must be two people",
         ));
@@ -141,19 +141,19 @@ pub async fn bootstrap(
         now,
     )
     .await?;
-    let event = state.vault.event(
+    audit(
+        &state,
         &ctx,
         None,
         ACTION,
-        None,
         None,
         Outcome::Allowed,
         Some(format!(
             "admin={} security_officer={}",
             admin.record.name, officer.record.name
         )),
-    );
-    state.vault.record(event).await?;
+    )
+    .await?;
     for made in [&admin, &officer] {
         let Some(operator) = &made.operator else {
             continue;
@@ -170,16 +170,16 @@ pub async fn bootstrap(
                     .await
                     .map_err(VaultError::from)?;
                 if earlier.as_ref().is_none_or(|o| o.enrolled) {
-                    let event = state.vault.event(
+                    audit(
+                        &state,
                         &ctx,
                         None,
                         ACTION,
                         None,
-                        None,
                         Outcome::Failed,
                         Some("bootstrap.used".into()),
-                    );
-                    state.vault.record(event).await?;
+                    )
+                    .await?;
                     return Err(refused());
                 }
             }

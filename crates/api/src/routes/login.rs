@@ -30,6 +30,7 @@ use strongroom_vault::policy::MFA_FRESH_SECS;
 use strongroom_vault::{Principal, RequestContext, VaultError};
 use zeroize::Zeroizing;
 
+use super::audit;
 use crate::ApiState;
 use crate::auth::{Authenticated, issue};
 use crate::context::Ctx;
@@ -95,21 +96,6 @@ fn invalid_enrolment() -> ApiError {
     )
 }
 
-async fn audit(
-    state: &ApiState,
-    ctx: &RequestContext,
-    who: Option<&Principal>,
-    action: &str,
-    outcome: Outcome,
-    reason: Option<String>,
-) -> Result<(), ApiError> {
-    let event = state
-        .vault
-        .event(ctx, who, action, None, None, outcome, reason);
-    state.vault.record(event).await?;
-    Ok(())
-}
-
 /// Records a refusal and returns the error to answer with.
 async fn refuse(
     state: &ApiState,
@@ -124,6 +110,7 @@ async fn refuse(
         ctx,
         who,
         action,
+        None,
         Outcome::Denied,
         Some(reason.into()),
     )
@@ -297,7 +284,16 @@ async fn factor_failed(
     } else {
         format!("{reason}; {count} failures in a row")
     };
-    audit(state, ctx, Some(who), action, Outcome::Denied, Some(note)).await?;
+    audit(
+        state,
+        ctx,
+        Some(who),
+        action,
+        None,
+        Outcome::Denied,
+        Some(note),
+    )
+    .await?;
     Ok(invalid_login())
 }
 
@@ -391,6 +387,7 @@ pub async fn login(
         &ctx,
         Some(&who),
         ACTION,
+        None,
         Outcome::Allowed,
         Some(format!("factor={used}")),
     )
@@ -442,7 +439,16 @@ pub async fn step_up(
     if let Err(reason) = use_factor(&state, &who.id, factor).await? {
         return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?);
     }
-    audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
+    audit(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Outcome::Allowed,
+        None,
+    )
+    .await?;
     person_token(&state, &who, now).await
 }
 
@@ -479,6 +485,7 @@ async fn enrolling(
                 ctx,
                 who.as_ref(),
                 action,
+                None,
                 Outcome::Denied,
                 Some(reason.into()),
             )
@@ -514,7 +521,16 @@ pub async fn enrol(
     let password_hash = hash_secret(body.password.clone()).await?;
     let totp = state.vault.new_totp(&who.id, &who.name)?;
     let codes = new_recovery_codes().await?;
-    audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
+    audit(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Outcome::Allowed,
+        None,
+    )
+    .await?;
     let central = &state.vault.stores().central;
     // Only while enrolment is unfinished: a concurrent confirm wins.
     let stored = central
@@ -527,6 +543,7 @@ pub async fn enrol(
             &ctx,
             Some(&who),
             ACTION,
+            None,
             Outcome::Failed,
             Some("auth.already_enrolled".into()),
         )
@@ -588,7 +605,16 @@ pub async fn confirm(
         )
         .await?);
     }
-    audit(&state, &ctx, Some(&who), ACTION, Outcome::Allowed, None).await?;
+    audit(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Outcome::Allowed,
+        None,
+    )
+    .await?;
     // Only the seed this code proved, and only once.
     let finished = state
         .vault

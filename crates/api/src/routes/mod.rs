@@ -9,3 +9,27 @@ pub mod login;
 pub mod principals;
 pub mod secrets;
 pub mod sys;
+
+use strongroom_audit::Outcome;
+use strongroom_vault::{Principal, RequestContext};
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// Writes one audit record for a decision a handler took (fail-closed: if
+/// it cannot be written, the request fails).
+pub(crate) async fn audit(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: Option<&Principal>,
+    action: &str,
+    target: Option<&str>,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> Result<(), ApiError> {
+    let event = state
+        .vault
+        .event(ctx, who, action, None, target, outcome, reason);
+    state.vault.record(event).await?;
+    Ok(())
+}

@@ -58,11 +58,7 @@ async fn record(
     outcome: Outcome,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
-    let event = state
-        .vault
-        .event(ctx, Some(who), action, None, target, outcome, reason);
-    state.vault.record(event).await?;
-    Ok(())
+    super::audit(state, ctx, Some(who), action, target, outcome, reason).await
 }
 
 fn principal_not_found() -> ApiError {
@@ -456,11 +452,7 @@ pub async fn rotate_secret(
         p.kind == crate::identity::KIND_SERVICE && !p.disabled
     })
     .await?;
-    let secret = zeroize::Zeroizing::new(
-        strongroom_crypto::random::token(crate::identity::CLIENT_SECRET_PREFIX)
-            .map_err(VaultError::from)?
-            + &strongroom_crypto::random::hex_id::<16>().map_err(VaultError::from)?,
-    );
+    let secret = crate::identity::new_secret(crate::identity::CLIENT_SECRET_PREFIX)?;
     let hash = crate::identity::hash_secret(secret.clone()).await?;
     let until = state
         .vault

@@ -550,7 +550,7 @@ impl CentralStore for SqliteCentralStore {
         let id = principal_id.to_owned();
         self.db
             .write(move |conn| {
-                // The CASE is `login_backoff_ms`.
+                // The back-off: 0, then 1 s doubling to at most 60 s.
                 conn.execute(
                     "UPDATE operators SET failed_logins = failed_logins + 1, last_failure_at = ?2 \
                      WHERE principal_id = ?1 AND enrolled AND NOT locked \
