@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use strongroom_crypto::KeyBytes;
 use strongroom_vault::policy::MFA_FRESH_SECS;
-use strongroom_vault::{Principal, Role, VaultError};
+use strongroom_vault::{Principal, VaultError};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -145,11 +145,7 @@ pub fn issue(
         aud: AUDIENCE.into(),
         sub: principal.id.clone(),
         name: principal.name.clone(),
-        roles: principal
-            .roles
-            .iter()
-            .map(|r| r.as_str().to_owned())
-            .collect(),
+        roles: principal.roles.clone(),
         tenants: principal.tenants.clone(),
         iat,
         iat_ms: now_ms,
@@ -226,11 +222,8 @@ pub fn verify(
         mfa_recent,
         id: claims.sub,
         name: claims.name,
-        roles: claims
-            .roles
-            .iter()
-            .filter_map(|r| Role::parse(r).ok())
-            .collect(),
+        permissions: state.roles.permissions(&claims.roles),
+        roles: claims.roles,
         tenants: claims.tenants,
     })
 }

@@ -19,9 +19,11 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use strongroom_crypto::random;
 use strongroom_store::{OperatorRecord, PrincipalRecord};
 use strongroom_vault::policy::{ALL_TENANTS, validate_tenant};
-use strongroom_vault::{Principal, Role, VaultError};
+use strongroom_vault::{Permission, Principal, VaultError};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
+
+use crate::roles::RoleCatalog;
 
 /// Prefix of client ids.
 pub const CLIENT_ID_PREFIX: &str = "srci_";
@@ -117,9 +119,12 @@ pub struct NewCredentials {
 
 /// Validates a request to create a principal and makes its credentials.
 /// `created_by` is the creating principal's id (empty for bootstrap).
-/// A principal with a role that [`Role::needs_approval`] is created pending
+/// Role names must be built-in or known to `catalog`. A principal whose
+/// roles grant (or, once pending changes are approved, would grant) a
+/// permission that [`strongroom_vault::PermissionSet::needs_approval`] is created pending
 /// when `created_by` is not empty.
 pub async fn new_principal(
+    catalog: &RoleCatalog,
     name: &str,
     kind: &str,
     roles: &[String],
@@ -146,17 +151,20 @@ pub async fn new_principal(
     if roles.is_empty() {
         return Err(VaultError::Invalid("give at least one role".into()));
     }
-    let mut parsed_roles: Vec<Role> = roles
-        .iter()
-        .map(|r| Role::parse(r))
-        .collect::<Result<_, _>>()?;
-    parsed_roles.sort_by_key(|r| r.as_str());
-    parsed_roles.dedup();
-    if parsed_roles.contains(&Role::Admin) && parsed_roles.iter().any(|r| r.needs_approval()) {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    if let Some(unknown) = roles.iter().find(|r| !catalog.exists(r)) {
+        return Err(VaultError::Invalid(format!(
+            "unknown role '{unknown}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support, and GET /v1/roles lists the custom ones"
+        )));
+    }
+    let granted = catalog.permissions_if_approved(&roles);
+    if granted.defeats_dual_control() {
         // One principal creating principals and approving them would be a
         // single person on both sides of dual control.
         return Err(VaultError::Invalid(
-            "admin cannot be combined with fulfilment or security_officer: those roles need approval by a person other than the one who manages principals".into(),
+            "a principal that manages principals or roles cannot also reveal, reactivate, delete, manage keys or approve: those powers need approval by a person other than the one who manages principals".into(),
         ));
     }
     if tenants.is_empty() {
@@ -196,7 +204,7 @@ pub async fn new_principal(
             id,
             client_id: random::token(CLIENT_ID_PREFIX)?,
             name: name.to_owned(),
-            roles: parsed_roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            roles,
             tenants: tenants.to_vec(),
             secret_hash,
             created_at: now_ms,
@@ -207,9 +215,10 @@ pub async fn new_principal(
             // an administrator with a fresh step-up could mint a lasting
             // credential that never asks for one.
             pending_approval: !created_by.is_empty()
-                && parsed_roles
-                    .iter()
-                    .any(|r| r.needs_approval() || (kind == KIND_SERVICE && *r == Role::Admin)),
+                && (granted.needs_approval()
+                    || (kind == KIND_SERVICE
+                        && (granted.contains(Permission::ManagePrincipals)
+                            || granted.contains(Permission::ManageRoles)))),
             kind: kind.to_owned(),
             previous_secret_hash: String::new(),
             previous_valid_until: 0,
@@ -219,16 +228,14 @@ pub async fn new_principal(
     })
 }
 
-/// The policy view of a stored principal (unknown role names are dropped).
-pub fn principal_of(record: &PrincipalRecord) -> Principal {
+/// The policy view of a stored principal, its roles resolved by `catalog`
+/// (unknown role names grant nothing).
+pub fn principal_of(record: &PrincipalRecord, catalog: &RoleCatalog) -> Principal {
     Principal {
         id: record.id.clone(),
         name: record.name.clone(),
-        roles: record
-            .roles
-            .iter()
-            .filter_map(|r| Role::parse(r).ok())
-            .collect(),
+        permissions: catalog.permissions(&record.roles),
+        roles: record.roles.clone(),
         tenants: record.tenants.clone(),
         human: record.kind == KIND_USER,
         // Proven only by a login or step-up, never by the stored record.

@@ -24,6 +24,7 @@ pub(crate) mod json;
 pub mod passwords;
 pub mod ratelimit;
 pub mod revocation;
+pub mod roles;
 pub mod routes;
 pub mod server;
 
@@ -82,6 +83,8 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     /// Disabled principals whose tokens are refused.
     pub revocations: Arc<revocation::Revocations>,
+    /// What each role name grants.
+    pub roles: Arc<roles::RoleCatalog>,
     /// Bounds the batch requests processed at once, and so the memory they use.
     pub batch_permits: Arc<tokio::sync::Semaphore>,
     /// Access-token keys of the current unseal.
@@ -99,6 +102,7 @@ impl ApiState {
             rate_limits: Arc::new(ratelimit::RateLimits::new(config.rate_limits.clone())),
             config: Arc::new(config),
             revocations: Arc::default(),
+            roles: Arc::default(),
             // Two per core: while one batch is in the store writers, another
             // is parsed and sealed, so neither stage waits for the other.
             batch_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
@@ -149,6 +153,9 @@ pub fn router(state: ApiState) -> Router {
             "/v1/principals/{id}/rotate-secret",
             post(principals::rotate_secret),
         )
+        .route("/v1/roles", get(roles::list))
+        .route("/v1/roles/{name}", axum::routing::put(roles::define))
+        .route("/v1/roles/{name}/approve", post(roles::approve))
         .route("/v1/audit/verify", get(audit::verify))
         .layer(DefaultBodyLimit::max(body_limit));
     batch

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
-use strongroom_vault::Role;
 
 /// A sustained rate and the burst allowed above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -211,10 +210,10 @@ impl RateLimits {
     }
 
     /// The rate of a principal with these roles.
-    pub fn principal_rate(&self, roles: &[Role]) -> Rate {
+    pub fn principal_rate(&self, roles: &[String]) -> Rate {
         roles
             .iter()
-            .filter_map(|r| self.config.per_role.get(r.as_str()).copied())
+            .filter_map(|r| self.config.per_role.get(r).copied())
             .max_by_key(|r| (r.per_sec, r.burst))
             .unwrap_or(self.config.per_principal)
     }
@@ -321,7 +320,7 @@ mod tests {
             per_principal: Rate::new(1, 3),
             ..Default::default()
         });
-        let rate = limits.principal_rate(&[Role::Ingest]);
+        let rate = limits.principal_rate(&["ingest".to_owned()]);
         for _ in 0..3 {
             limits.check_local("principal:a".into(), rate).unwrap();
         }
@@ -348,11 +347,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            limits.principal_rate(&[Role::Auditor, Role::Ingest]),
+            limits.principal_rate(&["auditor".to_owned(), "ingest".to_owned()]),
             Rate::new(500, 1000)
         );
         assert_eq!(
-            limits.principal_rate(&[Role::Admin]),
+            limits.principal_rate(&["admin".to_owned()]),
             RateLimitConfig::default().per_principal
         );
         assert!(is_auth_path("/v1/auth/login"));

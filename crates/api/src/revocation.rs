@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-use strongroom_store::{CentralStore, StoreError};
+use strongroom_store::{CentralStore, StoreError, TenantScope};
 
 /// How often [`Revocations::refresh`] should run.
 pub const REFRESH_SECS: u64 = 5;
@@ -39,7 +39,7 @@ impl Revocations {
     /// Reloads the set from the central store.
     pub async fn refresh(&self, central: &dyn CentralStore) -> Result<(), StoreError> {
         let disabled: HashSet<String> = central
-            .list_principals()
+            .list_principals(&TenantScope::All)
             .await?
             .into_iter()
             .filter(|p| p.disabled)

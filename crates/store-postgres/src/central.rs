@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
-    CentralStore, InsertOutcome, OperatorRecord, PrincipalRecord, SecretRecord, SecretState,
-    StoreError, StoreResult,
+    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, Scoped,
+    SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
 };
 
 use std::sync::Arc;
@@ -28,6 +28,7 @@ pub struct PgCentralStore {
     principals: String,
     operators: String,
     recovery_codes: String,
+    custom_roles: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -49,6 +50,8 @@ const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, du
      metadata, created_at, window_closes_at, created_by, state";
 const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
      disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until";
+const ROLE_COLUMNS: &str =
+    "name, permissions, pending, requested_by, created_by, created_at, updated_at, version";
 const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
      totp_last_step, failed_logins, last_failure_at, factor_failures, locked";
 
@@ -80,6 +83,7 @@ impl PgCentralStore {
             principals: format!("{schema}.principals"),
             operators: format!("{schema}.operators"),
             recovery_codes: format!("{schema}.recovery_codes"),
+            custom_roles: format!("{schema}.custom_roles"),
             inserts,
             lookups,
             reads,
@@ -133,6 +137,22 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
         kind: r.try_get(10).map_err(e)?,
         previous_secret_hash: r.try_get(11).map_err(e)?,
         previous_valid_until: r.try_get(12).map_err(e)?,
+    })
+}
+
+fn role_from_row(r: &PgRow) -> StoreResult<CustomRoleRecord> {
+    let e = db_error("read role");
+    let permissions: String = r.try_get(1).map_err(e)?;
+    let pending: Option<String> = r.try_get(2).map_err(e)?;
+    Ok(CustomRoleRecord {
+        name: r.try_get(0).map_err(e)?,
+        permissions: split_list(&permissions),
+        pending: pending.as_deref().map(split_list),
+        requested_by: r.try_get(3).map_err(e)?,
+        created_by: r.try_get(4).map_err(e)?,
+        created_at: r.try_get(5).map_err(e)?,
+        updated_at: r.try_get(6).map_err(e)?,
+        version: r.try_get(7).map_err(e)?,
     })
 }
 
@@ -466,32 +486,39 @@ impl CentralStore for PgCentralStore {
         self.inserts.submit(records, rows).await
     }
 
-    async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {
-        self.reads.submit(token.to_owned(), 1).await
+    async fn get_secret(
+        &self,
+        token: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Scoped<SecretRecord>> {
+        Ok(scope.filter(self.reads.submit(token.to_owned(), 1).await?))
     }
 
-    async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool> {
+    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool> {
         let sql_text = format!(
-            "UPDATE {} SET window_closes_at = $2 WHERE token = $1 AND state = 'active'",
+            "UPDATE {} SET window_closes_at = $2 \
+             WHERE token = $1 AND tenant = $3 AND state = 'active'",
             self.secrets
         );
         let done = sqlx::query(sql(&sql_text))
             .bind(token)
             .bind(closes_at)
+            .bind(tenant)
             .execute(self.db.pool())
             .await
             .map_err(db_error("set reveal window"))?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn mark_deleted(&self, token: &str) -> StoreResult<bool> {
+    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool> {
         let sql_text = format!(
             "UPDATE {} SET state = 'deleted', fingerprint = NULL, metadata = NULL \
-             WHERE token = $1 AND state = 'active'",
+             WHERE token = $1 AND tenant = $2 AND state = 'active'",
             self.secrets
         );
         let done = sqlx::query(sql(&sql_text))
             .bind(token)
+            .bind(tenant)
             .execute(self.db.pool())
             .await
             .map_err(db_error("delete secret"))?;
@@ -535,11 +562,18 @@ impl CentralStore for PgCentralStore {
         self.principal_where("client_id", client_id).await
     }
 
-    async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
-        self.principal_where("id", id).await
+    async fn principal_by_id(
+        &self,
+        id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<PrincipalRecord>> {
+        Ok(self
+            .principal_where("id", id)
+            .await?
+            .filter(|p| scope.admits_all(&p.tenants)))
     }
 
-    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
+    async fn list_principals(&self, scope: &TenantScope) -> StoreResult<Vec<PrincipalRecord>> {
         let rows = sqlx::query(sql(&format!(
             "SELECT {PRINCIPAL_COLUMNS} FROM {} ORDER BY created_at, name",
             self.principals
@@ -547,7 +581,72 @@ impl CentralStore for PgCentralStore {
         .fetch_all(self.db.pool())
         .await
         .map_err(db_error("list principals"))?;
-        rows.iter().map(principal_from_row).collect()
+        let mut visible = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let p = principal_from_row(row)?;
+            if scope.admits_all(&p.tenants) {
+                visible.push(p);
+            }
+        }
+        Ok(visible)
+    }
+
+    async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT {ROLE_COLUMNS} FROM {} ORDER BY name",
+            self.custom_roles
+        )))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("list roles"))?;
+        rows.iter().map(role_from_row).collect()
+    }
+
+    async fn insert_custom_role(&self, role: CustomRoleRecord) -> StoreResult<()> {
+        let sql_text = format!(
+            "INSERT INTO {} ({ROLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT DO NOTHING",
+            self.custom_roles
+        );
+        let done = sqlx::query(sql(&sql_text))
+            .bind(role.name)
+            .bind(role.permissions.join(","))
+            .bind(role.pending.map(|p| p.join(",")))
+            .bind(role.requested_by)
+            .bind(role.created_by)
+            .bind(role.created_at)
+            .bind(role.updated_at)
+            .bind(role.version)
+            .execute(self.db.pool())
+            .await
+            .map_err(db_error("insert role"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("a role with that name exists"));
+        }
+        Ok(())
+    }
+
+    async fn replace_custom_role(
+        &self,
+        role: CustomRoleRecord,
+        expected_version: i64,
+    ) -> StoreResult<bool> {
+        let sql_text = format!(
+            "UPDATE {} SET permissions = $2, pending = $3, requested_by = $4, updated_at = $5, \
+             version = version + 1 WHERE name = $1 AND version = $6",
+            self.custom_roles
+        );
+        let done = sqlx::query(sql(&sql_text))
+            .bind(role.name)
+            .bind(role.permissions.join(","))
+            .bind(role.pending.map(|p| p.join(",")))
+            .bind(role.requested_by)
+            .bind(role.updated_at)
+            .bind(expected_version)
+            .execute(self.db.pool())
+            .await
+            .map_err(db_error("change role"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn disable_principal(&self, id: &str) -> StoreResult<bool> {

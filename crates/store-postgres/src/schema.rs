@@ -176,6 +176,18 @@ const CENTRAL: &[&str] = &[
      );
      GRANT SELECT, INSERT, UPDATE ON {schema}.operators TO {role};
      GRANT SELECT, INSERT, DELETE ON {schema}.recovery_codes TO {role}",
+    // 3: custom roles; a change that needs a second person waits in `pending`.
+    "CREATE TABLE {schema}.custom_roles (
+         name TEXT PRIMARY KEY,
+         permissions TEXT NOT NULL,
+         pending TEXT,
+         requested_by TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         version BIGINT NOT NULL
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.custom_roles TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

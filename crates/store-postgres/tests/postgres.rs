@@ -18,6 +18,7 @@ use strongroom_crypto::KeyBytes;
 use strongroom_crypto::mac::MacKey;
 use strongroom_store::{
     AuditStore, CentralStore, ChainFn, InsertOutcome, RecordStore, SecretRecord, SecretState,
+    TenantScope,
 };
 use strongroom_store_postgres::{Names, PgStores, PgUrls, Store, setup};
 
@@ -168,7 +169,11 @@ async fn two_nodes_share_one_duplicate_rule_and_one_audit_chain() {
         .unwrap();
     assert_eq!(found, vec![Some("tok-1".into()), None]);
     assert_eq!(
-        b.central.get_secret("tok-1").await.unwrap(),
+        b.central
+            .get_secret("tok-1", &TenantScope::All)
+            .await
+            .unwrap()
+            .found(),
         Some(record("tok-1", 5, true))
     );
 
@@ -401,7 +406,12 @@ async fn concurrent_reads_each_get_their_own_answer() {
         readers.push(tokio::spawn(async move {
             // Tokens 200..250 were never stored.
             let token = format!("read-{}", n % 250);
-            let secret = stores.central.get_secret(&token).await.unwrap();
+            let secret = stores
+                .central
+                .get_secret(&token, &TenantScope::All)
+                .await
+                .unwrap()
+                .found();
             assert_eq!(secret, expected, "{token}");
             let envelope = stores.vault.get(&token).await.unwrap();
             let byte = u8::try_from(n % 250).ok();
@@ -453,7 +463,15 @@ async fn connections_ended_by_the_server_are_replaced() {
         .put_many(vec![("cut-1".into(), vec![1])])
         .await
         .unwrap();
-    assert!(stores.central.get_secret("cut-1").await.unwrap().is_none());
+    assert!(
+        stores
+            .central
+            .get_secret("cut-1", &TenantScope::All)
+            .await
+            .unwrap()
+            .found()
+            .is_none()
+    );
 
     let mut a = PgConnection::connect(&admin).await.unwrap();
     let ended = sqlx::query(
@@ -468,7 +486,15 @@ async fn connections_ended_by_the_server_are_replaced() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
 
     assert_eq!(stores.vault.get("cut-1").await.unwrap(), Some(vec![1]));
-    assert!(stores.central.get_secret("cut-1").await.unwrap().is_none());
+    assert!(
+        stores
+            .central
+            .get_secret("cut-1", &TenantScope::All)
+            .await
+            .unwrap()
+            .found()
+            .is_none()
+    );
     let outcomes = stores
         .central
         .insert_secrets(vec![record("cut-1", 1, true)].into())

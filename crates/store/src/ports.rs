@@ -9,6 +9,82 @@ use crate::StoreError;
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The tenants a query may see. Every read and change of a secret's
+/// record takes one, so a handler that forgets to check a tenant still cannot
+/// get another tenant's record out of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant: for operators bound to `*` and for the vault's own work.
+    All,
+    /// Only these tenants.
+    Only(Vec<String>),
+}
+
+impl TenantScope {
+    /// The scope of a principal bound to `tenants` (`*` meaning all).
+    pub fn of(tenants: &[String]) -> Self {
+        if tenants.iter().any(|t| t == "*") {
+            TenantScope::All
+        } else {
+            TenantScope::Only(tenants.to_vec())
+        }
+    }
+
+    /// Exactly one tenant.
+    pub fn one(tenant: &str) -> Self {
+        TenantScope::Only(vec![tenant.to_owned()])
+    }
+
+    /// True if records of `tenant` are in scope.
+    pub fn admits(&self, tenant: &str) -> bool {
+        match self {
+            TenantScope::All => true,
+            TenantScope::Only(tenants) => tenants.iter().any(|t| t == tenant),
+        }
+    }
+
+    /// True if every one of `tenants` is in scope (for principals, which
+    /// may be bound to several).
+    pub fn admits_all(&self, tenants: &[String]) -> bool {
+        match self {
+            TenantScope::All => true,
+            TenantScope::Only(_) => tenants.iter().all(|t| t != "*" && self.admits(t)),
+        }
+    }
+
+    /// `record` if its tenant is in scope; otherwise only the name of the
+    /// tenant that owns it, so the refusal can be audited for that tenant.
+    pub fn filter(&self, record: Option<SecretRecord>) -> Scoped<SecretRecord> {
+        match record {
+            None => Scoped::Missing,
+            Some(r) if self.admits(&r.tenant) => Scoped::Found(r),
+            Some(r) => Scoped::OtherTenant(r.tenant),
+        }
+    }
+}
+
+/// The answer to a tenant-scoped look-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scoped<T> {
+    /// Found, in scope.
+    Found(T),
+    /// Exists, but belongs to this tenant, outside the scope. Nothing else
+    /// about it leaves the store.
+    OtherTenant(String),
+    /// No such record.
+    Missing,
+}
+
+impl<T> Scoped<T> {
+    /// The record if found in scope.
+    pub fn found(self) -> Option<T> {
+        match self {
+            Scoped::Found(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// Lifecycle of a secret's central record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretState {
@@ -108,6 +184,29 @@ pub struct PrincipalRecord {
     pub previous_valid_until: i64,
 }
 
+/// A role defined by an administrator: a named set of permissions. A
+/// definition or change that needs a second person waits in `pending`
+/// until approved; meanwhile `permissions` (possibly empty) apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomRoleRecord {
+    /// Unique name (never a built-in role's).
+    pub name: String,
+    /// Permission names in force.
+    pub permissions: Vec<String>,
+    /// Permission names waiting for approval, if a change is pending.
+    pub pending: Option<Vec<String>>,
+    /// Who asked for the pending change (or made the last one).
+    pub requested_by: String,
+    /// Who created the role.
+    pub created_by: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+    /// Incremented by every change; changes are conditional on it.
+    pub version: i64,
+}
+
 /// How a person (a principal of kind `user`) logs in. Holds no secret in
 /// clear: hashes, and a TOTP seed sealed by the vault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,16 +254,20 @@ pub trait CentralStore: Send + Sync {
     async fn insert_secrets(&self, records: Arc<[SecretRecord]>)
     -> StoreResult<Vec<InsertOutcome>>;
 
-    /// A record by token, whatever its state.
-    async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>>;
+    /// A record by token, whatever its state, if its tenant is in `scope`.
+    async fn get_secret(
+        &self,
+        token: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Scoped<SecretRecord>>;
 
-    /// Sets when the reveal window of an active record closes. False if no
-    /// active record has that token.
-    async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool>;
+    /// Sets when the reveal window of an active record of `tenant` closes.
+    /// False if no active record of that tenant has that token.
+    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool>;
 
-    /// Marks an active record deleted and drops its fingerprint. False if no
-    /// active record has that token.
-    async fn mark_deleted(&self, token: &str) -> StoreResult<bool>;
+    /// Marks an active record of `tenant` deleted and drops its fingerprint.
+    /// False if no active record of that tenant has that token.
+    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool>;
 
     /// Adds a principal; [`StoreError::Conflict`] if the name or client id exists.
     async fn insert_principal(&self, principal: PrincipalRecord) -> StoreResult<()>;
@@ -173,11 +276,30 @@ pub trait CentralStore: Send + Sync {
     async fn principal_by_client_id(&self, client_id: &str)
     -> StoreResult<Option<PrincipalRecord>>;
 
-    /// A principal by id.
-    async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>>;
+    /// A principal by id, if every tenant it is bound to is in `scope`.
+    async fn principal_by_id(
+        &self,
+        id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<PrincipalRecord>>;
 
-    /// All principals, oldest first.
-    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>>;
+    /// The principals whose tenants are all in `scope`, oldest first.
+    async fn list_principals(&self, scope: &TenantScope) -> StoreResult<Vec<PrincipalRecord>>;
+
+    /// Every custom role, by name.
+    async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>>;
+
+    /// Adds a custom role; [`StoreError::Conflict`] if the name exists.
+    async fn insert_custom_role(&self, role: CustomRoleRecord) -> StoreResult<()>;
+
+    /// Replaces a custom role if it is still at `expected_version`, and
+    /// stores it at the next version. False if it changed meanwhile (or is
+    /// gone): the caller decided on a state that no longer holds.
+    async fn replace_custom_role(
+        &self,
+        role: CustomRoleRecord,
+        expected_version: i64,
+    ) -> StoreResult<bool>;
 
     /// Disables a principal. False if there is none with that id.
     async fn disable_principal(&self, id: &str) -> StoreResult<bool>;

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use strongroom_store::sqlite::rusqlite::{Connection, params};
 use strongroom_store::sqlite::{Database, Shadow, SqliteCentralStore};
-use strongroom_store::{CentralStore, InsertOutcome, SecretRecord, SecretState, StoreError};
+use strongroom_store::{
+    CentralStore, InsertOutcome, Scoped, SecretRecord, SecretState, StoreError, TenantScope,
+};
 
 fn record(token: &str, fingerprint: u8, unique: bool) -> SecretRecord {
     SecretRecord {
@@ -64,7 +66,14 @@ async fn a_rolled_back_insert_leaves_no_duplicate_behind() {
     .await;
     assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
     assert_eq!(find(&store, 2).await, None);
-    assert!(store.get_secret("tok-b").await.unwrap().is_none());
+    assert!(
+        store
+            .get_secret("tok-b", &TenantScope::All)
+            .await
+            .unwrap()
+            .found()
+            .is_none()
+    );
     let again = insert(&store, vec![record("tok-c", 2, true)])
         .await
         .unwrap();
@@ -80,7 +89,7 @@ async fn a_rolled_back_insert_leaves_no_duplicate_behind() {
             existing: "tok-a".into()
         }]
     );
-    assert!(store.mark_deleted("tok-a").await.unwrap());
+    assert!(store.mark_deleted("tok-a", "t1").await.unwrap());
     assert_eq!(find(&store, 1).await, None);
     let freed = insert(&store, vec![record("tok-e", 1, true)])
         .await
@@ -103,7 +112,7 @@ async fn the_index_is_rebuilt_on_reopening() {
     }
     let store = SqliteCentralStore::open(&path).unwrap();
     assert_eq!(find(&store, 7).await.as_deref(), Some("tok-a"));
-    assert!(store.mark_deleted("tok-a").await.unwrap());
+    assert!(store.mark_deleted("tok-a", "t1").await.unwrap());
     // The allowed copy still holds the value.
     assert_eq!(find(&store, 7).await.as_deref(), Some("tok-b"));
 }
@@ -160,17 +169,19 @@ async fn files_of_the_first_schema_are_migrated() {
     let store = SqliteCentralStore::open(&path).unwrap();
     assert!(
         store
-            .get_secret("old-a")
+            .get_secret("old-a", &TenantScope::All)
             .await
             .unwrap()
+            .found()
             .unwrap()
             .fingerprint_unique
     );
     assert!(
         !store
-            .get_secret("old-b")
+            .get_secret("old-b", &TenantScope::All)
             .await
             .unwrap()
+            .found()
             .unwrap()
             .fingerprint_unique
     );
@@ -253,4 +264,42 @@ async fn shadow_state_keeps_exactly_what_was_committed() {
     in_memory.sort_unstable();
     assert_eq!(in_table.len(), 300 - 43);
     assert_eq!(in_memory, in_table);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_other_tenants_never_leave_the_store() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = SqliteCentralStore::open(&dir.path().join("central.db")).unwrap();
+    insert(&store, vec![record("tok-a", 1, true)])
+        .await
+        .unwrap();
+    let elsewhere = TenantScope::Only(vec!["t2".into(), "t3".into()]);
+
+    // Read: only the owning tenant's name comes back, for the audit record.
+    assert_eq!(
+        store.get_secret("tok-a", &elsewhere).await.unwrap(),
+        Scoped::OtherTenant("t1".into())
+    );
+    assert_eq!(
+        store.get_secret("tok-none", &elsewhere).await.unwrap(),
+        Scoped::Missing
+    );
+    let own = store
+        .get_secret("tok-a", &TenantScope::one("t1"))
+        .await
+        .unwrap();
+    assert!(matches!(own, Scoped::Found(r) if r.token == "tok-a"));
+
+    // Changes: named with the wrong tenant, they change nothing.
+    assert!(!store.set_window("tok-a", "t2", 1).await.unwrap());
+    assert!(!store.mark_deleted("tok-a", "t2").await.unwrap());
+    let still = store
+        .get_secret("tok-a", &TenantScope::All)
+        .await
+        .unwrap()
+        .found()
+        .unwrap();
+    assert_eq!(still.state, SecretState::Active);
+    assert_ne!(still.window_closes_at, 1);
+    assert!(store.set_window("tok-a", "t1", 1).await.unwrap());
 }

@@ -231,8 +231,10 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     }
     let revocations = state.revocations.clone();
     revocations.refresh(vault.stores().central.as_ref()).await?;
+    state.roles.refresh(vault.stores().central.as_ref()).await?;
     let refresher = {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
+        let roles = state.roles.clone();
         let rate_limits = state.rate_limits.clone();
         tokio::spawn(async move {
             let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
@@ -241,6 +243,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
                 rate_limits.prune();
                 if let Err(e) = revocations.refresh(central.as_ref()).await {
                     tracing::warn!(error = %e, "could not refresh the list of disabled principals");
+                }
+                if let Err(e) = roles.refresh(central.as_ref()).await {
+                    tracing::warn!(error = %e, "could not refresh the custom roles");
                 }
             }
         })

@@ -17,7 +17,10 @@ pub async fn create_principal(
 ) -> Result<NewCredentials> {
     let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
     let tenants: Vec<String> = tenants.iter().map(|s| s.to_string()).collect();
+    // Built-in roles only here (dev mode and tests).
+    let catalog = strongroom_api::roles::RoleCatalog::default();
     let created = new_principal(
+        &catalog,
         name,
         strongroom_api::identity::KIND_SERVICE,
         &roles,
@@ -31,7 +34,7 @@ pub async fn create_principal(
         request_id: format!("cli-{why}"),
         client_addr: None,
     };
-    let subject = principal_of(&created.record);
+    let subject = principal_of(&created.record, &catalog);
     let event = vault.event(
         &ctx,
         None,

@@ -268,8 +268,12 @@ impl ServerConfig {
             }
         }
         for role in r.per_role.keys() {
-            strongroom_vault::Role::parse(role)
-                .map_err(|e| anyhow::anyhow!("ratelimit.per_role: {e}"))?;
+            // Custom roles are defined at run time, so any well-formed name
+            // is accepted; a built-in one is checked by its own rule.
+            if strongroom_vault::Role::builtin(role).is_none() {
+                strongroom_vault::policy::validate_role_name(role)
+                    .map_err(|e| anyhow::anyhow!("ratelimit.per_role: {e}"))?;
+            }
         }
         if !(300..=3600).contains(&self.limits.person_token_ttl_secs) {
             anyhow::bail!("limits.person_token_ttl_secs must be between 300 and 3600");

@@ -39,7 +39,7 @@ use tokio::sync::Mutex;
 pub use class::DataClass;
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
 pub use error::VaultError;
-pub use policy::{Permission, Principal, Role};
+pub use policy::{Permission, PermissionSet, Principal, Role};
 pub use seal::{
     Initialized, SealMethod, SealStatus, TOKEN_SIGNING_PURPOSE, VaultIdentity, audit_key,
     initialize,

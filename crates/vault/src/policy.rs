@@ -1,8 +1,11 @@
-//! Who may do what: built-in roles, permissions and tenant binding.
+//! Who may do what: named permissions, roles as sets of them, tenant binding.
 //!
-//! Least privilege by default: no role implies reveal except `fulfilment`,
-//! and `admin` (which manages principals) can neither reveal a secret nor read
-//! its metadata. A principal acts only in the tenants it is bound to.
+//! Least privilege by default: of the built-in roles only `fulfilment`
+//! reveals in full, and `admin` (which manages principals and roles) can
+//! neither reveal a secret nor read its metadata. Administrators may define
+//! custom roles; a role that can reveal or manage keys only takes effect once
+//! a second person approves it (see [`PermissionSet::needs_approval`]). A
+//! principal acts only in the tenants it is bound to.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,9 +22,10 @@ pub enum Role {
     Ingest,
     /// Reveals secrets while their window is open.
     Fulfilment,
-    /// Re-opens reveal windows, rotates keys, deletes secrets, seals.
+    /// Re-opens reveal windows, rotates keys, deletes secrets, seals,
+    /// approves what needs a second person.
     SecurityOfficer,
-    /// Manages principals; never reveals.
+    /// Manages principals and custom roles; never reveals.
     Admin,
     /// Reads the audit log.
     Auditor,
@@ -30,8 +34,9 @@ pub enum Role {
     Support,
 }
 
-/// An action that needs permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An action that needs permission. Each has a stable name
+/// (`secrets:reveal`, …) used in role definitions, messages and audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// Store a secret.
     Tokenize,
@@ -49,12 +54,14 @@ pub enum Permission {
     RotateKeys,
     /// Create, list and disable principals.
     ManagePrincipals,
+    /// Define and change custom roles.
+    ManageRoles,
     /// Read and verify the audit log.
     ReadAudit,
     /// Seal the vault.
     Seal,
-    /// Approve a principal that another person created with powers that
-    /// need dual control (reveal, key management).
+    /// Approve what needs a second person: principals created, and custom
+    /// roles defined or changed, with powers that need dual control.
     ApprovePrincipals,
 }
 
@@ -63,40 +70,153 @@ pub enum Permission {
 pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
+    /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
+    pub const ALL: [Permission; 12] = [
+        Permission::Tokenize,
+        Permission::Reveal,
+        Permission::RevealMasked,
+        Permission::ReadMetadata,
+        Permission::Delete,
+        Permission::Reactivate,
+        Permission::RotateKeys,
+        Permission::ManagePrincipals,
+        Permission::ManageRoles,
+        Permission::ReadAudit,
+        Permission::Seal,
+        Permission::ApprovePrincipals,
+    ];
+
     /// Whether a person needs a second factor proven within
     /// [`MFA_FRESH_SECS`] for this: seeing secrets (even masked), reading
-    /// the audit log, sealing, managing keys and principals. A stolen
+    /// the audit log, sealing, managing keys, principals and roles. A stolen
     /// session alone then opens none of them for long.
     pub fn needs_recent_mfa(self) -> bool {
+        !matches!(self, Permission::Tokenize | Permission::ReadMetadata)
+    }
+
+    /// Whether holding this needs a second person's approval: it reveals
+    /// secrets, re-opens their windows, destroys them, manages keys or
+    /// approves others. An administrator alone must never be able to give
+    /// itself, or a credential it holds, any of these.
+    pub fn needs_approval(self) -> bool {
         matches!(
             self,
             Permission::Reveal
-                | Permission::RevealMasked
-                | Permission::ReadAudit
-                | Permission::Seal
                 | Permission::Reactivate
                 | Permission::RotateKeys
-                | Permission::ManagePrincipals
-                | Permission::ApprovePrincipals
                 | Permission::Delete
+                | Permission::ApprovePrincipals
         )
     }
 
-    /// Name used in messages and audit reasons.
+    /// The stable name, e.g. `secrets:reveal`.
     pub fn name(self) -> &'static str {
         match self {
-            Permission::Tokenize => "secret.tokenize",
-            Permission::Reveal => "secret.reveal",
-            Permission::RevealMasked => "secret.reveal_masked",
-            Permission::ReadMetadata => "secret.read_metadata",
-            Permission::Delete => "secret.delete",
-            Permission::Reactivate => "secret.reactivate",
-            Permission::RotateKeys => "key.rotate",
-            Permission::ManagePrincipals => "principal.manage",
-            Permission::ReadAudit => "audit.read",
-            Permission::Seal => "sys.seal",
-            Permission::ApprovePrincipals => "principal.approve",
+            Permission::Tokenize => "secrets:tokenize",
+            Permission::Reveal => "secrets:reveal",
+            Permission::RevealMasked => "secrets:reveal_masked",
+            Permission::ReadMetadata => "secrets:read_metadata",
+            Permission::Delete => "secrets:delete",
+            Permission::Reactivate => "secrets:reactivate",
+            Permission::RotateKeys => "keys:rotate",
+            Permission::ManagePrincipals => "principals:manage",
+            Permission::ManageRoles => "roles:manage",
+            Permission::ReadAudit => "audit:read",
+            Permission::Seal => "sys:seal",
+            Permission::ApprovePrincipals => "principals:approve",
         }
+    }
+
+    /// Parses a permission name.
+    pub fn parse(name: &str) -> Result<Self, VaultError> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Permission::ALL.iter().map(|p| p.name()).collect();
+                VaultError::Invalid(format!(
+                    "unknown permission '{name}'; permissions are: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    fn bit(self) -> u32 {
+        let index = Permission::ALL
+            .iter()
+            .position(|p| *p == self)
+            .unwrap_or_default();
+        1 << index
+    }
+}
+
+/// A set of permissions: what a role grants, or what a principal holds
+/// through all its roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct PermissionSet(u32);
+
+impl PermissionSet {
+    /// No permission.
+    pub const EMPTY: PermissionSet = PermissionSet(0);
+
+    /// True if `permission` is in the set.
+    pub fn contains(self, permission: Permission) -> bool {
+        self.0 & permission.bit() != 0
+    }
+
+    /// The set with `permission` added.
+    pub fn with(self, permission: Permission) -> Self {
+        PermissionSet(self.0 | permission.bit())
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: PermissionSet) -> Self {
+        PermissionSet(self.0 | other.0)
+    }
+
+    /// True if the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The permissions in the set, in [`Permission::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(move |p| self.contains(*p))
+    }
+
+    /// The names of the permissions in the set.
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|p| p.name().to_owned()).collect()
+    }
+
+    /// Parses a list of permission names (duplicates are harmless).
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, VaultError> {
+        names.iter().try_fold(PermissionSet::EMPTY, |set, name| {
+            Ok(set.with(Permission::parse(name.as_ref())?))
+        })
+    }
+
+    /// Whether granting or defining a role with these permissions needs a
+    /// second person's approval ([`Permission::needs_approval`]).
+    pub fn needs_approval(self) -> bool {
+        self.iter().any(Permission::needs_approval)
+    }
+
+    /// Whether these permissions both manage principals or roles and need
+    /// approval: one holder could then create principals and roles and
+    /// approve them, a single person on both sides of dual control.
+    pub fn defeats_dual_control(self) -> bool {
+        (self.contains(Permission::ManagePrincipals) || self.contains(Permission::ManageRoles))
+            && self.needs_approval()
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        iter.into_iter()
+            .fold(PermissionSet::EMPTY, PermissionSet::with)
     }
 }
 
@@ -112,9 +232,9 @@ impl Role {
     ];
 
     /// The permissions this role grants.
-    pub fn permissions(self) -> &'static [Permission] {
+    pub fn permissions(self) -> PermissionSet {
         use Permission::*;
-        match self {
+        let list: &[Permission] = match self {
             Role::Ingest => &[Tokenize, ReadMetadata],
             Role::Fulfilment => &[Reveal, ReadMetadata],
             Role::SecurityOfficer => &[
@@ -125,17 +245,11 @@ impl Role {
                 Seal,
                 ApprovePrincipals,
             ],
-            Role::Admin => &[ManagePrincipals, Seal],
+            Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
             Role::Support => &[RevealMasked, ReadMetadata],
-        }
-    }
-
-    /// Whether granting this role needs a second person's approval: roles
-    /// that reveal secrets or manage keys. An administrator alone must never be
-    /// able to give itself, or a credential it holds, the power to reveal.
-    pub fn needs_approval(self) -> bool {
-        matches!(self, Role::Fulfilment | Role::SecurityOfficer)
+        };
+        list.iter().copied().collect()
     }
 
     /// The role's stable name.
@@ -150,17 +264,42 @@ impl Role {
         }
     }
 
-    /// Parses a role name.
-    pub fn parse(name: &str) -> Result<Self, VaultError> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .ok_or_else(|| {
-                VaultError::Invalid(format!(
-                    "unknown role '{name}'; roles are: ingest, fulfilment, security_officer, admin, auditor, support"
-                ))
-            })
+    /// The built-in role of that name, if any.
+    pub fn builtin(name: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
     }
+
+    /// Parses a built-in role name.
+    pub fn parse(name: &str) -> Result<Self, VaultError> {
+        Role::builtin(name).ok_or_else(|| {
+            VaultError::Invalid(format!(
+                "unknown role '{name}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support"
+            ))
+        })
+    }
+}
+
+/// Custom role names: 1-40 characters of `a-z 0-9 _ -`, starting with a
+/// letter, and not a built-in role's name.
+pub fn validate_role_name(name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(VaultError::Invalid(
+            "role names are 1-40 characters of a-z, 0-9, '_' and '-', starting with a letter"
+                .into(),
+        ));
+    }
+    if Role::builtin(name).is_some() {
+        return Err(VaultError::Invalid(format!(
+            "'{name}' is a built-in role and cannot be redefined"
+        )));
+    }
+    Ok(())
 }
 
 /// An authenticated caller.
@@ -170,8 +309,11 @@ pub struct Principal {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Granted roles.
-    pub roles: Vec<Role>,
+    /// Names of the granted roles, built-in or custom.
+    pub roles: Vec<String>,
+    /// What the roles grant, resolved when the request arrived: a custom
+    /// role's change applies from the next request.
+    pub permissions: PermissionSet,
     /// Tenants it may act in; [`ALL_TENANTS`] means all.
     pub tenants: Vec<String>,
     /// A person (logs in with a password and TOTP), not a service.
@@ -184,9 +326,7 @@ pub struct Principal {
 impl Principal {
     /// True if any role grants `permission`.
     pub fn has(&self, permission: Permission) -> bool {
-        self.roles
-            .iter()
-            .any(|r| r.permissions().contains(&permission))
+        self.permissions.contains(permission)
     }
 
     /// Refuses with [`VaultError::Forbidden`] unless a role grants
@@ -256,7 +396,10 @@ mod tests {
         Principal {
             id: "p".into(),
             name: "p".into(),
-            roles: roles.to_vec(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            permissions: roles
+                .iter()
+                .fold(PermissionSet::EMPTY, |set, r| set.union(r.permissions())),
             tenants: tenants.iter().map(|s| s.to_string()).collect(),
             human: false,
             mfa_recent: false,
@@ -273,6 +416,43 @@ mod tests {
             );
         }
         assert!(!who(&[Role::Admin], &["*"]).has(Permission::ReadMetadata));
+    }
+
+    #[test]
+    fn permission_names_round_trip_and_unknown_names_are_refused() {
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.name()).unwrap(), p);
+        }
+        let set = PermissionSet::parse(&["secrets:tokenize", "audit:read"]).unwrap();
+        assert_eq!(set.names(), ["secrets:tokenize", "audit:read"]);
+        let err = PermissionSet::parse(&["secrets:everything"]).unwrap_err();
+        assert!(err.to_string().contains("secrets:reveal_masked"), "{err}");
+    }
+
+    #[test]
+    fn what_needs_a_second_person() {
+        for role in Role::ALL {
+            let needs = role.permissions().needs_approval();
+            assert_eq!(
+                needs,
+                matches!(role, Role::Fulfilment | Role::SecurityOfficer),
+                "{role:?}"
+            );
+            assert!(!role.permissions().defeats_dual_control(), "{role:?}");
+        }
+        let masked_only = PermissionSet::parse(&["secrets:reveal_masked"]).unwrap();
+        assert!(!masked_only.needs_approval());
+        assert!(!masked_only.contains(Permission::Reveal));
+        let admin_and_reveal = Role::Admin.permissions().with(Permission::Reveal);
+        assert!(admin_and_reveal.defeats_dual_control());
+    }
+
+    #[test]
+    fn custom_role_names() {
+        assert!(validate_role_name("voucher-desk").is_ok());
+        for bad in ["", "Admin", "1abc", "a b", "admin", "fulfilment"] {
+            assert!(validate_role_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use strongroom_audit::{AuditEvent, AuditItem, Outcome};
 use strongroom_crypto::aead::context;
 use strongroom_crypto::{SecretBytes, random};
-use strongroom_store::{InsertOutcome, SecretRecord, SecretState};
+use strongroom_store::{InsertOutcome, Scoped, SecretRecord, SecretState, TenantScope};
 
 use crate::policy::{Permission, Principal, validate_tenant};
 use crate::seal::Unsealed;
@@ -704,8 +704,15 @@ impl Vault {
                 .append(&audit_records(&time, ctx, who, late_events, batch, None))
                 .await?;
         }
+        let scope = TenantScope::of(&who.tenants);
         for (index, token) in return_existing {
-            let result = match self.stores.central.get_secret(&token).await? {
+            let result = match self
+                .stores
+                .central
+                .get_secret(&token, &scope)
+                .await?
+                .found()
+            {
                 Some(rec) => Ok(Tokenized {
                     token: rec.token,
                     tenant: rec.tenant,
@@ -743,22 +750,25 @@ impl Vault {
         who: &Principal,
         token: &str,
     ) -> Result<Result<SecretRecord, (VaultError, &'static str, Option<String>)>, VaultError> {
-        let rec = self.stores.central.get_secret(token).await?;
+        // The store applies the tenant scope: a record of another tenant
+        // never leaves it, only that tenant's name, for the audit record.
+        let scope = TenantScope::of(&who.tenants);
+        let rec = self.stores.central.get_secret(token, &scope).await?;
         Ok(match rec {
-            None => Err((VaultError::NotFound, "secret.not_found", None)),
+            Scoped::Missing => Err((VaultError::NotFound, "secret.not_found", None)),
             // The owning tenant is recorded, so its auditors see the probe;
             // the caller sees the same answer as for an unknown token.
-            Some(r) if !who.may_act_in(&r.tenant) => Err((
+            Scoped::OtherTenant(tenant) => Err((
                 VaultError::NotFound,
                 "secret.not_found: other tenant",
-                Some(r.tenant),
+                Some(tenant),
             )),
-            Some(r) if r.state == SecretState::Deleted => Err((
+            Scoped::Found(r) if r.state == SecretState::Deleted => Err((
                 VaultError::NotFound,
                 "secret.not_found: deleted",
                 Some(r.tenant),
             )),
-            Some(r) => Ok(r),
+            Scoped::Found(r) => Ok(r),
         })
     }
 
@@ -991,7 +1001,7 @@ impl Vault {
         // be retried and finish. The other order would leave the ciphertext
         // behind a token that answers 404 to every later delete.
         self.stores.vault.delete(token).await?;
-        self.stores.central.mark_deleted(token).await?;
+        self.stores.central.mark_deleted(token, &rec.tenant).await?;
         Ok(())
     }
 
@@ -1049,7 +1059,12 @@ impl Vault {
                 Some(format!("until {}: {reason}", rfc3339(closes_at))),
             ))
             .await?;
-        if !self.stores.central.set_window(token, closes_at).await? {
+        if !self
+            .stores
+            .central
+            .set_window(token, &rec.tenant, closes_at)
+            .await?
+        {
             return Err(VaultError::NotFound);
         }
         let mut rec = rec;

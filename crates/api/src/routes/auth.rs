@@ -118,7 +118,7 @@ pub async fn token(
             Some(r) if r.pending_approval && secret_ok => "auth.pending_approval",
             Some(_) => "auth.bad_secret",
         };
-        let principal = record.as_ref().map(principal_of);
+        let principal = record.as_ref().map(|r| principal_of(r, &state.roles));
         let event = state.vault.event(
             &ctx,
             principal.as_ref(),
@@ -142,7 +142,7 @@ pub async fn token(
             "client authentication failed: check the client id and secret",
         ));
     };
-    let principal = principal_of(record);
+    let principal = principal_of(record, &state.roles);
     let now = state.vault.clock().now_ms();
     let event = state.vault.event(
         &ctx,
@@ -168,7 +168,8 @@ pub async fn whoami(Authenticated(who): Authenticated) -> Json<Value> {
     Json(json!({
         "id": who.id,
         "name": who.name,
-        "roles": who.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "roles": who.roles,
+        "permissions": who.permissions.names(),
         "tenants": who.tenants,
     }))
 }

@@ -64,7 +64,9 @@ fn refused() -> ApiError {
 }
 
 async fn person(name: &str, role: &str, id: &str, now: i64) -> Result<NewCredentials, ApiError> {
+    // Built-in roles only: the catalog of custom roles is not needed.
     let mut made = new_principal(
+        &crate::roles::RoleCatalog::default(),
         name,
         KIND_USER,
         &[role.to_owned()],

@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strongroom_audit::Outcome;
-use strongroom_store::{OperatorRecord, PrincipalRecord};
+use strongroom_store::{OperatorRecord, PrincipalRecord, TenantScope};
 use strongroom_vault::policy::MFA_FRESH_SECS;
 use strongroom_vault::{Principal, RequestContext, VaultError};
 use zeroize::Zeroizing;
@@ -358,7 +358,7 @@ pub async fn login(
         body.recovery_code.as_deref().map(String::as_str),
     )
     .await?;
-    let who = found.as_ref().map(|(r, _)| principal_of(r));
+    let who = found.as_ref().map(|(r, _)| principal_of(r, &state.roles));
     if let Err(reason) = claimed {
         return Err(refuse(&state, &ctx, who.as_ref(), ACTION, reason, invalid_login()).await?);
     }
@@ -424,7 +424,7 @@ pub async fn step_up(
     let now = state.vault.clock().now_ms();
     let central = &state.vault.stores().central;
     let record = central
-        .principal_by_id(&who.id)
+        .principal_by_id(&who.id, &TenantScope::All)
         .await
         .map_err(VaultError::from)?;
     let operator = central.operator(&who.id).await.map_err(VaultError::from)?;
@@ -471,9 +471,9 @@ async fn enrolling(
         .map(|(_, o)| o.enrolment_hash.clone());
     let ok = verify_secret(code.clone(), hash).await;
     match found {
-        Some((record, operator)) if ok => Ok((principal_of(&record), operator)),
+        Some((record, operator)) if ok => Ok((principal_of(&record, &state.roles), operator)),
         found => {
-            let who = found.as_ref().map(|(r, _)| principal_of(r));
+            let who = found.as_ref().map(|(r, _)| principal_of(r, &state.roles));
             let reason = match &found {
                 None => "auth.unknown_user",
                 Some((r, _)) if r.disabled => "auth.disabled",

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod keys;
 pub mod login;
 pub mod principals;
+pub mod roles;
 pub mod secrets;
 pub mod sys;
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strongroom_audit::Outcome;
-use strongroom_store::PrincipalRecord;
+use strongroom_store::{PrincipalRecord, TenantScope};
 use strongroom_vault::policy::ALL_TENANTS;
 use strongroom_vault::{Permission, Principal, RequestContext, VaultError, rfc3339};
 
@@ -83,14 +83,13 @@ async fn visible_principal(
     who: &Principal,
     id: &str,
 ) -> Result<Option<PrincipalRecord>, ApiError> {
-    let found = state
+    Ok(state
         .vault
         .stores()
         .central
-        .principal_by_id(id)
+        .principal_by_id(id, &TenantScope::of(&who.tenants))
         .await
-        .map_err(VaultError::from)?;
-    Ok(found.filter(|p| p.tenants.iter().all(|t| who.may_act_in(t))))
+        .map_err(VaultError::from)?)
 }
 
 async fn require_admin(
@@ -206,7 +205,14 @@ pub async fn create(
         ));
     }
     let now = state.vault.clock().now_ms();
+    // Roles defined through another node moments ago must be known here.
+    state
+        .roles
+        .refresh(state.vault.stores().central.as_ref())
+        .await
+        .map_err(VaultError::from)?;
     let created = new_principal(
+        &state.roles,
         &body.name,
         &body.kind,
         &body.roles,
@@ -287,7 +293,7 @@ pub async fn list(
         .vault
         .stores()
         .central
-        .list_principals()
+        .list_principals(&TenantScope::of(&who.tenants))
         .await
         .map_err(VaultError::from)?;
     record(
@@ -300,11 +306,7 @@ pub async fn list(
         None,
     )
     .await?;
-    let visible: Vec<Value> = all
-        .iter()
-        .filter(|p| p.tenants.iter().all(|t| who.may_act_in(t)))
-        .map(view)
-        .collect();
+    let visible: Vec<Value> = all.iter().map(view).collect();
     Ok(Json(json!({ "principals": visible })))
 }
 

@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
-    CentralStore, InsertOutcome, OperatorRecord, PrincipalRecord, SecretRecord, SecretState,
-    StoreError, StoreResult,
+    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, Scoped,
+    SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -74,6 +74,17 @@ const MIGRATIONS: Migrations = &[
          code_id TEXT NOT NULL,
          hash TEXT NOT NULL,
          PRIMARY KEY (principal_id, code_id)
+     )",
+    // 4: custom roles; a change that needs a second person waits in `pending`.
+    "CREATE TABLE custom_roles (
+         name TEXT PRIMARY KEY,
+         permissions TEXT NOT NULL,
+         pending TEXT,
+         requested_by TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         version INTEGER NOT NULL
      )",
 ];
 
@@ -174,6 +185,27 @@ macro_rules! principal_columns {
     () => {
         "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until"
     };
+}
+
+macro_rules! role_columns {
+    () => {
+        "name, permissions, pending, requested_by, created_by, created_at, updated_at, version"
+    };
+}
+
+fn role_from_row(r: &Row<'_>) -> rusqlite::Result<CustomRoleRecord> {
+    let permissions: String = r.get(1)?;
+    let pending: Option<String> = r.get(2)?;
+    Ok(CustomRoleRecord {
+        name: r.get(0)?,
+        permissions: split_list(&permissions),
+        pending: pending.as_deref().map(split_list),
+        requested_by: r.get(3)?,
+        created_by: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        version: r.get(7)?,
+    })
 }
 
 macro_rules! operator_columns {
@@ -291,7 +323,11 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn get_secret(&self, token: &str) -> StoreResult<Option<SecretRecord>> {
+    async fn get_secret(
+        &self,
+        token: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Scoped<SecretRecord>> {
         let row = self.db.read(|conn| {
             conn.prepare_cached(concat!(
                 "SELECT ",
@@ -302,21 +338,23 @@ impl CentralStore for SqliteCentralStore {
             .map_err(StoreError::backend("read secret"))
         })?;
         match row {
-            None => Ok(None),
+            None => Ok(Scoped::Missing),
             Some((mut rec, state)) => {
                 rec.state = SecretState::parse(&state)?;
-                Ok(Some(rec))
+                Ok(scope.filter(Some(rec)))
             }
         }
     }
 
-    async fn set_window(&self, token: &str, closes_at: i64) -> StoreResult<bool> {
+    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool> {
         let token = token.to_owned();
+        let tenant = tenant.to_owned();
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE secrets SET window_closes_at = ?2 WHERE token = ?1 AND state = 'active'",
-                    params![token, closes_at],
+                    "UPDATE secrets SET window_closes_at = ?2 \
+                     WHERE token = ?1 AND tenant = ?3 AND state = 'active'",
+                    params![token, closes_at, tenant],
                 )
                 .map(|n| n > 0)
                 .map_err(StoreError::backend("set reveal window"))
@@ -324,15 +362,17 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn mark_deleted(&self, token: &str) -> StoreResult<bool> {
+    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool> {
         let token = token.to_owned();
+        let tenant = tenant.to_owned();
         let index = self.fingerprints.clone();
         self.db
             .write(move |conn| {
                 let live: Option<(i64, Option<Vec<u8>>)> = conn
                     .query_row(
-                        "SELECT rowid, fingerprint FROM secrets WHERE token = ?1 AND state = 'active'",
-                        [&token],
+                        "SELECT rowid, fingerprint FROM secrets \
+                         WHERE token = ?1 AND tenant = ?2 AND state = 'active'",
+                        [&token, &tenant],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
@@ -405,18 +445,24 @@ impl CentralStore for SqliteCentralStore {
         )
     }
 
-    async fn principal_by_id(&self, id: &str) -> StoreResult<Option<PrincipalRecord>> {
-        self.principal_where(
-            concat!(
-                "SELECT ",
-                principal_columns!(),
-                " FROM principals WHERE id = ?1"
-            ),
-            id,
-        )
+    async fn principal_by_id(
+        &self,
+        id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<PrincipalRecord>> {
+        Ok(self
+            .principal_where(
+                concat!(
+                    "SELECT ",
+                    principal_columns!(),
+                    " FROM principals WHERE id = ?1"
+                ),
+                id,
+            )?
+            .filter(|p| scope.admits_all(&p.tenants)))
     }
 
-    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
+    async fn list_principals(&self, scope: &TenantScope) -> StoreResult<Vec<PrincipalRecord>> {
         self.db.read(|conn| {
             let mut stmt = conn
                 .prepare(concat!(
@@ -428,9 +474,88 @@ impl CentralStore for SqliteCentralStore {
             let rows = stmt
                 .query_map([], principal_from_row)
                 .map_err(StoreError::backend("list principals"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::backend("list principals"))
+            let all = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::backend("list principals"))?;
+            Ok(all
+                .into_iter()
+                .filter(|p| scope.admits_all(&p.tenants))
+                .collect())
         })
+    }
+
+    async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>> {
+        self.db.read(|conn| {
+            let mut stmt = conn
+                .prepare(concat!(
+                    "SELECT ",
+                    role_columns!(),
+                    " FROM custom_roles ORDER BY name"
+                ))
+                .map_err(StoreError::backend("list roles"))?;
+            let rows = stmt
+                .query_map([], role_from_row)
+                .map_err(StoreError::backend("list roles"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::backend("list roles"))
+        })
+    }
+
+    async fn insert_custom_role(&self, role: CustomRoleRecord) -> StoreResult<()> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    concat!(
+                        "INSERT INTO custom_roles (",
+                        role_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    ),
+                    params![
+                        role.name,
+                        join_list(&role.permissions),
+                        role.pending.as_deref().map(join_list),
+                        role.requested_by,
+                        role.created_by,
+                        role.created_at,
+                        role.updated_at,
+                        role.version
+                    ],
+                )
+                .map(|_| ())
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::Conflict("a role with that name exists")
+                    } else {
+                        StoreError::backend("insert role")(e)
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn replace_custom_role(
+        &self,
+        role: CustomRoleRecord,
+        expected_version: i64,
+    ) -> StoreResult<bool> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE custom_roles SET permissions = ?2, pending = ?3, requested_by = ?4, \
+                     updated_at = ?5, version = version + 1 WHERE name = ?1 AND version = ?6",
+                    params![
+                        role.name,
+                        join_list(&role.permissions),
+                        role.pending.as_deref().map(join_list),
+                        role.requested_by,
+                        role.updated_at,
+                        expected_version
+                    ],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("change role"))
+            })
+            .await
     }
 
     async fn approve_principal(&self, id: &str) -> StoreResult<bool> {

@@ -70,7 +70,8 @@ pub async fn run(args: InitArgs) -> Result<()> {
             &strongroom_vault::Principal {
                 id: "cli-init".into(),
                 name: "init".into(),
-                roles: vec![strongroom_vault::Role::Admin],
+                roles: vec!["admin".into()],
+                permissions: strongroom_vault::Role::Admin.permissions(),
                 tenants: vec!["*".into()],
                 human: false,
                 mfa_recent: false,

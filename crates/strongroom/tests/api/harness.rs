@@ -615,6 +615,10 @@ impl Caller {
         self.call(Method::GET, path, None).await
     }
 
+    pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, None).await
     }
@@ -700,7 +704,8 @@ impl Harness {
             let root_principal = Principal {
                 id: "test".into(),
                 name: "test".into(),
-                roles: vec![Role::Admin],
+                roles: vec!["admin".into()],
+                permissions: Role::Admin.permissions(),
                 tenants: vec!["*".into()],
                 human: false,
                 mfa_recent: false,

@@ -14,6 +14,7 @@ mod harness;
 mod audit_chain;
 mod auth;
 mod cli;
+mod custom_roles;
 mod integrity;
 mod leaks;
 mod multinode;

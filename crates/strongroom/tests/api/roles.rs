@@ -260,7 +260,7 @@ async fn an_admin_alone_cannot_create_a_principal_that_reveals(store) {
             body["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("cannot be combined")
+                .contains("cannot also reveal")
         );
     }
 

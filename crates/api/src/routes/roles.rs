@@ -1,0 +1,386 @@
+//! `/v1/roles`: built-in and custom roles. Administrators define custom
+//! roles; a definition or change that touches a power needing dual control
+//! (revealing, reactivating, deleting, keys, approving) waits until a
+//! security officer other than the requester approves it. Until then the
+//! role keeps granting what it granted before (nothing, if it is new).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strongroom_audit::Outcome;
+use strongroom_store::{CustomRoleRecord, StoreError};
+use strongroom_vault::policy::validate_role_name;
+use strongroom_vault::{
+    Permission, PermissionSet, Principal, RequestContext, Role, VaultError, rfc3339,
+};
+
+use crate::ApiState;
+use crate::auth::Authenticated;
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+
+/// Body of `PUT /v1/roles/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefineRole {
+    permissions: Vec<String>,
+}
+
+fn builtin_view(role: Role) -> Value {
+    json!({
+        "name": role.as_str(),
+        "builtin": true,
+        "permissions": role.permissions().names(),
+        "pending_permissions": null,
+    })
+}
+
+fn custom_view(r: &CustomRoleRecord) -> Value {
+    json!({
+        "name": r.name,
+        "builtin": false,
+        "permissions": r.permissions,
+        "pending_permissions": r.pending,
+        "requested_by": r.requested_by,
+        "created_by": r.created_by,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+    })
+}
+
+fn role_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "role.not_found",
+        "no custom role with that name",
+    )
+}
+
+fn changed_meanwhile() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "role.changed",
+        "the role changed while this request was decided; read it again and retry",
+    )
+}
+
+/// Checks `permission` and records a refusal.
+async fn require(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    permission: Permission,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Err(e) = who.require(permission) {
+        super::audit(
+            state,
+            ctx,
+            Some(who),
+            action,
+            target,
+            Outcome::Denied,
+            Some(e.code().into()),
+        )
+        .await?;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+async fn stored_role(state: &ApiState, name: &str) -> Result<Option<CustomRoleRecord>, ApiError> {
+    let all = state
+        .vault
+        .stores()
+        .central
+        .list_custom_roles()
+        .await
+        .map_err(VaultError::from)?;
+    Ok(all.into_iter().find(|r| r.name == name))
+}
+
+/// `GET /v1/roles`: every role and what it grants, with pending changes
+/// (for administrators, and for the officers who approve them).
+pub async fn list(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    const ACTION: &str = "role.list";
+    let permission = if who.has(Permission::ApprovePrincipals) {
+        Permission::ApprovePrincipals
+    } else {
+        Permission::ManageRoles
+    };
+    require(&state, &ctx, &who, permission, ACTION, None).await?;
+    let custom = state
+        .vault
+        .stores()
+        .central
+        .list_custom_roles()
+        .await
+        .map_err(VaultError::from)?;
+    super::audit(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        None,
+        Outcome::Allowed,
+        None,
+    )
+    .await?;
+    let roles: Vec<Value> = Role::ALL
+        .into_iter()
+        .map(builtin_view)
+        .chain(custom.iter().map(custom_view))
+        .collect();
+    Ok(Json(json!({ "roles": roles })))
+}
+
+/// `PUT /v1/roles/{name}`: defines a custom role or changes one. `201` when
+/// defined, `200` when the change applies at once, `202` when it waits for
+/// a second person's approval.
+pub async fn define(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DefineRole>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    const ACTION: &str = "role.define";
+    require(
+        &state,
+        &ctx,
+        &who,
+        Permission::ManageRoles,
+        ACTION,
+        Some(&name),
+    )
+    .await?;
+    let invalid = |e: VaultError| ApiError::from(e);
+    validate_role_name(&name).map_err(invalid)?;
+    if body.permissions.is_empty() || body.permissions.len() > Permission::ALL.len() * 2 {
+        return Err(ApiError::invalid(
+            "give the role's permissions, e.g. [\"secrets:tokenize\"]",
+        ));
+    }
+    let wanted = PermissionSet::parse(&body.permissions).map_err(invalid)?;
+    if wanted.defeats_dual_control() {
+        return Err(ApiError::invalid(
+            "a role that manages principals or roles cannot also reveal, reactivate, delete, manage keys or approve",
+        ));
+    }
+    let now = state.vault.clock().now_ms();
+    let central = &state.vault.stores().central;
+    let (status, record, reason) = match stored_role(&state, &name).await? {
+        None => {
+            let needs_second_person = wanted.needs_approval();
+            let record = CustomRoleRecord {
+                name: name.clone(),
+                permissions: if needs_second_person {
+                    Vec::new()
+                } else {
+                    wanted.names()
+                },
+                pending: needs_second_person.then(|| wanted.names()),
+                requested_by: who.id.clone(),
+                created_by: who.id.clone(),
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            };
+            let reason = describe(&record, "defined");
+            super::audit(
+                &state,
+                &ctx,
+                Some(&who),
+                ACTION,
+                Some(&name),
+                Outcome::Allowed,
+                Some(reason.clone()),
+            )
+            .await?;
+            match central.insert_custom_role(record.clone()).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => {
+                    failed(&state, &ctx, &who, ACTION, &name, "role.changed").await?;
+                    return Err(changed_meanwhile());
+                }
+                Err(e) => return Err(VaultError::from(e).into()),
+            }
+            let status = if needs_second_person {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::CREATED
+            };
+            (status, record, reason)
+        }
+        Some(current) => {
+            let before =
+                strongroom_vault::PermissionSet::parse(&current.permissions).unwrap_or_default();
+            let needs_second_person = before.needs_approval() || wanted.needs_approval();
+            let mut record = current.clone();
+            record.updated_at = now;
+            record.requested_by = who.id.clone();
+            record.version = current.version + 1;
+            if needs_second_person {
+                record.pending = Some(wanted.names());
+            } else {
+                record.permissions = wanted.names();
+                record.pending = None;
+            }
+            let reason = describe(&record, "changed");
+            super::audit(
+                &state,
+                &ctx,
+                Some(&who),
+                ACTION,
+                Some(&name),
+                Outcome::Allowed,
+                Some(reason.clone()),
+            )
+            .await?;
+            if !central
+                .replace_custom_role(record.clone(), current.version)
+                .await
+                .map_err(VaultError::from)?
+            {
+                failed(&state, &ctx, &who, ACTION, &name, "role.changed").await?;
+                return Err(changed_meanwhile());
+            }
+            let status = if needs_second_person {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            (status, record, reason)
+        }
+    };
+    state.roles.put(&record);
+    let mut out = custom_view(&record);
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert(
+            "pending_approval".into(),
+            (status == StatusCode::ACCEPTED).into(),
+        );
+        obj.insert("outcome".into(), reason.into());
+    }
+    Ok((status, Json(out)))
+}
+
+fn describe(record: &CustomRoleRecord, what: &str) -> String {
+    match &record.pending {
+        Some(pending) => format!(
+            "{what}; waiting for approval: permissions={}",
+            pending.join(",")
+        ),
+        None => format!("{what}: permissions={}", record.permissions.join(",")),
+    }
+}
+
+/// After an allowed record, one saying the change did not happen after all.
+async fn failed(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    name: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    super::audit(
+        state,
+        ctx,
+        Some(who),
+        action,
+        Some(name),
+        Outcome::Failed,
+        Some(reason.into()),
+    )
+    .await
+}
+
+/// `POST /v1/roles/{name}/approve`: a security officer other than the
+/// requester puts a pending definition or change into force.
+pub async fn approve(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    const ACTION: &str = "role.approve";
+    require(
+        &state,
+        &ctx,
+        &who,
+        Permission::ApprovePrincipals,
+        ACTION,
+        Some(&name),
+    )
+    .await?;
+    let deny = |reason: &'static str| {
+        super::audit(
+            &state,
+            &ctx,
+            Some(&who),
+            ACTION,
+            Some(&name),
+            Outcome::Denied,
+            Some(reason.into()),
+        )
+    };
+    let Some(current) = stored_role(&state, &name).await? else {
+        deny("role.not_found").await?;
+        return Err(role_not_found());
+    };
+    let Some(pending) = current.pending.clone() else {
+        deny("role.not_pending").await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "role.not_pending",
+            "that role has no change waiting for approval",
+        ));
+    };
+    if current.requested_by == who.id {
+        deny("role.self_approval").await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role.self_approval",
+            "a role change must be approved by someone other than the person who asked for it",
+        ));
+    }
+    let mut record = current.clone();
+    record.permissions = pending;
+    record.pending = None;
+    record.updated_at = state.vault.clock().now_ms();
+    record.version = current.version + 1;
+    super::audit(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        Some(&name),
+        Outcome::Allowed,
+        Some(format!(
+            "requested by {}: permissions={}",
+            current.requested_by,
+            record.permissions.join(",")
+        )),
+    )
+    .await?;
+    let central = &state.vault.stores().central;
+    if !central
+        .replace_custom_role(record.clone(), current.version)
+        .await
+        .map_err(VaultError::from)?
+    {
+        failed(&state, &ctx, &who, ACTION, &name, "role.changed").await?;
+        return Err(changed_meanwhile());
+    }
+    state.roles.put(&record);
+    Ok(Json(custom_view(&record)))
+}
