@@ -21,6 +21,7 @@ mod context;
 pub mod error;
 pub mod identity;
 pub(crate) mod json;
+pub mod openapi;
 pub mod passwords;
 pub mod ratelimit;
 pub mod revocation;
@@ -32,7 +33,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use strongroom_vault::Vault;
 
 pub use context::REQUEST_ID_HEADER;
@@ -111,56 +111,69 @@ impl ApiState {
     }
 }
 
+/// The routes and their OpenAPI description, built from the same handlers.
+/// `batch_limit` and `body_limit` are the body size limits in bytes.
+fn documented_routes(
+    batch_limit: usize,
+    body_limit: usize,
+) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    use routes::*;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let batch = OpenApiRouter::new()
+        .routes(routes!(secrets::batch))
+        .layer(DefaultBodyLimit::max(batch_limit));
+    let rest = OpenApiRouter::new()
+        .routes(routes!(sys::health))
+        .routes(routes!(sys::seal_status))
+        .routes(routes!(sys::unseal))
+        .routes(routes!(sys::seal))
+        .routes(routes!(bootstrap::bootstrap))
+        .routes(routes!(openapi::document))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(login::login))
+        .routes(routes!(login::step_up))
+        .routes(routes!(login::enrol))
+        .routes(routes!(login::confirm))
+        .routes(routes!(secrets::create))
+        .routes(routes!(secrets::describe, secrets::delete))
+        .routes(routes!(secrets::reveal))
+        .routes(routes!(secrets::reactivate))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(principals::create, principals::list))
+        .routes(routes!(principals::disable))
+        .routes(routes!(principals::approve))
+        .routes(routes!(principals::unlock))
+        .routes(routes!(principals::rotate_secret))
+        .routes(routes!(roles::list))
+        .routes(routes!(roles::define))
+        .routes(routes!(roles::approve))
+        .routes(routes!(audit::verify))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(batch)
+        .merge(rest)
+        .split_for_parts();
+    (router, openapi::finish(doc))
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let defaults = ApiConfig::default();
+    documented_routes(defaults.max_batch_body_bytes, defaults.max_body_bytes).1
+}
+
 /// The full router.
 pub fn router(state: ApiState) -> Router {
-    use routes::*;
-    let batch_limit = state.config.max_batch_body_bytes;
-    let body_limit = state.config.max_body_bytes;
-    let batch = Router::new()
-        .route("/v1/secrets/batch", post(secrets::batch))
-        .layer(DefaultBodyLimit::max(batch_limit));
-    let rest = Router::new()
-        .route("/v1/sys/health", get(sys::health))
-        .route("/v1/sys/seal-status", get(sys::seal_status))
-        .route("/v1/sys/unseal", post(sys::unseal))
-        .route("/v1/sys/seal", post(sys::seal))
-        .route("/v1/sys/bootstrap", post(bootstrap::bootstrap))
-        .route("/v1/auth/token", post(auth::token))
-        .route("/v1/auth/whoami", get(auth::whoami))
-        .route("/v1/auth/login", post(login::login))
-        .route("/v1/auth/step-up", post(login::step_up))
-        .route("/v1/auth/enrol", post(login::enrol))
-        .route("/v1/auth/enrol/confirm", post(login::confirm))
-        .route("/v1/secrets", post(secrets::create))
-        .route(
-            "/v1/secrets/{token}",
-            get(secrets::describe).delete(secrets::delete),
-        )
-        .route("/v1/secrets/{token}/reveal", post(secrets::reveal))
-        .route("/v1/secrets/{token}/reactivate", post(secrets::reactivate))
-        .route("/v1/keys/rotate", post(keys::rotate))
-        .route(
-            "/v1/principals",
-            post(principals::create).get(principals::list),
-        )
-        .route(
-            "/v1/principals/{id}",
-            axum::routing::delete(principals::disable),
-        )
-        .route("/v1/principals/{id}/approve", post(principals::approve))
-        .route("/v1/principals/{id}/unlock", post(principals::unlock))
-        .route(
-            "/v1/principals/{id}/rotate-secret",
-            post(principals::rotate_secret),
-        )
-        .route("/v1/roles", get(roles::list))
-        .route("/v1/roles/{name}", axum::routing::put(roles::define))
-        .route("/v1/roles/{name}/approve", post(roles::approve))
-        .route("/v1/audit/verify", get(audit::verify))
-        .layer(DefaultBodyLimit::max(body_limit));
-    batch
-        .merge(rest)
+    let (routes, doc) = documented_routes(
+        state.config.max_batch_body_bytes,
+        state.config.max_body_bytes,
+    );
+    let spec = openapi::Spec::of(&doc);
+    routes
         .fallback(not_found)
+        .layer(axum::Extension(spec))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             context::limit_by_address,

@@ -56,6 +56,9 @@ pub enum Command {
     StepUp(#[command(flatten)] ClientArgs),
     /// Forget the saved session.
     Logout,
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at
+    /// /v1/openapi.json and kept in docs/openapi.json).
+    Openapi,
 }
 
 /// `strongroom db …`.

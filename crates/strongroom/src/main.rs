@@ -47,6 +47,13 @@ fn main() -> std::process::ExitCode {
             }
             Command::StepUp(client) => commands::people::step_up(&client).await.map(|_| 0),
             Command::Logout => commands::people::logout().map(|_| 0),
+            Command::Openapi => {
+                print!(
+                    "{}",
+                    strongroom_api::openapi::to_json(&strongroom_api::openapi())
+                );
+                Ok(0)
+            }
         }
     });
     match result {

@@ -10,6 +10,16 @@ use crate::context::Ctx;
 use crate::error::ApiError;
 
 /// `GET /v1/audit/verify`: walks the chain and names the first bad record.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The chain walked; the first bad record named", body = crate::openapi::AuditVerification),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn verify(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

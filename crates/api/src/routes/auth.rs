@@ -16,8 +16,10 @@ use crate::identity::{principal_of, verify_secret};
 use crate::json;
 
 /// Body of `POST /v1/auth/token`, as JSON or as an OAuth 2.0 form.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
+    /// Always `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
     grant_type: String,
     client_id: String,
     client_secret: String,
@@ -63,6 +65,19 @@ async fn refuse(
 }
 
 /// `POST /v1/auth/token` (OAuth 2.0 client credentials grant).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/token",
+    tag = "auth",
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "An access token", body = crate::openapi::AccessToken),
+        (status = 401, description = "`auth.invalid_client` (unknown client or wrong secret) or `auth.pending_approval`", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn token(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -164,6 +179,15 @@ pub async fn token(
 
 /// `GET /v1/auth/whoami`: the caller's identity. Cheap by design: it is the
 /// authenticated no-op the benchmarks use as a ceiling.
+#[utoipa::path(
+    get,
+    path = "/v1/auth/whoami",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller, as its token says", body = crate::openapi::WhoAmI)
+    )
+)]
 pub async fn whoami(Authenticated(who): Authenticated) -> Json<Value> {
     Json(json!({
         "id": who.id,

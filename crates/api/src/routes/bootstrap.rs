@@ -38,9 +38,10 @@ const USED: &[u8] = b"used";
 pub const BOOTSTRAP_PREFIX: &str = "srbt_";
 
 /// Body of `POST /v1/sys/bootstrap`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
+    #[schema(value_type = String)]
     bootstrap_token: Zeroizing<String>,
     /// User name of the first administrator.
     admin: String,
@@ -83,6 +84,17 @@ async fn person(name: &str, role: &str, id: &str, now: i64) -> Result<NewCredent
 }
 
 /// `POST /v1/sys/bootstrap`.
+#[utoipa::path(
+    post,
+    path = "/v1/sys/bootstrap",
+    tag = "people",
+    request_body = BootstrapRequest,
+    responses(
+        (status = 201, description = "The first administrator and security officer, with one-time enrolment codes", body = crate::openapi::Bootstrapped),
+        (status = 401, description = "`auth.invalid_bootstrap`: not this vault's token, or already used", body = crate::openapi::ErrorBody),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn bootstrap(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 
 /// Body of `POST /v1/keys/rotate`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     tenant: String,
@@ -20,6 +20,17 @@ pub struct RotateRequest {
 }
 
 /// `POST /v1/keys/rotate`: adds a key version for (tenant, class).
+#[utoipa::path(
+    post,
+    path = "/v1/keys/rotate",
+    tag = "keys",
+    request_body = RotateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "New secrets of (tenant, class) use the new version", body = crate::openapi::KeyVersion),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn rotate(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

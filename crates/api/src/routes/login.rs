@@ -42,41 +42,49 @@ use crate::passwords::{
 };
 
 /// Body of `POST /v1/auth/login`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     username: String,
+    #[schema(value_type = String)]
     password: Zeroizing<String>,
     /// The current code of the authenticator app.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     totp: Option<Zeroizing<String>>,
     /// Instead of `totp`: one of the recovery codes (each works once).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     recovery_code: Option<Zeroizing<String>>,
 }
 
 /// Body of `POST /v1/auth/step-up`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
+    #[schema(value_type = String)]
     totp: Zeroizing<String>,
 }
 
 /// Body of `POST /v1/auth/enrol`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     username: String,
+    #[schema(value_type = String)]
     enrolment_code: Zeroizing<String>,
+    #[schema(value_type = String)]
     password: Zeroizing<String>,
 }
 
 /// Body of `POST /v1/auth/enrol/confirm`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     username: String,
+    #[schema(value_type = String)]
     enrolment_code: Zeroizing<String>,
+    #[schema(value_type = String)]
     totp: Zeroizing<String>,
 }
 
@@ -328,6 +336,16 @@ async fn person_token(
 
 /// `POST /v1/auth/login`: a person's password and second factor → an access
 /// token that records when the second factor was proven.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "people",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "An access token recording that the second factor was proven now", body = crate::openapi::PersonToken),
+        (status = 401, description = "`auth.invalid_login`: the same answer for an unknown user, a wrong password or code, a replayed code, back-off and a locked account", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn login(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -399,6 +417,17 @@ pub async fn login(
 /// gets a new token, good for sensitive actions for the next five minutes.
 /// Attempts are claimed and counted like logins, so a stolen session cannot
 /// grind codes.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/step-up",
+    tag = "people",
+    request_body = StepUpRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new access token with the second factor proven now", body = crate::openapi::PersonToken),
+        (status = 400, description = "`auth.not_a_person`: step-up is for people", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn step_up(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -499,6 +528,16 @@ async fn enrolling(
 /// given, a person sets their password and receives their TOTP seed (as an
 /// `otpauth://` URI) and recovery codes, all shown only now. The account
 /// works once a first code confirms it (`/v1/auth/enrol/confirm`).
+#[utoipa::path(
+    post,
+    path = "/v1/auth/enrol",
+    tag = "people",
+    request_body = EnrolRequest,
+    responses(
+        (status = 200, description = "The TOTP seed and recovery codes, shown once", body = crate::openapi::Enrolment),
+        (status = 401, description = "`auth.invalid_enrolment`: unknown user, wrong or used code", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn enrol(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -566,6 +605,17 @@ pub async fn enrol(
 
 /// `POST /v1/auth/enrol/confirm`: the first code from the authenticator
 /// proves the seed arrived; the enrolment code stops working.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/enrol/confirm",
+    tag = "people",
+    request_body = ConfirmRequest,
+    responses(
+        (status = 204, description = "Enrolled: the person can log in"),
+        (status = 401, description = "`auth.invalid_enrolment` or `auth.invalid_totp`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`auth.enrol_first` or `auth.enrolment_changed`", body = crate::openapi::ErrorBody)
+    )
+)]
 pub async fn confirm(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

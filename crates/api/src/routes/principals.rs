@@ -18,12 +18,13 @@ use crate::identity::new_principal;
 use crate::json::ApiJson;
 
 /// Body of `POST /v1/principals`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePrincipal {
     name: String,
     /// `service` (the default) or `user` (a person).
     #[serde(default = "default_kind")]
+    #[schema(pattern = "^(service|user)$")]
     kind: String,
     roles: Vec<String>,
     tenants: Vec<String>,
@@ -171,6 +172,18 @@ async fn managed_principal(
 }
 
 /// `POST /v1/principals`: the client secret is in this response and nowhere else.
+#[utoipa::path(
+    post,
+    path = "/v1/principals",
+    tag = "principals",
+    request_body = CreatePrincipal,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the client secret or enrolment code is shown once", body = crate::openapi::CreatedPrincipal),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -283,6 +296,16 @@ pub async fn create(
 }
 
 /// `GET /v1/principals`.
+#[utoipa::path(
+    get,
+    path = "/v1/principals",
+    tag = "principals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Principals bound only to tenants the caller is bound to", body = crate::openapi::PrincipalList),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -312,6 +335,18 @@ pub async fn list(
 
 /// `DELETE /v1/principals/{id}`: disables the principal; its outstanding
 /// access tokens are refused from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/principals/{id}",
+    tag = "principals",
+    params(("id" = String, Path, description = "The principal's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Disabled: its access tokens are refused from the next request"),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn disable(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -332,6 +367,19 @@ pub async fn disable(
 /// `POST /v1/principals/{id}/approve`: dual control. A principal created with
 /// a role that reveals or manages keys stays pending until a security officer
 /// other than its creator approves it.
+#[utoipa::path(
+    post,
+    path = "/v1/principals/{id}/approve",
+    tag = "principals",
+    params(("id" = String, Path, description = "The principal's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Approved: the principal can get tokens"),
+        (status = 403, description = "`auth.forbidden`, or `principal.self_approval`: the creator cannot approve", body = crate::openapi::ErrorBody),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn approve(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -393,6 +441,18 @@ pub async fn approve(
 
 /// `POST /v1/principals/{id}/unlock`: lets a person whose account locked
 /// after repeated failed logins try again (their failure count restarts).
+#[utoipa::path(
+    post,
+    path = "/v1/principals/{id}/unlock",
+    tag = "principals",
+    params(("id" = String, Path, description = "The principal's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Unlocked: the person may try again"),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn unlock(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -421,12 +481,13 @@ pub async fn unlock(
 }
 
 /// Body of `POST /v1/principals/{id}/rotate-secret`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the old secret keeps working, seconds (default an hour, at
     /// most a week), so clients can be moved over without an outage.
     #[serde(default)]
+    #[schema(maximum = 604800)]
     overlap_secs: Option<u64>,
 }
 
@@ -436,6 +497,19 @@ const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
 /// `POST /v1/principals/{id}/rotate-secret`: a service gets a new client
 /// secret (shown once); the old one works until the overlap ends. To cut a
 /// leaked secret off at once, rotate with `overlap_secs: 0`, or disable.
+#[utoipa::path(
+    post,
+    path = "/v1/principals/{id}/rotate-secret",
+    tag = "principals",
+    request_body = RotateSecret,
+    params(("id" = String, Path, description = "The principal's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new client secret, shown once", body = crate::openapi::RotatedSecret),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strongroom_audit::Outcome;
 use strongroom_store::{CustomRoleRecord, StoreError};
-use strongroom_vault::policy::validate_role_name;
+use strongroom_vault::policy::{ALL_TENANTS, validate_role_name};
 use strongroom_vault::{
     Permission, PermissionSet, Principal, RequestContext, Role, VaultError, rfc3339,
 };
@@ -23,9 +23,11 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 
 /// Body of `PUT /v1/roles/{name}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineRole {
+    /// Permission names, e.g. `secrets:tokenize`.
+    #[schema(min_items = 1)]
     permissions: Vec<String>,
 }
 
@@ -92,6 +94,36 @@ async fn require(
     Ok(())
 }
 
+/// Custom roles apply in every tenant, so only a principal bound to every
+/// tenant may define or approve them: an administrator of one tenant must
+/// not change what principals of another may do.
+async fn require_every_tenant(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    if who.tenants.iter().any(|t| t == ALL_TENANTS) {
+        return Ok(());
+    }
+    super::audit(
+        state,
+        ctx,
+        Some(who),
+        action,
+        Some(name),
+        Outcome::Denied,
+        Some("auth.forbidden: not bound to every tenant".into()),
+    )
+    .await?;
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "auth.forbidden",
+        "custom roles apply in every tenant: only a principal bound to all tenants ('*') may define or approve them",
+    ))
+}
+
 async fn stored_role(state: &ApiState, name: &str) -> Result<Option<CustomRoleRecord>, ApiError> {
     let all = state
         .vault
@@ -105,6 +137,16 @@ async fn stored_role(state: &ApiState, name: &str) -> Result<Option<CustomRoleRe
 
 /// `GET /v1/roles`: every role and what it grants, with pending changes
 /// (for administrators, and for the officers who approve them).
+#[utoipa::path(
+    get,
+    path = "/v1/roles",
+    tag = "roles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every role and what it grants, with changes waiting for approval", body = crate::openapi::RoleList),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -145,6 +187,21 @@ pub async fn list(
 /// `PUT /v1/roles/{name}`: defines a custom role or changes one. `201` when
 /// defined, `200` when the change applies at once, `202` when it waits for
 /// a second person's approval.
+#[utoipa::path(
+    put,
+    path = "/v1/roles/{name}",
+    tag = "roles",
+    request_body = DefineRole,
+    params(("name" = String, Path, description = "The custom role's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Defined; in force", body = crate::openapi::RoleChange),
+        (status = 200, description = "Changed; in force", body = crate::openapi::RoleChange),
+        (status = 202, description = "Waiting for a security officer other than the requester to approve; the role keeps granting what it granted", body = crate::openapi::RoleChange),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn define(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -162,6 +219,7 @@ pub async fn define(
         Some(&name),
     )
     .await?;
+    require_every_tenant(&state, &ctx, &who, ACTION, &name).await?;
     let invalid = |e: VaultError| ApiError::from(e);
     validate_role_name(&name).map_err(invalid)?;
     if body.permissions.is_empty() || body.permissions.len() > Permission::ALL.len() * 2 {
@@ -306,6 +364,19 @@ async fn failed(
 
 /// `POST /v1/roles/{name}/approve`: a security officer other than the
 /// requester puts a pending definition or change into force.
+#[utoipa::path(
+    post,
+    path = "/v1/roles/{name}/approve",
+    tag = "roles",
+    params(("name" = String, Path, description = "The custom role's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "In force", body = crate::openapi::RoleChange),
+        (status = 403, description = "`auth.forbidden`, or `role.self_approval`: the requester cannot approve", body = crate::openapi::ErrorBody),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn approve(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -322,6 +393,7 @@ pub async fn approve(
         Some(&name),
     )
     .await?;
+    require_every_tenant(&state, &ctx, &who, ACTION, &name).await?;
     let deny = |reason: &'static str| {
         super::audit(
             &state,

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 
 /// How to treat a value that is already stored.
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDuplicateParam {
     /// `409 vault.duplicate` naming the existing token (default).
@@ -30,12 +30,13 @@ pub enum OnDuplicateParam {
 }
 
 /// One secret to store. Deliberately not `Debug`: it holds the value.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecret {
     tenant: Option<String>,
     class: String,
     value: String,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
     reveal_window_secs: Option<u64>,
     on_duplicate: Option<OnDuplicateParam>,
@@ -130,6 +131,19 @@ fn info_view(i: &SecretInfo) -> Value {
 
 /// `POST /v1/secrets`: 201 with the token; 200 when an existing token is
 /// returned on request.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets",
+    tag = "secrets",
+    request_body = CreateSecret,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored: the token", body = crate::openapi::Tokenized),
+        (status = 200, description = "Already stored and `on_duplicate: return_existing`: the existing token", body = crate::openapi::Tokenized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -146,14 +160,26 @@ pub async fn create(
 }
 
 /// Body of `POST /v1/secrets/batch`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     items: Vec<CreateSecret>,
 }
 
 /// `POST /v1/secrets/batch`: up to the configured number of items; one
 /// result or error per item, in order.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/batch",
+    tag = "secrets",
+    request_body = BatchRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One result or error per item, in order", body = crate::openapi::BatchResult),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn batch(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -223,13 +249,14 @@ pub async fn batch(
 }
 
 /// Body of `POST /v1/secrets/{token}/reveal`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
     purpose: String,
     /// `none` (the default: the whole value) or `masked` (the last few
     /// characters only).
     #[serde(default)]
+    #[schema(pattern = "^(none|masked)$")]
     redaction: Option<String>,
 }
 
@@ -244,6 +271,21 @@ struct RevealView<'a> {
 }
 
 /// `POST /v1/secrets/{token}/reveal`: the value, while the window is open.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{token}/reveal",
+    tag = "secrets",
+    request_body = RevealRequest,
+    params(("token" = String, Path, description = "The secret's token")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The value, while the reveal window is open (never cached)", body = crate::openapi::Revealed),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "`vault.dormant`: the reveal window closed", body = crate::openapi::ErrorBody),
+        (status = 500, response = crate::openapi::IntegrityFailure)
+    )
+)]
 pub async fn reveal(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -283,6 +325,18 @@ pub async fn reveal(
 }
 
 /// `GET /v1/secrets/{token}`: metadata only.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{token}",
+    tag = "secrets",
+    params(("token" = String, Path, description = "The secret's token")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Metadata, never the value", body = crate::openapi::SecretInfo),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn describe(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -294,6 +348,18 @@ pub async fn describe(
 }
 
 /// `DELETE /v1/secrets/{token}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{token}",
+    tag = "secrets",
+    params(("token" = String, Path, description = "The secret's token")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -305,7 +371,7 @@ pub async fn delete(
 }
 
 /// Body of `POST /v1/secrets/{token}/reactivate`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReactivateRequest {
     window_secs: u64,
@@ -313,6 +379,19 @@ pub struct ReactivateRequest {
 }
 
 /// `POST /v1/secrets/{token}/reactivate`: re-opens the reveal window.
+#[utoipa::path(
+    post,
+    path = "/v1/secrets/{token}/reactivate",
+    tag = "secrets",
+    request_body = ReactivateRequest,
+    params(("token" = String, Path, description = "The secret's token")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The window is open until the new time", body = crate::openapi::SecretInfo),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound)
+    )
+)]
 pub async fn reactivate(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

@@ -14,17 +14,33 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 
 /// `GET /v1/sys/health`: the process is up (sealed or not).
+#[utoipa::path(
+    get,
+    path = "/v1/sys/health",
+    tag = "sys",
+    responses(
+        (status = 200, description = "The process is up", body = crate::openapi::Health)
+    )
+)]
 pub async fn health(State(state): State<ApiState>) -> Json<Value> {
     Json(json!({ "status": "ok", "sealed": !state.vault.is_unsealed() }))
 }
 
 /// `GET /v1/sys/seal-status`.
+#[utoipa::path(
+    get,
+    path = "/v1/sys/seal-status",
+    tag = "sys",
+    responses(
+        (status = 200, description = "Seal status", body = crate::openapi::SealStatus)
+    )
+)]
 pub async fn seal_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(state.vault.seal_status().await?)))
 }
 
 /// Body of `POST /v1/sys/unseal`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
     /// One key share.
@@ -35,6 +51,16 @@ pub struct UnsealRequest {
 }
 
 /// `POST /v1/sys/unseal`: one key share per call.
+#[utoipa::path(
+    post,
+    path = "/v1/sys/unseal",
+    tag = "sys",
+    request_body = UnsealRequest,
+    responses(
+        (status = 200, description = "Progress after this share (or after a reset)", body = crate::openapi::SealStatus),
+        (status = 409, response = crate::openapi::Conflict)
+    )
+)]
 pub async fn unseal(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -62,6 +88,16 @@ pub async fn unseal(
 }
 
 /// `POST /v1/sys/seal`.
+#[utoipa::path(
+    post,
+    path = "/v1/sys/seal",
+    tag = "sys",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Sealed: every key is dropped from memory and every access token retired"),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
 pub async fn seal(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,

@@ -1,0 +1,434 @@
+//! The authorisation matrix: every operation of the published API, called by
+//! every built-in role, with no token, with an expired token and from the
+//! wrong tenant, gets exactly the status this one table says.
+//!
+//! The operations come from the OpenAPI document, which is built from the
+//! same handlers as the router: an endpoint added without a row here fails
+//! the test, as does a row for an endpoint that no longer exists.
+
+use std::collections::{BTreeSet, HashMap};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Caller, Harness, on_each_backend, random_code, test_api_config};
+
+/// The built-in roles, each a service principal of its own.
+const ROLES: [&str; 6] = [
+    "ingest",
+    "fulfilment",
+    "security_officer",
+    "admin",
+    "auditor",
+    "support",
+];
+
+/// Who may call an operation.
+#[derive(Clone, Copy)]
+enum Who {
+    /// Anyone, token or not: the answer is `ok` for every caller.
+    Public,
+    /// Any authenticated principal.
+    AnyPrincipal,
+    /// Principals holding one of these roles; the others get `refused`.
+    Roles(&'static [&'static str]),
+}
+
+/// What the path's `{…}` names, made fresh for every call so that one
+/// caller's success does not change the next caller's answer.
+#[derive(Clone, Copy)]
+enum Target {
+    Nothing,
+    /// A secret of tenant `dev`.
+    Secret,
+    /// An ingest service of tenant `dev`.
+    Service,
+    /// A fulfilment service of tenant `dev`, waiting for approval.
+    PendingPrincipal,
+    /// A person of tenant `dev`.
+    Person,
+    /// A name no role has yet.
+    NewRoleName,
+    /// A custom role whose definition waits for approval.
+    PendingRole,
+}
+
+struct Row {
+    method: Method,
+    path: &'static str,
+    target: Target,
+    body: Option<fn() -> Value>,
+    who: Who,
+    /// The status of a caller who may.
+    ok: u16,
+    /// The status of a principal whose roles do not allow it.
+    refused: u16,
+    /// The status of a principal with the first allowed role, bound to
+    /// another tenant than the target's.
+    wrong_tenant: u16,
+    /// A success seals the vault (the server is restarted after it).
+    seals: bool,
+}
+
+const fn row(method: Method, path: &'static str, who: Who, ok: u16) -> Row {
+    Row {
+        method,
+        path,
+        target: Target::Nothing,
+        body: None,
+        who,
+        ok,
+        refused: 403,
+        wrong_tenant: ok,
+        seals: false,
+    }
+}
+
+impl Row {
+    const fn on(mut self, target: Target) -> Self {
+        self.target = target;
+        self
+    }
+    const fn body(mut self, body: fn() -> Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+    const fn wrong_tenant(mut self, status: u16) -> Self {
+        self.wrong_tenant = status;
+        self
+    }
+    const fn seals(mut self) -> Self {
+        self.seals = true;
+        self
+    }
+}
+
+const ANYONE: Who = Who::Public;
+const SIGNED_IN: Who = Who::AnyPrincipal;
+const INGEST: Who = Who::Roles(&["ingest"]);
+const FULFIL: Who = Who::Roles(&["fulfilment"]);
+const OFFICER: Who = Who::Roles(&["security_officer"]);
+const ADMIN: Who = Who::Roles(&["admin"]);
+const AUDITOR: Who = Who::Roles(&["auditor"]);
+const METADATA: Who = Who::Roles(&[
+    "ingest",
+    "fulfilment",
+    "security_officer",
+    "auditor",
+    "support",
+]);
+const SEALERS: Who = Who::Roles(&["admin", "security_officer"]);
+const ROLE_READERS: Who = Who::Roles(&["admin", "security_officer"]);
+
+fn table() -> Vec<Row> {
+    use Method as M;
+    use Target::*;
+    vec![
+        row(M::GET, "/v1/sys/health", ANYONE, 200),
+        row(M::GET, "/v1/sys/seal-status", ANYONE, 200),
+        row(M::GET, "/v1/openapi.json", ANYONE, 200),
+        row(M::POST, "/v1/sys/unseal", ANYONE, 200).body(|| json!({"reset": true})),
+        row(M::POST, "/v1/sys/bootstrap", ANYONE, 401).body(|| {
+            json!({"bootstrap_token": "srbt_not-this-one", "admin": "ada", "security_officer": "bob"})
+        }),
+        row(M::POST, "/v1/auth/token", ANYONE, 401).body(|| {
+            json!({"grant_type": "client_credentials", "client_id": "srci_nobody", "client_secret": "wrong"})
+        }),
+        row(M::POST, "/v1/auth/login", ANYONE, 401).body(|| {
+            json!({"username": "nobody", "password": "not the password", "totp": "000000"})
+        }),
+        row(M::POST, "/v1/auth/enrol", ANYONE, 401).body(|| {
+            json!({"username": "nobody", "enrolment_code": "sren_wrong", "password": "a long enough passphrase"})
+        }),
+        row(M::POST, "/v1/auth/enrol/confirm", ANYONE, 401).body(|| {
+            json!({"username": "nobody", "enrolment_code": "sren_wrong", "totp": "000000"})
+        }),
+        row(M::GET, "/v1/auth/whoami", SIGNED_IN, 200),
+        // Step-up is for people; every caller here is a service.
+        row(M::POST, "/v1/auth/step-up", SIGNED_IN, 400).body(|| json!({"totp": "000000"})),
+        row(M::POST, "/v1/secrets", INGEST, 201)
+            .body(|| json!({"tenant": "dev", "class": "voucher_code", "value": random_code()}))
+            .wrong_tenant(403),
+        row(M::POST, "/v1/secrets/batch", INGEST, 200)
+            .body(|| {
+                json!({"items": [{"tenant": "dev", "class": "voucher_code", "value": random_code()}]})
+            })
+            .wrong_tenant(200),
+        row(M::POST, "/v1/secrets/{token}/reveal", FULFIL, 200)
+            .on(Secret)
+            .body(|| json!({"purpose": "matrix"}))
+            .wrong_tenant(404),
+        row(M::GET, "/v1/secrets/{token}", METADATA, 200)
+            .on(Secret)
+            .wrong_tenant(404),
+        row(M::DELETE, "/v1/secrets/{token}", OFFICER, 204)
+            .on(Secret)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/secrets/{token}/reactivate", OFFICER, 200)
+            .on(Secret)
+            .body(|| json!({"window_secs": 60, "reason": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/keys/rotate", OFFICER, 200)
+            .body(|| json!({"tenant": "dev", "class": "generic"}))
+            .wrong_tenant(403),
+        row(M::POST, "/v1/principals", ADMIN, 201)
+            .body(|| {
+                json!({"name": format!("made-{}", random_code()), "roles": ["ingest"], "tenants": ["dev"]})
+            })
+            .wrong_tenant(403),
+        row(M::GET, "/v1/principals", ADMIN, 200),
+        row(M::DELETE, "/v1/principals/{id}", ADMIN, 204)
+            .on(Service)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/principals/{id}/approve", OFFICER, 204)
+            .on(PendingPrincipal)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/principals/{id}/unlock", ADMIN, 204)
+            .on(Person)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/principals/{id}/rotate-secret", ADMIN, 200)
+            .on(Service)
+            .body(|| json!({"overlap_secs": 0}))
+            .wrong_tenant(404),
+        row(M::GET, "/v1/roles", ROLE_READERS, 200),
+        row(M::PUT, "/v1/roles/{name}", ADMIN, 201)
+            .on(NewRoleName)
+            .body(|| json!({"permissions": ["secrets:tokenize"]}))
+            .wrong_tenant(403),
+        row(M::POST, "/v1/roles/{name}/approve", OFFICER, 200)
+            .on(PendingRole)
+            .wrong_tenant(403),
+        row(M::GET, "/v1/audit/verify", AUDITOR, 200),
+        // Last: a success seals the vault, and the server is restarted.
+        row(M::POST, "/v1/sys/seal", SEALERS, 204).seals(),
+    ]
+}
+
+/// The callers of one run.
+struct Callers {
+    by_role: HashMap<&'static str, (String, String)>,
+    elsewhere: HashMap<&'static str, (String, String)>,
+    expired_token: String,
+    tokens: HashMap<String, String>,
+}
+
+impl Callers {
+    async fn make(h: &Harness) -> Self {
+        let mut by_role = HashMap::new();
+        let mut elsewhere = HashMap::new();
+        for role in ROLES {
+            // Operators are bound to every tenant, services to `dev`.
+            let home = if matches!(role, "admin" | "security_officer") {
+                "*"
+            } else {
+                "dev"
+            };
+            by_role.insert(role, credentials(h, &format!("m-{role}"), role, home).await);
+            elsewhere.insert(
+                role,
+                credentials(h, &format!("m-{role}-elsewhere"), role, "elsewhere").await,
+            );
+        }
+        // A token that expires: issued now, used after the clock moves on.
+        let (id, secret) = credentials(h, "m-expiring", "ingest", "dev").await;
+        let expired_token = h.login(&id, &secret).await.token.unwrap();
+        h.clock
+            .advance_secs(i64::try_from(h.api_config.token_ttl_secs).unwrap() + 1);
+        Callers {
+            by_role,
+            elsewhere,
+            expired_token,
+            tokens: HashMap::new(),
+        }
+    }
+
+    async fn caller(&mut self, h: &Harness, who: &str) -> Caller {
+        match who {
+            "no token" => h.anonymous(),
+            "expired token" => h.anonymous().with_token(&self.expired_token),
+            _ => {
+                if let Some(token) = self.tokens.get(who) {
+                    return h.anonymous().with_token(token);
+                }
+                let (id, secret) = match who.strip_prefix("elsewhere:") {
+                    Some(role) => &self.elsewhere[role],
+                    None => &self.by_role[who],
+                };
+                let caller = h.login(id, secret).await;
+                self.tokens
+                    .insert(who.to_owned(), caller.token.clone().unwrap());
+                caller
+            }
+        }
+    }
+}
+
+/// Creates a service with one role through the API (approved if needed)
+/// and returns its client id and secret.
+async fn credentials(h: &Harness, name: &str, role: &str, tenant: &str) -> (String, String) {
+    let (status, body) = h
+        .admin()
+        .await
+        .post(
+            "/v1/principals",
+            json!({"name": name, "roles": [role], "tenants": [tenant]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    if body["pending_approval"] == true {
+        let id = body["id"].as_str().unwrap();
+        let (status, resp) = h
+            .approver()
+            .await
+            .post(&format!("/v1/principals/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{resp}");
+    }
+    (
+        body["client_id"].as_str().unwrap().to_owned(),
+        body["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Makes a fresh target and returns the name that goes into the path.
+async fn make_target(h: &Harness, target: Target) -> Option<String> {
+    let admin = h.admin().await;
+    let create = |roles: Value, kind: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (status, body) = admin
+                .post(
+                    "/v1/principals",
+                    json!({"name": format!("t-{}", random_code()), "kind": kind, "roles": roles, "tenants": ["dev"]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let role_name = || format!("r-{}", random_code().to_lowercase().replace('-', ""));
+    Some(match target {
+        Target::Nothing => return None,
+        Target::Secret => h.service().await.put(&random_code()).await,
+        Target::Service => create(json!(["ingest"]), "service").await,
+        Target::PendingPrincipal => create(json!(["fulfilment"]), "service").await,
+        Target::Person => create(json!(["auditor"]), "user").await,
+        Target::NewRoleName => role_name(),
+        Target::PendingRole => {
+            let name = role_name();
+            let (status, body) = admin
+                .put_json(
+                    &format!("/v1/roles/{name}"),
+                    json!({"permissions": ["secrets:reveal"]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            name
+        }
+    })
+}
+
+fn path_for(template: &str, target: Option<&str>) -> String {
+    match target {
+        None => template.to_owned(),
+        Some(t) => template
+            .replace("{token}", t)
+            .replace("{id}", t)
+            .replace("{name}", t),
+    }
+}
+
+/// The callers of the matrix and what each should get for `row`.
+fn expectations(row: &Row) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    let authenticated_ok = |status: u16| match row.who {
+        Who::Public => row.ok,
+        _ => status,
+    };
+    out.push(("no token".to_owned(), authenticated_ok(401)));
+    out.push(("expired token".to_owned(), authenticated_ok(401)));
+    for role in ROLES {
+        let status = match row.who {
+            Who::Public | Who::AnyPrincipal => row.ok,
+            Who::Roles(allowed) if allowed.contains(&role) => row.ok,
+            Who::Roles(_) => row.refused,
+        };
+        out.push((role.to_owned(), status));
+    }
+    let first_allowed = match row.who {
+        Who::Roles(allowed) => allowed[0],
+        _ => "ingest",
+    };
+    let status = match row.who {
+        Who::Public | Who::AnyPrincipal => row.ok,
+        Who::Roles(_) => row.wrong_tenant,
+    };
+    out.push((format!("elsewhere:{first_allowed}"), status));
+    out
+}
+
+on_each_backend! {
+async fn every_endpoint_answers_every_caller_as_the_table_says(store) {
+    // The matrix sends a few hundred requests from one address at once.
+    let mut config = test_api_config();
+    config.rate_limits.per_address = strongroom_api::ratelimit::Rate::new(100_000, 100_000);
+    config.rate_limits.per_principal = strongroom_api::ratelimit::Rate::new(100_000, 100_000);
+    let mut h = Harness::dev_with(store, config).await;
+
+    // One row per operation of the published document, and no other.
+    let doc = strongroom_api::openapi();
+    let documented: BTreeSet<(String, String)> = doc
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+            ];
+            methods
+                .into_iter()
+                .filter(|(_, present)| *present)
+                .map(|(m, _)| (m.to_owned(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let rows = table();
+    let tabled: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    let missing: Vec<_> = documented.difference(&tabled).collect();
+    let stale: Vec<_> = tabled.difference(&documented).collect();
+    assert!(missing.is_empty(), "endpoints without a row in the authorisation matrix: {missing:?}");
+    assert!(stale.is_empty(), "rows for endpoints that do not exist: {stale:?}");
+    assert_eq!(rows.len(), tabled.len(), "an endpoint has two rows");
+
+    let mut callers = Callers::make(&h).await;
+    let mut wrong = Vec::new();
+    for row in &rows {
+        for (who, expected) in expectations(row) {
+            let target = make_target(&h, row.target).await;
+            let path = path_for(row.path, target.as_deref());
+            let caller = callers.caller(&h, &who).await;
+            let (status, body) = caller
+                .call(row.method.clone(), &path, row.body.map(|b| b()))
+                .await;
+            if status.as_u16() != expected {
+                wrong.push(format!(
+                    "{} {} as {who}: expected {expected}, got {status} {body}",
+                    row.method, row.path
+                ));
+            }
+            if row.seals && status.is_success() {
+                h = h.restart().await;
+                callers.tokens.clear();
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} cells differ:\n{}", wrong.len(), wrong.join("\n"));
+}
+}
