@@ -141,3 +141,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             .unwrap_or_default()))
     }
 }
+
+/// Reads a request's whole body before the handler runs, when its declared
+/// length is within the route's limit.
+///
+/// A handler that refuses a request before reading its body (no token, no
+/// permission) would otherwise answer while the client is still sending, and
+/// the connection would close under the client: one uploading a large batch
+/// with an expired token would see a reset instead of the `401` that tells it
+/// what to do. Handlers parse whole JSON bodies anyway, so reading first costs
+/// nothing more. Bodies without a length, or over the limit, go on as they
+/// came, to be refused (and audited) by the handler.
+pub async fn read_body_first(
+    axum::extract::State(state): axum::extract::State<crate::ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = if req.uri().path() == crate::BATCH_PATH {
+        state.config.max_batch_body_bytes
+    } else {
+        state.config.max_body_bytes
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > 0 && length <= limit => {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                        .await
+                }
+                Err(_) => {
+                    ApiError::invalid("the request body could not be read in full").into_response()
+                }
+            }
+        }
+        _ => next.run(req).await,
+    }
+}

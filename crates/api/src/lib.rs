@@ -111,6 +111,9 @@ impl ApiState {
     }
 }
 
+/// The path of batch tokenization, whose body limit is its own.
+pub const BATCH_PATH: &str = "/v1/secrets/batch";
+
 /// The routes and their OpenAPI description, built from the same handlers.
 /// `batch_limit` and `body_limit` are the body size limits in bytes.
 fn documented_routes(
@@ -174,6 +177,10 @@ pub fn router(state: ApiState) -> Router {
     routes
         .fallback(not_found)
         .layer(axum::Extension(spec))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::read_body_first,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             context::limit_by_address,

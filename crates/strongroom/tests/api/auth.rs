@@ -226,3 +226,25 @@ async fn rotated_client_secrets_overlap_then_the_old_one_stops(store) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_without_a_token_gets_a_401_not_a_reset() {
+    let h = Harness::dev_on(crate::harness::TestStore::Sqlite).await;
+    // A 4 MiB batch: far more than the socket buffers hold, so a server that
+    // answered before reading it would close the connection mid-upload.
+    let item = serde_json::json!({"class": "voucher_code", "value": "X".repeat(4000)});
+    let body = serde_json::json!({"items": vec![item; 1000]}).to_string();
+    for _ in 0..3 {
+        let resp = h
+            .http
+            .post(format!("{}/v1/secrets/batch", h.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the server must answer, not reset the connection");
+        assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(code(&answer), "auth.unauthenticated");
+    }
+}
