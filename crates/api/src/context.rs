@@ -142,22 +142,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
-/// Reads a request's whole body before the handler runs, when its declared
-/// length is within the route's limit.
+/// How long a client may take to send a body that is read ahead.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a request's body before the handler runs, when its declared length
+/// is within the route's limit.
 ///
 /// A handler that refuses a request before reading its body (no token, no
 /// permission) would otherwise answer while the client is still sending, and
-/// the connection would close under the client: one uploading a large batch
-/// with an expired token would see a reset instead of the `401` that tells it
-/// what to do. Handlers parse whole JSON bodies anyway, so reading first costs
-/// nothing more. Bodies without a length, or over the limit, go on as they
-/// came, to be refused (and audited) by the handler.
+/// the connection would close under the client: one uploading with an
+/// expired token would see a reset instead of the `401` that tells it what
+/// to do. Ordinary bodies (at most `limits.max_body_bytes`) are read whole,
+/// which handlers do anyway. A batch body, up to 16 MiB, is never buffered
+/// here, where nothing bounds how many are held at once: if its token does
+/// not verify, it is read and discarded chunk by chunk before the refusal;
+/// otherwise the batch handler reads it once it has a batch slot. Bodies
+/// without a length, or over the limit, go on as they came, to be refused
+/// (and audited) by the handler.
 pub async fn read_body_first(
     axum::extract::State(state): axum::extract::State<crate::ApiState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let limit = if req.uri().path() == crate::BATCH_PATH {
+    use http_body_util::BodyExt;
+
+    let batch = req.uri().path() == crate::BATCH_PATH;
+    let limit = if batch {
         state.config.max_batch_body_bytes
     } else {
         state.config.max_body_bytes
@@ -167,19 +177,51 @@ pub async fn read_body_first(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(length) if length > 0 && length <= limit => {
-            let (parts, body) = req.into_parts();
-            match axum::body::to_bytes(body, limit).await {
-                Ok(bytes) => {
-                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                        .await
-                }
-                Err(_) => {
-                    ApiError::invalid("the request body could not be read in full").into_response()
-                }
-            }
-        }
-        _ => next.run(req).await,
+    if !declared.is_some_and(|length| length > 0 && length <= limit) {
+        return next.run(req).await;
     }
+    let (parts, mut body) = req.into_parts();
+    if batch {
+        let token_ok = crate::auth::bearer_token(&parts.headers)
+            .is_some_and(|t| crate::auth::verify(&state, t).is_ok());
+        if !token_ok {
+            let drained = tokio::time::timeout(BODY_READ_TIMEOUT, async {
+                let mut read = 0usize;
+                while let Some(frame) = body.frame().await {
+                    let Ok(frame) = frame else { break };
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > limit {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if drained.is_err() {
+                return body_timeout();
+            }
+            return next
+                .run(Request::from_parts(parts, axum::body::Body::empty()))
+                .await;
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => {
+            ApiError::invalid("the request body could not be read in full").into_response()
+        }
+        Err(_) => body_timeout(),
+    }
+}
+
+fn body_timeout() -> Response {
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "request.timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response()
 }

@@ -19,7 +19,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use strongroom_crypto::random;
 use strongroom_store::{OperatorRecord, PrincipalRecord};
 use strongroom_vault::policy::{ALL_TENANTS, validate_tenant};
-use strongroom_vault::{Permission, Principal, VaultError};
+use strongroom_vault::{Principal, VaultError};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -164,7 +164,7 @@ pub async fn new_principal(
         // One principal creating principals and approving them would be a
         // single person on both sides of dual control.
         return Err(VaultError::Invalid(
-            "a principal that manages principals or roles cannot also reveal, reactivate, delete, manage keys or approve: those powers need approval by a person other than the one who manages principals".into(),
+            "a principal that manages principals or roles cannot also reveal secrets (not even masked), read their metadata, reactivate, delete, manage keys or approve: administration and access to secrets are kept apart".into(),
         ));
     }
     if tenants.is_empty() {
@@ -215,10 +215,7 @@ pub async fn new_principal(
             // an administrator with a fresh step-up could mint a lasting
             // credential that never asks for one.
             pending_approval: !created_by.is_empty()
-                && (granted.needs_approval()
-                    || (kind == KIND_SERVICE
-                        && (granted.contains(Permission::ManagePrincipals)
-                            || granted.contains(Permission::ManageRoles)))),
+                && (granted.needs_approval() || (kind == KIND_SERVICE && granted.manages())),
             kind: kind.to_owned(),
             previous_secret_hash: String::new(),
             previous_valid_until: 0,

@@ -74,6 +74,11 @@ pub struct Conflict(#[to_schema] pub ErrorBody);
 #[response(description = "`request.too_large`: the body is over the limit")]
 pub struct TooLarge(#[to_schema] pub ErrorBody);
 
+/// 408: the body was too slow.
+#[derive(ToResponse)]
+#[response(description = "`request.timeout`: the request body did not arrive in time")]
+pub struct Timeout(#[to_schema] pub ErrorBody);
+
 /// 429: rate limited.
 #[derive(ToResponse)]
 #[response(
@@ -326,6 +331,9 @@ pub struct RotatedSecret {
     pub client_secret: String,
     /// RFC 3339: when the previous secret stops working.
     pub previous_secret_valid_until: String,
+    /// True if the service can reveal or administer: then neither secret
+    /// gets a token until a security officer approves the rotation.
+    pub pending_approval: bool,
 }
 
 /// One of the first people.
@@ -460,6 +468,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             if op.request_body.is_some() {
                 add("400", reusable::<Invalid>());
                 add("413", reusable::<TooLarge>());
+                add("408", reusable::<Timeout>());
             }
             if op.security.is_some() {
                 add("401", reusable::<Unauthenticated>());
@@ -491,6 +500,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         NotFound::response(),
         Conflict::response(),
         TooLarge::response(),
+        Timeout::response(),
         RateLimited::response(),
         IntegrityFailure::response(),
         Unavailable::response(),

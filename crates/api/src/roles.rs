@@ -6,10 +6,13 @@
 //! Each node keeps the custom roles in memory, updated at once when this
 //! node changes one and reloaded from the central store every few seconds
 //! (with the list of disabled principals), so a change made through another
-//! node arrives soon after.
+//! node arrives soon after. If those reloads keep failing, custom roles stop
+//! granting anything after [`STALE_AFTER`]: a node that cannot learn that a
+//! power was withdrawn must not keep granting it.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use strongroom_store::{CentralStore, CustomRoleRecord, StoreError};
 use strongroom_vault::{PermissionSet, Role};
@@ -43,10 +46,17 @@ impl CustomRole {
     }
 }
 
+/// How long custom roles are trusted without a successful reload: six
+/// reload periods.
+pub const STALE_AFTER: Duration = Duration::from_secs(6 * crate::revocation::REFRESH_SECS);
+
 /// The custom roles of the vault.
 #[derive(Debug, Default)]
 pub struct RoleCatalog {
     custom: RwLock<HashMap<String, CustomRole>>,
+    /// When the last reload from the central store succeeded (never, for a
+    /// catalog that is only ever told of changes, as in tools and tests).
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl RoleCatalog {
@@ -70,13 +80,16 @@ impl RoleCatalog {
         roles: &[String],
         custom: impl Fn(&CustomRole) -> PermissionSet,
     ) -> PermissionSet {
-        let map = self.custom.read();
+        let stale = self
+            .refreshed
+            .lock()
+            .map_or(true, |at| at.is_some_and(|t| t.elapsed() > STALE_AFTER));
+        let map = self.custom.read().ok().filter(|_| !stale);
         roles.iter().fold(PermissionSet::EMPTY, |set, name| {
             let granted = match Role::builtin(name) {
                 Some(builtin) => builtin.permissions(),
                 None => map
                     .as_ref()
-                    .ok()
                     .and_then(|m| m.get(name).map(&custom))
                     .unwrap_or_default(),
             };
@@ -116,6 +129,58 @@ impl RoleCatalog {
                 Self::merge(&mut map, record);
             }
         }
+        if let Ok(mut at) = self.refreshed.lock() {
+            *at = Some(Instant::now());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, permissions: &[&str]) -> CustomRoleRecord {
+        CustomRoleRecord {
+            name: name.into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            pending: None,
+            requested_by: "p".into(),
+            created_by: "p".into(),
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn custom_roles_grant_nothing_once_the_catalog_is_stale() {
+        let catalog = RoleCatalog::default();
+        catalog.put(&record("desk", &["secrets:reveal_masked"]));
+        let roles = ["desk".to_owned(), "ingest".to_owned()];
+        *catalog.refreshed.lock().unwrap() = Some(Instant::now());
+        assert!(
+            catalog
+                .permissions(&roles)
+                .contains(strongroom_vault::Permission::RevealMasked)
+        );
+
+        let long_ago = Instant::now().checked_sub(STALE_AFTER + Duration::from_secs(1));
+        *catalog.refreshed.lock().unwrap() = long_ago;
+        let granted = catalog.permissions(&roles);
+        assert!(!granted.contains(strongroom_vault::Permission::RevealMasked));
+        // Built-in roles do not depend on the store.
+        assert!(granted.contains(strongroom_vault::Permission::Tokenize));
+    }
+
+    #[test]
+    fn an_older_snapshot_does_not_undo_a_newer_change() {
+        let catalog = RoleCatalog::default();
+        let mut newer = record("desk", &["secrets:read_metadata"]);
+        newer.version = 3;
+        catalog.put(&newer);
+        catalog.put(&record("desk", &["secrets:reveal_masked"]));
+        let granted = catalog.permissions(&["desk".to_owned()]);
+        assert_eq!(granted.names(), ["secrets:read_metadata"]);
     }
 }

@@ -668,16 +668,19 @@ impl CentralStore for PgCentralStore {
         id: &str,
         new_hash: &str,
         previous_valid_until: i64,
+        needs_approval: bool,
     ) -> StoreResult<bool> {
         let done = sqlx::query(sql(&format!(
             "UPDATE {} SET previous_secret_hash = secret_hash, \
-                 previous_valid_until = $3, secret_hash = $2 \
+                 previous_valid_until = $3, secret_hash = $2, \
+                 pending_approval = (pending_approval OR $4) \
              WHERE id = $1 AND kind = 'service' AND NOT disabled",
             self.principals
         )))
         .bind(id)
         .bind(new_hash)
         .bind(previous_valid_until)
+        .bind(needs_approval)
         .execute(self.db.pool())
         .await
         .map_err(db_error("rotate secret"))?;

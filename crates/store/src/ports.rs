@@ -310,11 +310,15 @@ pub trait CentralStore: Send + Sync {
     /// Gives a service a new client-secret hash; the current one stays
     /// valid until `previous_valid_until`. False if there is no enabled
     /// service with that id.
+    /// With `needs_approval`, the service also goes back to waiting for a
+    /// security officer's approval (a credential that can reveal must not be
+    /// reissued by an administrator alone).
     async fn rotate_secret(
         &self,
         id: &str,
         new_hash: &str,
         previous_valid_until: i64,
+        needs_approval: bool,
     ) -> StoreResult<bool>;
 
     /// A principal by its unique name (a person's user name).

@@ -204,12 +204,26 @@ impl PermissionSet {
         self.iter().any(Permission::needs_approval)
     }
 
-    /// Whether these permissions both manage principals or roles and need
-    /// approval: one holder could then create principals and roles and
-    /// approve them, a single person on both sides of dual control.
+    /// The permissions of `self` that `before` lacks.
+    pub fn added_to(self, before: PermissionSet) -> Self {
+        PermissionSet(self.0 & !before.0)
+    }
+
+    /// True if the set manages principals or roles.
+    pub fn manages(self) -> bool {
+        self.contains(Permission::ManagePrincipals) || self.contains(Permission::ManageRoles)
+    }
+
+    /// Whether these permissions mix administration (managing principals or
+    /// roles) with any sight of secrets or any power that needs approval:
+    /// one holder could then create principals and roles and approve them,
+    /// a single person on both sides of dual control, or see the codes of
+    /// the vault it administers.
     pub fn defeats_dual_control(self) -> bool {
-        (self.contains(Permission::ManagePrincipals) || self.contains(Permission::ManageRoles))
-            && self.needs_approval()
+        self.manages()
+            && (self.needs_approval()
+                || self.contains(Permission::RevealMasked)
+                || self.contains(Permission::ReadMetadata))
     }
 }
 
@@ -445,6 +459,11 @@ mod tests {
         assert!(!masked_only.contains(Permission::Reveal));
         let admin_and_reveal = Role::Admin.permissions().with(Permission::Reveal);
         assert!(admin_and_reveal.defeats_dual_control());
+        // Not even the masked value or the metadata, for an administrator.
+        let admin_and_support = Role::Admin.permissions().union(Role::Support.permissions());
+        assert!(admin_and_support.defeats_dual_control());
+        let added = admin_and_reveal.added_to(Role::Admin.permissions());
+        assert_eq!(added.names(), ["secrets:reveal"]);
     }
 
     #[test]

@@ -177,8 +177,7 @@ pub async fn token(
     })))
 }
 
-/// `GET /v1/auth/whoami`: the caller's identity. Cheap by design: it is the
-/// authenticated no-op the benchmarks use as a ceiling.
+/// `GET /v1/auth/whoami`: the caller's identity, roles and permissions.
 #[utoipa::path(
     get,
     path = "/v1/auth/whoami",

@@ -535,11 +535,16 @@ pub async fn rotate_secret(
         .clock()
         .now_ms()
         .saturating_add(i64::try_from(overlap * 1000).unwrap_or(i64::MAX));
+    // A credential that can reveal (or administer, for a service) is not
+    // reissued by an administrator alone: no secret of it gets a token until
+    // a security officer approves again. Tokens it already holds run out.
+    let granted = state.roles.permissions_if_approved(&target.roles);
+    let needs_approval = granted.needs_approval() || granted.manages();
     let rotated = state
         .vault
         .stores()
         .central
-        .rotate_secret(&id, &hash, until)
+        .rotate_secret(&id, &hash, until, needs_approval)
         .await
         .map_err(VaultError::from)?;
     if !rotated {
@@ -550,5 +555,6 @@ pub async fn rotate_secret(
         "client_id": target.client_id,
         "client_secret": secret.as_str(),
         "previous_secret_valid_until": rfc3339(until),
+        "pending_approval": needs_approval || target.pending_approval,
     })))
 }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strongroom_audit::Outcome;
-use strongroom_store::{CustomRoleRecord, StoreError};
+use strongroom_store::{CustomRoleRecord, StoreError, TenantScope};
 use strongroom_vault::policy::{ALL_TENANTS, validate_role_name};
 use strongroom_vault::{
     Permission, PermissionSet, Principal, RequestContext, Role, VaultError, rfc3339,
@@ -21,6 +21,15 @@ use crate::auth::Authenticated;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+
+/// Body of `POST /v1/roles/{name}/approve`: the permissions the officer
+/// read in the pending change and approves.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRole {
+    /// Exactly the pending permission names.
+    permissions: Vec<String>,
+}
 
 /// Body of `PUT /v1/roles/{name}`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -230,14 +239,27 @@ pub async fn define(
     let wanted = PermissionSet::parse(&body.permissions).map_err(invalid)?;
     if wanted.defeats_dual_control() {
         return Err(ApiError::invalid(
-            "a role that manages principals or roles cannot also reveal, reactivate, delete, manage keys or approve",
+            "a role that manages principals or roles cannot also reveal secrets (not even masked), read their metadata, reactivate, delete, manage keys or approve",
         ));
+    }
+    if let Err(e) = check_holders(&state, &name, wanted).await {
+        super::audit(
+            &state,
+            &ctx,
+            Some(&who),
+            ACTION,
+            Some(&name),
+            Outcome::Denied,
+            Some(e.code.into()),
+        )
+        .await?;
+        return Err(e);
     }
     let now = state.vault.clock().now_ms();
     let central = &state.vault.stores().central;
     let (status, record, reason) = match stored_role(&state, &name).await? {
         None => {
-            let needs_second_person = wanted.needs_approval();
+            let needs_second_person = needs_second_person(wanted, PermissionSet::EMPTY);
             let record = CustomRoleRecord {
                 name: name.clone(),
                 permissions: if needs_second_person {
@@ -279,9 +301,8 @@ pub async fn define(
             (status, record, reason)
         }
         Some(current) => {
-            let before =
-                strongroom_vault::PermissionSet::parse(&current.permissions).unwrap_or_default();
-            let needs_second_person = before.needs_approval() || wanted.needs_approval();
+            let before = PermissionSet::parse(&current.permissions).unwrap_or_default();
+            let needs_second_person = needs_second_person(wanted, before);
             let mut record = current.clone();
             record.updated_at = now;
             record.requested_by = who.id.clone();
@@ -331,6 +352,63 @@ pub async fn define(
     Ok((status, Json(out)))
 }
 
+/// Whether changing a role from `before` to `wanted` needs a second person:
+/// when it adds a power that needs approval, or adds the management of
+/// principals or roles (a service holding the role would become a lasting
+/// administrator's credential that never proves a second factor). A change
+/// that only takes permissions away applies at once: withdrawing a power
+/// must never wait.
+fn needs_second_person(wanted: PermissionSet, before: PermissionSet) -> bool {
+    let added = wanted.added_to(before);
+    added.needs_approval() || added.manages()
+}
+
+/// Refuses a role's new permissions if a principal holding the role would,
+/// with its other roles, mix administration with access to secrets: an
+/// administrator must not gain a reveal through a role it already holds.
+async fn check_holders(
+    state: &ApiState,
+    name: &str,
+    wanted: PermissionSet,
+) -> Result<(), ApiError> {
+    let principals = state
+        .vault
+        .stores()
+        .central
+        .list_principals(&TenantScope::All)
+        .await
+        .map_err(VaultError::from)?;
+    // Roles defined through another node moments ago must be known here.
+    state
+        .roles
+        .refresh(state.vault.stores().central.as_ref())
+        .await
+        .map_err(VaultError::from)?;
+    for holder in principals
+        .iter()
+        .filter(|p| !p.disabled && p.roles.iter().any(|r| r == name))
+    {
+        let others: Vec<String> = holder
+            .roles
+            .iter()
+            .filter(|r| *r != name)
+            .cloned()
+            .collect();
+        let combined = state.roles.permissions_if_approved(&others).union(wanted);
+        if combined.defeats_dual_control() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "role.conflicts_with_holder",
+                format!(
+                    "principal '{}' holds this role and, with its other roles, would both administer and see or control secrets; take the role from it first",
+                    holder.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn describe(record: &CustomRoleRecord, what: &str) -> String {
     match &record.pending {
         Some(pending) => format!(
@@ -368,11 +446,12 @@ async fn failed(
     post,
     path = "/v1/roles/{name}/approve",
     tag = "roles",
+    request_body = ApproveRole,
     params(("name" = String, Path, description = "The custom role's name")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "In force", body = crate::openapi::RoleChange),
-        (status = 403, description = "`auth.forbidden`, or `role.self_approval`: the requester cannot approve", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`auth.forbidden`, or `role.self_approval`: the requester, or a holder of the role, cannot approve", body = crate::openapi::ErrorBody),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict)
     )
@@ -382,6 +461,7 @@ pub async fn approve(
     Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
     Path(name): Path<String>,
+    ApiJson(body): ApiJson<ApproveRole>,
 ) -> Result<Json<Value>, ApiError> {
     const ACTION: &str = "role.approve";
     require(
@@ -417,13 +497,33 @@ pub async fn approve(
             "that role has no change waiting for approval",
         ));
     };
-    if current.requested_by == who.id {
+    if current.requested_by == who.id || who.roles.contains(&name) {
         deny("role.self_approval").await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "role.self_approval",
-            "a role change must be approved by someone other than the person who asked for it",
+            "a role change must be approved by someone other than the person who asked for it, and not by a holder of the role",
         ));
+    }
+    // The officer approves what they saw: if the pending change was replaced
+    // since, this approval is not for it.
+    let seen = PermissionSet::parse(&body.permissions).map_err(ApiError::from)?;
+    let waiting = PermissionSet::parse(&pending).unwrap_or_default();
+    if seen != waiting {
+        deny("role.changed").await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "role.changed",
+            format!(
+                "the change waiting for approval is now permissions={}; read it again and approve that, if it is right",
+                pending.join(",")
+            ),
+        ));
+    }
+    // Holders may have gained roles since the request.
+    if let Err(e) = check_holders(&state, &name, waiting).await {
+        deny(e.code).await?;
+        return Err(e);
     }
     let mut record = current.clone();
     record.permissions = pending;

@@ -29,7 +29,8 @@ pub enum OnDuplicateParam {
     Allow,
 }
 
-/// One secret to store. Deliberately not `Debug`: it holds the value.
+/// One secret to store.
+// Deliberately not `Debug`: it holds the value.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecret {

@@ -589,15 +589,17 @@ impl CentralStore for SqliteCentralStore {
         id: &str,
         new_hash: &str,
         previous_valid_until: i64,
+        needs_approval: bool,
     ) -> StoreResult<bool> {
         let (id, hash) = (id.to_owned(), new_hash.to_owned());
         self.db
             .write(move |conn| {
                 conn.execute(
                     "UPDATE principals SET previous_secret_hash = secret_hash, \
-                         previous_valid_until = ?3, secret_hash = ?2 \
+                         previous_valid_until = ?3, secret_hash = ?2, \
+                         pending_approval = (pending_approval OR ?4) \
                      WHERE id = ?1 AND kind = 'service' AND NOT disabled",
-                    params![id, hash, previous_valid_until],
+                    params![id, hash, previous_valid_until, needs_approval],
                 )
                 .map(|n| n > 0)
                 .map_err(StoreError::backend("rotate secret"))

@@ -224,6 +224,50 @@ async fn rotated_client_secrets_overlap_then_the_old_one_stops(store) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(again["pending_approval"], false);
+
+    // A credential that reveals is not reissued by an administrator alone:
+    // after the rotation no secret of it gets a token until an officer
+    // approves again.
+    let (status, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "fulfiller", "roles": ["fulfilment"], "tenants": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let fid = made["id"].as_str().unwrap();
+    let officer = h.approver().await;
+    let approve = |officer: crate::harness::Caller| async move {
+        officer
+            .post(&format!("/v1/principals/{fid}/approve"), json!({}))
+            .await
+            .0
+    };
+    assert_eq!(approve(officer.clone()).await, StatusCode::NO_CONTENT);
+    let (status, rotated) = admin
+        .post(&format!("/v1/principals/{fid}/rotate-secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["pending_approval"], true);
+    let fulfiller_token = |secret: String| {
+        let anon = h.anonymous();
+        let client_id = made["client_id"].as_str().unwrap().to_owned();
+        async move {
+            anon.post(
+                "/v1/auth/token",
+                json!({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}),
+            )
+            .await
+            .1
+        }
+    };
+    let new = rotated["client_secret"].as_str().unwrap().to_owned();
+    let refused = fulfiller_token(new.clone()).await;
+    assert_eq!(code(&refused), "auth.pending_approval", "{refused}");
+    assert_eq!(approve(officer).await, StatusCode::NO_CONTENT);
+    let granted = fulfiller_token(new).await;
+    assert!(granted["access_token"].is_string(), "{granted}");
 }
 }
 

@@ -74,16 +74,22 @@ async fn a_role_that_reveals_waits_for_a_second_person(store) {
     assert_eq!(made["pending_approval"], true, "{made}");
 
     // The administrator cannot approve either; an officer can, once each.
-    let (status, body) = admin.post("/v1/roles/payouts/approve", json!({})).await;
+    let approval = json!({"permissions": ["secrets:reveal"]});
+    let (status, body) = admin.post("/v1/roles/payouts/approve", approval.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let officer = h.approver().await;
     let (_, listed) = officer.get("/v1/roles").await;
     assert_eq!(role(&listed, "payouts")["pending_permissions"], json!(["secrets:reveal"]));
     assert_eq!(role(&listed, "fulfilment")["builtin"], true);
-    let (status, body) = officer.post("/v1/roles/payouts/approve", json!({})).await;
+    // Approving something else than what waits is refused.
+    let (status, body) = officer
+        .post("/v1/roles/payouts/approve", json!({"permissions": ["secrets:tokenize"]}))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "role.changed"));
+    let (status, body) = officer.post("/v1/roles/payouts/approve", approval.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["permissions"], json!(["secrets:reveal"]));
-    let (status, body) = officer.post("/v1/roles/payouts/approve", json!({})).await;
+    let (status, body) = officer.post("/v1/roles/payouts/approve", approval).await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "role.not_pending"));
     let id = made["id"].as_str().unwrap();
     let (status, body) = officer
@@ -138,18 +144,22 @@ async fn changing_a_harmless_role_into_one_that_reveals_needs_approval(store) {
     let (status, body) = h
         .approver()
         .await
-        .post("/v1/roles/lookup/approve", json!({}))
+        .post(
+            "/v1/roles/lookup/approve",
+            json!({"permissions": ["secrets:read_metadata", "secrets:reveal"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The same access token now reveals: roles are resolved per request.
     let (status, body) = holder.reveal(&token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // Taking reveal away again also needs approval (the role reveals now).
+    // Taking reveal away applies at once: withdrawing a power never waits.
     let (status, _) = admin
         .put_json("/v1/roles/lookup", json!({"permissions": ["secrets:read_metadata"]}))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(holder.reveal(&token).await.0, StatusCode::FORBIDDEN);
 }
 }
 
@@ -192,5 +202,54 @@ async fn role_definitions_are_checked(store) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+}
+}
+
+on_each_backend! {
+async fn an_administrator_cannot_gain_powers_through_a_role_it_holds(store) {
+    let h = Harness::dev_on(store).await;
+    let admin = h.admin().await;
+    let (status, _) = admin
+        .put_json("/v1/roles/helper", json!({"permissions": ["secrets:tokenize"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A person who administers and also holds the harmless role.
+    let (status, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "ada", "kind": "user", "roles": ["admin", "helper"], "tenants": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+
+    // Growing the role into one that reveals, or shows masked codes, would
+    // give ada both sides: refused before any approval is asked for.
+    for permissions in [json!(["secrets:reveal"]), json!(["secrets:reveal_masked"])] {
+        let (status, body) = admin
+            .put_json("/v1/roles/helper", json!({"permissions": permissions}))
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::CONFLICT, "role.conflicts_with_holder"),
+            "{body}"
+        );
+    }
+
+    // Adding administration to a role a service holds waits for an officer:
+    // the service would become a lasting administrator's credential.
+    let (status, _) = admin
+        .put_json("/v1/roles/ops", json!({"permissions": ["secrets:tokenize"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ops = h.principal("ops-svc", &["ops"], &["dev"]).await;
+    let (status, body) = admin
+        .put_json(
+            "/v1/roles/ops",
+            json!({"permissions": ["secrets:tokenize", "principals:manage"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, _) = ops.get("/v1/principals").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 }

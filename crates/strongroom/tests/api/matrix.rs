@@ -197,6 +197,7 @@ fn table() -> Vec<Row> {
             .wrong_tenant(403),
         row(M::POST, "/v1/roles/{name}/approve", OFFICER, 200)
             .on(PendingRole)
+            .body(|| json!({"permissions": ["secrets:reveal"]}))
             .wrong_tenant(403),
         row(M::GET, "/v1/audit/verify", AUDITOR, 200),
         // Last: a success seals the vault, and the server is restarted.
