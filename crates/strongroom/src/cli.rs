@@ -24,6 +24,9 @@ pub enum Command {
     /// Manage principals, services and people (needs an administrator).
     #[command(subcommand)]
     Principals(PrincipalsCommand),
+    /// Custom roles: list, define and approve (dual control).
+    #[command(subcommand)]
+    Roles(RolesCommand),
     /// Store, reveal, show and delete secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -59,6 +62,38 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the HTTP API (as served at
     /// /v1/openapi.json and kept in docs/openapi.json).
     Openapi,
+}
+
+/// `strongroom roles …`.
+#[derive(Subcommand)]
+pub enum RolesCommand {
+    /// List built-in and custom roles, their permissions and any change
+    /// waiting for approval.
+    List(#[command(flatten)] ClientArgs),
+    /// Define a custom role, or change one (as an administrator bound to
+    /// every tenant). A role that gains a power needing dual control waits
+    /// for a security officer.
+    Define {
+        /// Role name (a-z, 0-9, '_', '-').
+        name: String,
+        /// Permission (repeat for several), e.g. secrets:reveal_masked.
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve the change waiting on a custom role (as a security officer
+    /// other than the requester). Name every permission you approve: the
+    /// approval is refused if the waiting change is not exactly that.
+    Approve {
+        /// Role name.
+        name: String,
+        /// Permission you approve (repeat for each one of the waiting change).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `strongroom db …`.
@@ -211,7 +246,8 @@ pub enum PrincipalsCommand {
         /// `service` (client credentials) or `user` (a person: password and TOTP).
         #[arg(long, default_value = "service")]
         kind: String,
-        /// Role (repeat for several): ingest, fulfilment, security_officer, admin, auditor.
+        /// Role (repeat for several): ingest, fulfilment, security_officer,
+        /// admin, auditor, support, or a custom role.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
         /// Tenant (repeat for several; '*' for all).

@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
             Command::Operator(c) => commands::operator::run(c).await.map(|_| 0),
             Command::Principals(c) => commands::principals::run(c).await.map(|_| 0),
             Command::Secrets(c) => commands::secrets::run(c).await.map(|_| 0),
+            Command::Roles(c) => commands::roles::run(c).await.map(|_| 0),
             Command::Audit(c) => commands::audit::run(c).await,
             Command::Db(c) => commands::db::run(c).await.map(|_| 0),
             Command::Enrol { username, client } => {

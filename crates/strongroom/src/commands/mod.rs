@@ -6,6 +6,7 @@ pub mod init;
 pub mod operator;
 pub mod people;
 pub mod principals;
+pub mod roles;
 pub mod secrets;
 pub mod serve;
 

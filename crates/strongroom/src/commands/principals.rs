@@ -109,6 +109,12 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                 "\nThe previous secret works until {}.",
                 s("previous_secret_valid_until")
             );
+            if v.get("pending_approval").and_then(Value::as_bool) == Some(true) {
+                println!(
+                    "This service can reveal or administer: neither secret gets a token until a"
+                );
+                println!("security officer runs `strongroom principals approve {id}`.");
+            }
         }
         PrincipalsCommand::Unlock { id, client } => {
             let c = Client::new(&client, "admin")?;

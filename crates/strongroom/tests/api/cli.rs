@@ -332,3 +332,102 @@ fn environment_variables_override_nested_settings() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("every rate needs per_sec and burst"), "{err}");
 }
+
+/// `strongroom roles`: define, see what waits, approve exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_roles_at_the_command_line() {
+    let h = crate::harness::Harness::dev_on(crate::harness::TestStore::Sqlite).await;
+    let ca = h.server.ca_cert_path.clone().unwrap();
+    let officer = strongroom::bootstrap::create_principal(
+        &h.server.vault,
+        "cli-officer",
+        &["security_officer"],
+        &["*"],
+        "test",
+    )
+    .await
+    .unwrap();
+    let cli = move |args: Vec<String>, id: String, secret: String| {
+        let ca = ca.clone();
+        let url = h.url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = Command::new(BIN)
+                    .args(&args)
+                    .arg("--url")
+                    .arg(&url)
+                    .arg("--ca-cert")
+                    .arg(&ca)
+                    .env("STRONGROOM_CLIENT_ID", id)
+                    .env("STRONGROOM_CLIENT_SECRET", secret)
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let admin = (
+        h.creds.admin.client_id.clone(),
+        h.creds.admin.client_secret.clone(),
+    );
+    let officer = (
+        officer.record.client_id.clone(),
+        officer.client_secret.to_string(),
+    );
+
+    let (ok, out, err) = cli(
+        args("roles define payouts --permission secrets:reveal --permission secrets:read_metadata"),
+        admin.0.clone(),
+        admin.1.clone(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("waits for approval"), "{out}");
+
+    // Without naming the permissions, the officer is shown what waits.
+    let (ok, _, err) = cli(
+        args("roles approve payouts"),
+        officer.0.clone(),
+        officer.1.clone(),
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("secrets:reveal,secrets:read_metadata"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(
+        args(
+            "roles approve payouts --permission secrets:reveal --permission secrets:read_metadata",
+        ),
+        officer.0.clone(),
+        officer.1.clone(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("now grants: secrets:reveal,secrets:read_metadata"),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(args("roles list"), admin.0, admin.1).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("payouts")
+            && l.contains("custom")
+            && l.contains("secrets:reveal")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("support") && l.contains("built-in")),
+        "{out}"
+    );
+}
