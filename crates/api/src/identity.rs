@@ -156,7 +156,7 @@ pub async fn new_principal(
     roles.dedup();
     if let Some(unknown) = roles.iter().find(|r| !catalog.exists(r)) {
         return Err(VaultError::Invalid(format!(
-            "unknown role '{unknown}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support, and GET /v1/roles lists the custom ones"
+            "unknown role '{unknown}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support, stock_manager, and GET /v1/roles lists the custom ones"
         )));
     }
     let granted = catalog.permissions_if_approved(&roles);

@@ -153,6 +153,9 @@ fn documented_routes(
         .routes(routes!(roles::define))
         .routes(routes!(roles::approve))
         .routes(routes!(audit::verify))
+        .routes(routes!(catalog::add_retailer, catalog::retailers))
+        .routes(routes!(catalog::add_product, catalog::products))
+        .routes(routes!(catalog::product))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)

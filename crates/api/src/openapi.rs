@@ -527,7 +527,8 @@ pub fn base() -> OpenApi {
             (name = "keys", description = "Key rotation"),
             (name = "principals", description = "Services and people, with dual control"),
             (name = "roles", description = "Named permissions and custom roles, with dual control"),
-            (name = "audit", description = "The hash-chained audit log")
+            (name = "audit", description = "The hash-chained audit log"),
+            (name = "catalog", description = "Retailers, products (SKUs) and their face values")
         )
     )]
     struct Base;

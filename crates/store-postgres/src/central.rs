@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
-    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, Scoped,
-    SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
+    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, ProductRecord,
+    RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
 };
 
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct PgCentralStore {
     operators: String,
     recovery_codes: String,
     custom_roles: String,
+    retailers: String,
+    products: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -52,6 +54,8 @@ const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_has
      disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until";
 const ROLE_COLUMNS: &str =
     "name, permissions, pending, requested_by, created_by, created_at, updated_at, version";
+const PRODUCT_COLUMNS: &str = "id, tenant, retailer_id, sku, name, currency, denominations, \
+     low_stock_threshold, created_at, created_by";
 const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
      totp_last_step, failed_logins, last_failure_at, factor_failures, locked";
 
@@ -84,6 +88,8 @@ impl PgCentralStore {
             operators: format!("{schema}.operators"),
             recovery_codes: format!("{schema}.recovery_codes"),
             custom_roles: format!("{schema}.custom_roles"),
+            retailers: format!("{schema}.retailers"),
+            products: format!("{schema}.products"),
             inserts,
             lookups,
             reads,
@@ -138,6 +144,30 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
         previous_secret_hash: r.try_get(11).map_err(e)?,
         previous_valid_until: r.try_get(12).map_err(e)?,
     })
+}
+
+fn product_from_row(r: &PgRow) -> StoreResult<ProductRecord> {
+    let e = db_error("read product");
+    Ok(ProductRecord {
+        id: r.try_get(0).map_err(e)?,
+        tenant: r.try_get(1).map_err(e)?,
+        retailer_id: r.try_get(2).map_err(e)?,
+        sku: r.try_get(3).map_err(e)?,
+        name: r.try_get(4).map_err(e)?,
+        currency: r.try_get(5).map_err(e)?,
+        denominations: r.try_get(6).map_err(e)?,
+        low_stock_threshold: r.try_get(7).map_err(e)?,
+        created_at: r.try_get(8).map_err(e)?,
+        created_by: r.try_get(9).map_err(e)?,
+    })
+}
+
+/// `$1` for a query filtered by tenant: `None` (every tenant) or the list.
+fn scope_param(scope: &TenantScope) -> Option<Vec<String>> {
+    match scope {
+        TenantScope::All => None,
+        TenantScope::Only(tenants) => Some(tenants.clone()),
+    }
 }
 
 fn role_from_row(r: &PgRow) -> StoreResult<CustomRoleRecord> {
@@ -589,6 +619,88 @@ impl CentralStore for PgCentralStore {
             }
         }
         Ok(visible)
+    }
+
+    async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {
+        let done = sqlx::query(sql(&format!(
+            "INSERT INTO {} (id, tenant, name, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            self.retailers
+        )))
+        .bind(r.id)
+        .bind(r.tenant)
+        .bind(r.name)
+        .bind(r.created_at)
+        .bind(r.created_by)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("insert retailer"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("a retailer with that name exists"));
+        }
+        Ok(())
+    }
+
+    async fn list_retailers(&self, scope: &TenantScope) -> StoreResult<Vec<RetailerRecord>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT id, tenant, name, created_at, created_by FROM {} \
+             WHERE $1::text[] IS NULL OR tenant = ANY($1) ORDER BY tenant, name",
+            self.retailers
+        )))
+        .bind(scope_param(scope))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("list retailers"))?;
+        rows.iter()
+            .map(|r| {
+                let e = db_error("read retailer");
+                Ok(RetailerRecord {
+                    id: r.try_get(0).map_err(e)?,
+                    tenant: r.try_get(1).map_err(e)?,
+                    name: r.try_get(2).map_err(e)?,
+                    created_at: r.try_get(3).map_err(e)?,
+                    created_by: r.try_get(4).map_err(e)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_product(&self, p: ProductRecord) -> StoreResult<()> {
+        let done = sqlx::query(sql(&format!(
+            "INSERT INTO {} ({PRODUCT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            self.products
+        )))
+        .bind(p.id)
+        .bind(p.tenant)
+        .bind(p.retailer_id)
+        .bind(p.sku)
+        .bind(p.name)
+        .bind(p.currency)
+        .bind(p.denominations)
+        .bind(p.low_stock_threshold)
+        .bind(p.created_at)
+        .bind(p.created_by)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("insert product"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("a product with that SKU exists"));
+        }
+        Ok(())
+    }
+
+    async fn list_products(&self, scope: &TenantScope) -> StoreResult<Vec<ProductRecord>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM {} \
+             WHERE $1::text[] IS NULL OR tenant = ANY($1) ORDER BY tenant, sku",
+            self.products
+        )))
+        .bind(scope_param(scope))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("list products"))?;
+        rows.iter().map(product_from_row).collect()
     }
 
     async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>> {

@@ -188,6 +188,29 @@ const CENTRAL: &[&str] = &[
          version BIGINT NOT NULL
      );
      GRANT SELECT, INSERT, UPDATE ON {schema}.custom_roles TO {role}",
+    // 4: the voucher catalogue: retailers and their products (SKUs).
+    "CREATE TABLE {schema}.retailers (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         name TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         created_by TEXT NOT NULL,
+         UNIQUE (tenant, name)
+     );
+     CREATE TABLE {schema}.products (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         retailer_id TEXT NOT NULL REFERENCES {schema}.retailers (id),
+         sku TEXT NOT NULL,
+         name TEXT NOT NULL,
+         currency TEXT NOT NULL,
+         denominations BIGINT[] NOT NULL,
+         low_stock_threshold BIGINT NOT NULL,
+         created_at BIGINT NOT NULL,
+         created_by TEXT NOT NULL,
+         UNIQUE (tenant, sku)
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.retailers, {schema}.products TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

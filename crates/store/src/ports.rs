@@ -184,6 +184,46 @@ pub struct PrincipalRecord {
     pub previous_valid_until: i64,
 }
 
+/// A retailer whose vouchers the business holds, in one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetailerRecord {
+    /// Stable id (`rt_…`).
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Unique name within the tenant.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Principal id that created it.
+    pub created_by: String,
+}
+
+/// A product (SKU) of a retailer, with the face values it comes in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRecord {
+    /// Stable id (`pr_…`).
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// The retailer's id.
+    pub retailer_id: String,
+    /// Unique stock-keeping unit within the tenant.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// ISO 4217 code of the face values.
+    pub currency: String,
+    /// Face values it comes in, in minor units (pence, cents), ascending.
+    pub denominations: Vec<i64>,
+    /// Below this many available vouchers of a denomination, stock is low.
+    pub low_stock_threshold: i64,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Principal id that created it.
+    pub created_by: String,
+}
+
 /// A role defined by an administrator: a named set of permissions. A
 /// definition or change that needs a second person waits in `pending`
 /// until approved; meanwhile `permissions` (possibly empty) apply.
@@ -288,6 +328,19 @@ pub trait CentralStore: Send + Sync {
 
     /// Every custom role, by name.
     async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>>;
+
+    /// Adds a retailer; [`StoreError::Conflict`] if its tenant has one of
+    /// that name.
+    async fn insert_retailer(&self, retailer: RetailerRecord) -> StoreResult<()>;
+
+    /// The retailers of the tenants in `scope`, by tenant and name.
+    async fn list_retailers(&self, scope: &TenantScope) -> StoreResult<Vec<RetailerRecord>>;
+
+    /// Adds a product; [`StoreError::Conflict`] if its tenant has the SKU.
+    async fn insert_product(&self, product: ProductRecord) -> StoreResult<()>;
+
+    /// The products of the tenants in `scope`, by tenant and SKU.
+    async fn list_products(&self, scope: &TenantScope) -> StoreResult<Vec<ProductRecord>>;
 
     /// Adds a custom role; [`StoreError::Conflict`] if the name exists.
     async fn insert_custom_role(&self, role: CustomRoleRecord) -> StoreResult<()>;

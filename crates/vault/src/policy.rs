@@ -32,6 +32,9 @@ pub enum Role {
     /// Sees secrets masked (the last few characters), never in full:
     /// customer support confirming which code a customer holds.
     Support,
+    /// Keeps the voucher catalogue (retailers, products, denominations)
+    /// and the stock; never sees a code.
+    StockManager,
 }
 
 /// An action that needs permission. Each has a stable name
@@ -63,6 +66,10 @@ pub enum Permission {
     /// Approve what needs a second person: principals created, and custom
     /// roles defined or changed, with powers that need dual control.
     ApprovePrincipals,
+    /// See the voucher catalogue and stock levels.
+    ReadCatalog,
+    /// Add retailers and products to the catalogue.
+    ManageCatalog,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -71,7 +78,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 14] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -84,6 +91,8 @@ impl Permission {
         Permission::ReadAudit,
         Permission::Seal,
         Permission::ApprovePrincipals,
+        Permission::ReadCatalog,
+        Permission::ManageCatalog,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -91,7 +100,13 @@ impl Permission {
     /// the audit log, sealing, managing keys, principals and roles. A stolen
     /// session alone then opens none of them for long.
     pub fn needs_recent_mfa(self) -> bool {
-        !matches!(self, Permission::Tokenize | Permission::ReadMetadata)
+        !matches!(
+            self,
+            Permission::Tokenize
+                | Permission::ReadMetadata
+                | Permission::ReadCatalog
+                | Permission::ManageCatalog
+        )
     }
 
     /// Whether holding this needs a second person's approval: it reveals
@@ -124,6 +139,8 @@ impl Permission {
             Permission::ReadAudit => "audit:read",
             Permission::Seal => "sys:seal",
             Permission::ApprovePrincipals => "principals:approve",
+            Permission::ReadCatalog => "catalog:read",
+            Permission::ManageCatalog => "catalog:manage",
         }
     }
 
@@ -236,13 +253,14 @@ impl FromIterator<Permission> for PermissionSet {
 
 impl Role {
     /// Every role, for listings and validation messages.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Ingest,
         Role::Fulfilment,
         Role::SecurityOfficer,
         Role::Admin,
         Role::Auditor,
         Role::Support,
+        Role::StockManager,
     ];
 
     /// The permissions this role grants.
@@ -261,7 +279,8 @@ impl Role {
             ],
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
-            Role::Support => &[RevealMasked, ReadMetadata],
+            Role::Support => &[RevealMasked, ReadMetadata, ReadCatalog],
+            Role::StockManager => &[ReadCatalog, ManageCatalog],
         };
         list.iter().copied().collect()
     }
@@ -275,6 +294,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Auditor => "auditor",
             Role::Support => "support",
+            Role::StockManager => "stock_manager",
         }
     }
 
@@ -287,7 +307,7 @@ impl Role {
     pub fn parse(name: &str) -> Result<Self, VaultError> {
         Role::builtin(name).ok_or_else(|| {
             VaultError::Invalid(format!(
-                "unknown role '{name}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support"
+                "unknown role '{name}'; built-in roles are: ingest, fulfilment, security_officer, admin, auditor, support, stock_manager"
             ))
         })
     }

@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
-    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, Scoped,
-    SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
+    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, ProductRecord,
+    RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -85,6 +85,28 @@ const MIGRATIONS: Migrations = &[
          created_at INTEGER NOT NULL,
          updated_at INTEGER NOT NULL,
          version INTEGER NOT NULL
+     )",
+    // 5: the voucher catalogue: retailers and their products (SKUs).
+    "CREATE TABLE retailers (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         name TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         created_by TEXT NOT NULL,
+         UNIQUE (tenant, name)
+     );
+     CREATE TABLE products (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         retailer_id TEXT NOT NULL REFERENCES retailers (id),
+         sku TEXT NOT NULL,
+         name TEXT NOT NULL,
+         currency TEXT NOT NULL,
+         denominations TEXT NOT NULL,
+         low_stock_threshold INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         created_by TEXT NOT NULL,
+         UNIQUE (tenant, sku)
      )",
 ];
 
@@ -206,6 +228,53 @@ fn role_from_row(r: &Row<'_>) -> rusqlite::Result<CustomRoleRecord> {
         updated_at: r.get(6)?,
         version: r.get(7)?,
     })
+}
+
+macro_rules! product_columns {
+    () => {
+        "id, tenant, retailer_id, sku, name, currency, denominations, low_stock_threshold, created_at, created_by"
+    };
+}
+
+fn product_from_row(r: &Row<'_>) -> rusqlite::Result<ProductRecord> {
+    let denominations: String = r.get(6)?;
+    Ok(ProductRecord {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        retailer_id: r.get(2)?,
+        sku: r.get(3)?,
+        name: r.get(4)?,
+        currency: r.get(5)?,
+        denominations: split_list(&denominations)
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect(),
+        low_stock_threshold: r.get(7)?,
+        created_at: r.get(8)?,
+        created_by: r.get(9)?,
+    })
+}
+
+/// The rows of `select` whose tenant (column 1) is in `scope`.
+fn scoped_rows<T>(
+    conn: &rusqlite::Connection,
+    select: &str,
+    scope: &TenantScope,
+    what: &'static str,
+    tenant_of: impl Fn(&T) -> &str,
+    from_row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare(select).map_err(StoreError::backend(what))?;
+    let rows = stmt
+        .query_map([], from_row)
+        .map_err(StoreError::backend(what))?;
+    let all = rows
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::backend(what))?;
+    Ok(all
+        .into_iter()
+        .filter(|r| scope.admits(tenant_of(r)))
+        .collect())
 }
 
 macro_rules! operator_columns {
@@ -481,6 +550,100 @@ impl CentralStore for SqliteCentralStore {
                 .into_iter()
                 .filter(|p| scope.admits_all(&p.tenants))
                 .collect())
+        })
+    }
+
+    async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO retailers (id, tenant, name, created_at, created_by) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![r.id, r.tenant, r.name, r.created_at, r.created_by],
+                )
+                .map(|_| ())
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::Conflict("a retailer with that name exists")
+                    } else {
+                        StoreError::backend("insert retailer")(e)
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn list_retailers(&self, scope: &TenantScope) -> StoreResult<Vec<RetailerRecord>> {
+        self.db.read(|conn| {
+            scoped_rows(
+                conn,
+                "SELECT id, tenant, name, created_at, created_by FROM retailers ORDER BY tenant, name",
+                scope,
+                "list retailers",
+                |r: &RetailerRecord| r.tenant.as_str(),
+                |r| {
+                    Ok(RetailerRecord {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        name: r.get(2)?,
+                        created_at: r.get(3)?,
+                        created_by: r.get(4)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn insert_product(&self, p: ProductRecord) -> StoreResult<()> {
+        self.db
+            .write(move |conn| {
+                let denominations: Vec<String> =
+                    p.denominations.iter().map(i64::to_string).collect();
+                conn.execute(
+                    concat!(
+                        "INSERT INTO products (",
+                        product_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    ),
+                    params![
+                        p.id,
+                        p.tenant,
+                        p.retailer_id,
+                        p.sku,
+                        p.name,
+                        p.currency,
+                        join_list(&denominations),
+                        p.low_stock_threshold,
+                        p.created_at,
+                        p.created_by
+                    ],
+                )
+                .map(|_| ())
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::Conflict("a product with that SKU exists")
+                    } else {
+                        StoreError::backend("insert product")(e)
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn list_products(&self, scope: &TenantScope) -> StoreResult<Vec<ProductRecord>> {
+        self.db.read(|conn| {
+            scoped_rows(
+                conn,
+                concat!(
+                    "SELECT ",
+                    product_columns!(),
+                    " FROM products ORDER BY tenant, sku"
+                ),
+                scope,
+                "list products",
+                |p: &ProductRecord| p.tenant.as_str(),
+                product_from_row,
+            )
         })
     }
 

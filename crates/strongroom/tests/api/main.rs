@@ -13,6 +13,7 @@ mod harness;
 
 mod audit_chain;
 mod auth;
+mod catalog;
 mod cli;
 mod conformance;
 mod custom_roles;

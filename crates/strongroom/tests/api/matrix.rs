@@ -14,13 +14,14 @@ use serde_json::{Value, json};
 use crate::harness::{Caller, Harness, on_each_backend, random_code, test_api_config};
 
 /// The built-in roles, each a service principal of its own.
-const ROLES: [&str; 6] = [
+const ROLES: [&str; 7] = [
     "ingest",
     "fulfilment",
     "security_officer",
     "admin",
     "auditor",
     "support",
+    "stock_manager",
 ];
 
 /// Who may call an operation.
@@ -51,13 +52,17 @@ enum Target {
     NewRoleName,
     /// A custom role whose definition waits for approval.
     PendingRole,
+    /// A retailer of tenant `dev` (its id).
+    Retailer,
+    /// A product of tenant `dev` (its SKU).
+    Product,
 }
 
 struct Row {
     method: Method,
     path: &'static str,
     target: Target,
-    body: Option<fn() -> Value>,
+    body: Option<fn(Option<&str>) -> Value>,
     who: Who,
     /// The status of a caller who may.
     ok: u16,
@@ -89,7 +94,7 @@ impl Row {
         self.target = target;
         self
     }
-    const fn body(mut self, body: fn() -> Value) -> Self {
+    const fn body(mut self, body: fn(Option<&str>) -> Value) -> Self {
         self.body = Some(body);
         self
     }
@@ -119,6 +124,8 @@ const METADATA: Who = Who::Roles(&[
 ]);
 const SEALERS: Who = Who::Roles(&["admin", "security_officer"]);
 const ROLE_READERS: Who = Who::Roles(&["admin", "security_officer"]);
+const STOCK: Who = Who::Roles(&["stock_manager"]);
+const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support"]);
 
 fn table() -> Vec<Row> {
     use Method as M;
@@ -127,36 +134,36 @@ fn table() -> Vec<Row> {
         row(M::GET, "/v1/sys/health", ANYONE, 200),
         row(M::GET, "/v1/sys/seal-status", ANYONE, 200),
         row(M::GET, "/v1/openapi.json", ANYONE, 200),
-        row(M::POST, "/v1/sys/unseal", ANYONE, 200).body(|| json!({"reset": true})),
-        row(M::POST, "/v1/sys/bootstrap", ANYONE, 401).body(|| {
+        row(M::POST, "/v1/sys/unseal", ANYONE, 200).body(|_| json!({"reset": true})),
+        row(M::POST, "/v1/sys/bootstrap", ANYONE, 401).body(|_| {
             json!({"bootstrap_token": "srbt_not-this-one", "admin": "ada", "security_officer": "bob"})
         }),
-        row(M::POST, "/v1/auth/token", ANYONE, 401).body(|| {
+        row(M::POST, "/v1/auth/token", ANYONE, 401).body(|_| {
             json!({"grant_type": "client_credentials", "client_id": "srci_nobody", "client_secret": "wrong"})
         }),
-        row(M::POST, "/v1/auth/login", ANYONE, 401).body(|| {
+        row(M::POST, "/v1/auth/login", ANYONE, 401).body(|_| {
             json!({"username": "nobody", "password": "not the password", "totp": "000000"})
         }),
-        row(M::POST, "/v1/auth/enrol", ANYONE, 401).body(|| {
+        row(M::POST, "/v1/auth/enrol", ANYONE, 401).body(|_| {
             json!({"username": "nobody", "enrolment_code": "sren_wrong", "password": "a long enough passphrase"})
         }),
-        row(M::POST, "/v1/auth/enrol/confirm", ANYONE, 401).body(|| {
+        row(M::POST, "/v1/auth/enrol/confirm", ANYONE, 401).body(|_| {
             json!({"username": "nobody", "enrolment_code": "sren_wrong", "totp": "000000"})
         }),
         row(M::GET, "/v1/auth/whoami", SIGNED_IN, 200),
         // Step-up is for people; every caller here is a service.
-        row(M::POST, "/v1/auth/step-up", SIGNED_IN, 400).body(|| json!({"totp": "000000"})),
+        row(M::POST, "/v1/auth/step-up", SIGNED_IN, 400).body(|_| json!({"totp": "000000"})),
         row(M::POST, "/v1/secrets", INGEST, 201)
-            .body(|| json!({"tenant": "dev", "class": "voucher_code", "value": random_code()}))
+            .body(|_| json!({"tenant": "dev", "class": "voucher_code", "value": random_code()}))
             .wrong_tenant(403),
         row(M::POST, "/v1/secrets/batch", INGEST, 200)
-            .body(|| {
+            .body(|_| {
                 json!({"items": [{"tenant": "dev", "class": "voucher_code", "value": random_code()}]})
             })
             .wrong_tenant(200),
         row(M::POST, "/v1/secrets/{token}/reveal", FULFIL, 200)
             .on(Secret)
-            .body(|| json!({"purpose": "matrix"}))
+            .body(|_| json!({"purpose": "matrix"}))
             .wrong_tenant(404),
         row(M::GET, "/v1/secrets/{token}", METADATA, 200)
             .on(Secret)
@@ -166,13 +173,13 @@ fn table() -> Vec<Row> {
             .wrong_tenant(404),
         row(M::POST, "/v1/secrets/{token}/reactivate", OFFICER, 200)
             .on(Secret)
-            .body(|| json!({"window_secs": 60, "reason": "matrix"}))
+            .body(|_| json!({"window_secs": 60, "reason": "matrix"}))
             .wrong_tenant(404),
         row(M::POST, "/v1/keys/rotate", OFFICER, 200)
-            .body(|| json!({"tenant": "dev", "class": "generic"}))
+            .body(|_| json!({"tenant": "dev", "class": "generic"}))
             .wrong_tenant(403),
         row(M::POST, "/v1/principals", ADMIN, 201)
-            .body(|| {
+            .body(|_| {
                 json!({"name": format!("made-{}", random_code()), "roles": ["ingest"], "tenants": ["dev"]})
             })
             .wrong_tenant(403),
@@ -188,18 +195,33 @@ fn table() -> Vec<Row> {
             .wrong_tenant(404),
         row(M::POST, "/v1/principals/{id}/rotate-secret", ADMIN, 200)
             .on(Service)
-            .body(|| json!({"overlap_secs": 0}))
+            .body(|_| json!({"overlap_secs": 0}))
             .wrong_tenant(404),
         row(M::GET, "/v1/roles", ROLE_READERS, 200),
         row(M::PUT, "/v1/roles/{name}", ADMIN, 201)
             .on(NewRoleName)
-            .body(|| json!({"permissions": ["secrets:tokenize"]}))
+            .body(|_| json!({"permissions": ["secrets:tokenize"]}))
             .wrong_tenant(403),
         row(M::POST, "/v1/roles/{name}/approve", OFFICER, 200)
             .on(PendingRole)
-            .body(|| json!({"permissions": ["secrets:reveal"]}))
+            .body(|_| json!({"permissions": ["secrets:reveal"]}))
             .wrong_tenant(403),
         row(M::GET, "/v1/audit/verify", AUDITOR, 200),
+        row(M::POST, "/v1/retailers", STOCK, 201)
+            .body(|_| json!({"tenant": "dev", "name": format!("retailer {}", random_code())}))
+            .wrong_tenant(403),
+        row(M::GET, "/v1/retailers", CATALOG_READERS, 200),
+        row(M::POST, "/v1/products", STOCK, 201)
+            .on(Retailer)
+            .body(|retailer| {
+                json!({"tenant": "dev", "retailer": retailer, "sku": format!("SKU-{}", random_code()),
+                       "name": "Gift card", "currency": "GBP", "denominations": [1000, 2500]})
+            })
+            .wrong_tenant(403),
+        row(M::GET, "/v1/products", CATALOG_READERS, 200),
+        row(M::GET, "/v1/products/{sku}", CATALOG_READERS, 200)
+            .on(Product)
+            .wrong_tenant(404),
         // Last: a success seals the vault, and the server is restarted.
         row(M::POST, "/v1/sys/seal", SEALERS, 204).seals(),
     ]
@@ -291,9 +313,20 @@ async fn credentials(h: &Harness, name: &str, role: &str, tenant: &str) -> (Stri
     )
 }
 
-/// Makes a fresh target and returns the name that goes into the path.
-async fn make_target(h: &Harness, target: Target) -> Option<String> {
+/// Makes a fresh target and returns the name that goes into the path (or
+/// the body). `stock` manages the catalogue of `dev`.
+async fn make_target(h: &Harness, target: Target, stock: &Caller) -> Option<String> {
     let admin = h.admin().await;
+    let retailer = || async {
+        let (status, body) = stock
+            .post(
+                "/v1/retailers",
+                json!({"tenant": "dev", "name": format!("r {}", random_code())}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    };
     let create = |roles: Value, kind: &'static str| {
         let admin = admin.clone();
         async move {
@@ -326,6 +359,19 @@ async fn make_target(h: &Harness, target: Target) -> Option<String> {
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             name
         }
+        Target::Retailer => retailer().await,
+        Target::Product => {
+            let sku = format!("SKU-{}", random_code());
+            let (status, body) = stock
+                .post(
+                    "/v1/products",
+                    json!({"tenant": "dev", "retailer": retailer().await, "sku": sku,
+                           "name": "Gift card", "currency": "GBP", "denominations": [2500]}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            sku
+        }
     })
 }
 
@@ -335,7 +381,8 @@ fn path_for(template: &str, target: Option<&str>) -> String {
         Some(t) => template
             .replace("{token}", t)
             .replace("{id}", t)
-            .replace("{name}", t),
+            .replace("{name}", t)
+            .replace("{sku}", t),
     }
 }
 
@@ -409,14 +456,16 @@ async fn every_endpoint_answers_every_caller_as_the_table_says(store) {
     assert_eq!(rows.len(), tabled.len(), "an endpoint has two rows");
 
     let mut callers = Callers::make(&h).await;
+    let stock = h.principal("m-fixtures", &["stock_manager"], &["dev"]).await;
     let mut wrong = Vec::new();
     for row in &rows {
         for (who, expected) in expectations(row) {
-            let target = make_target(&h, row.target).await;
+            let target = make_target(&h, row.target, &stock).await;
             let path = path_for(row.path, target.as_deref());
+            assert!(!path.contains('{'), "{path}: a path parameter the table does not fill");
             let caller = callers.caller(&h, &who).await;
             let (status, body) = caller
-                .call(row.method.clone(), &path, row.body.map(|b| b()))
+                .call(row.method.clone(), &path, row.body.map(|b| b(target.as_deref())))
                 .await;
             if status.as_u16() != expected {
                 wrong.push(format!(

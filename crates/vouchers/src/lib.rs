@@ -1,0 +1,26 @@
+//! Strongroom's voucher business, built on the vault.
+//!
+//! This crate never sees a code: it keeps the catalogue (retailers, products
+//! and their denominations) and, as the business grows here, the stock,
+//! imports and orders, all by token. Codes go into the vault and come out of
+//! it only through the vault's own, audited, calls.
+//!
+//! Every decision is checked against the caller's permissions and tenants
+//! and written to the audit log, allowed or denied, before it takes effect.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod catalog;
+pub mod error;
+pub mod money;
+
+pub use catalog::{Catalog, NewProduct};
+pub use error::VoucherError;
