@@ -53,6 +53,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest batch request body, bytes.
     pub max_batch_body_bytes: usize,
+    /// Largest CSV file of codes one import takes, bytes. Imports are
+    /// streamed, so this bounds time, not memory.
+    pub max_import_bytes: u64,
     /// Failed logins (or step-ups) in a row that lock a person's account
     /// until an administrator unlocks it.
     pub lock_after_failures: i64,
@@ -68,6 +71,7 @@ impl Default for ApiConfig {
             max_batch_items: 1000,
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 16 * 1024 * 1024,
+            max_import_bytes: 1024 * 1024 * 1024,
             lock_after_failures: 10,
             rate_limits: ratelimit::RateLimitConfig::default(),
         }
@@ -156,6 +160,7 @@ fn documented_routes(
         .routes(routes!(catalog::add_retailer, catalog::retailers))
         .routes(routes!(catalog::add_product, catalog::products))
         .routes(routes!(catalog::product))
+        .routes(routes!(imports::import))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)

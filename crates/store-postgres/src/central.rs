@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
-    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, ProductRecord,
-    RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
+    CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
+    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult,
+    TenantScope, VoucherRecord,
 };
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct PgCentralStore {
     custom_roles: String,
     retailers: String,
     products: String,
+    vouchers: String,
+    imports: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -90,6 +93,8 @@ impl PgCentralStore {
             custom_roles: format!("{schema}.custom_roles"),
             retailers: format!("{schema}.retailers"),
             products: format!("{schema}.products"),
+            vouchers: format!("{schema}.vouchers"),
+            imports: format!("{schema}.imports"),
             inserts,
             lookups,
             reads,
@@ -619,6 +624,81 @@ impl CentralStore for PgCentralStore {
             }
         }
         Ok(visible)
+    }
+
+    async fn insert_vouchers(&self, vouchers: Vec<VoucherRecord>) -> StoreResult<Vec<bool>> {
+        if vouchers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&VoucherRecord) -> String| vouchers.iter().map(f).collect::<Vec<_>>();
+        let rows = sqlx::query(sql(&format!(
+            "INSERT INTO {} (id, tenant, product_id, face_value, currency, token, pin_token, \
+                 expires_at, serial, state, import_id, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+                 $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], \
+                 $12::bigint[]) \
+             ON CONFLICT (token) DO NOTHING RETURNING token",
+            self.vouchers
+        )))
+        .bind(column(|v| v.id.clone()))
+        .bind(column(|v| v.tenant.clone()))
+        .bind(column(|v| v.product_id.clone()))
+        .bind(vouchers.iter().map(|v| v.face_value).collect::<Vec<_>>())
+        .bind(column(|v| v.currency.clone()))
+        .bind(column(|v| v.token.clone()))
+        .bind(
+            vouchers
+                .iter()
+                .map(|v| v.pin_token.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(vouchers.iter().map(|v| v.expires_at).collect::<Vec<_>>())
+        .bind(
+            vouchers
+                .iter()
+                .map(|v| v.serial.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|v| v.state.clone()))
+        .bind(column(|v| v.import_id.clone()))
+        .bind(vouchers.iter().map(|v| v.created_at).collect::<Vec<_>>())
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("insert vouchers"))?;
+        let mut added = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let token: String = row.try_get(0).map_err(db_error("insert vouchers"))?;
+            added.insert(token);
+        }
+        // A token offered twice was added at most once: the first time.
+        Ok(vouchers.iter().map(|v| added.remove(&v.token)).collect())
+    }
+
+    async fn put_import(&self, i: ImportRecord) -> StoreResult<()> {
+        sqlx::query(sql(&format!(
+            "INSERT INTO {} (id, tenant, retailer_id, status, rows, accepted, rejected, \
+                 duplicates, created_by, created_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, rows = excluded.rows, \
+                 accepted = excluded.accepted, rejected = excluded.rejected, \
+                 duplicates = excluded.duplicates, finished_at = excluded.finished_at",
+            self.imports
+        )))
+        .bind(i.id)
+        .bind(i.tenant)
+        .bind(i.retailer_id)
+        .bind(i.status)
+        .bind(i.rows)
+        .bind(i.accepted)
+        .bind(i.rejected)
+        .bind(i.duplicates)
+        .bind(i.created_by)
+        .bind(i.created_at)
+        .bind(i.finished_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("record import"))?;
+        Ok(())
     }
 
     async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {

@@ -211,6 +211,36 @@ const CENTRAL: &[&str] = &[
          UNIQUE (tenant, sku)
      );
      GRANT SELECT, INSERT, UPDATE ON {schema}.retailers, {schema}.products TO {role}",
+    // 5: vouchers in stock (by token) and the imports that brought them.
+    "CREATE TABLE {schema}.vouchers (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         face_value BIGINT NOT NULL,
+         currency TEXT NOT NULL,
+         token TEXT NOT NULL UNIQUE,
+         pin_token TEXT,
+         expires_at BIGINT,
+         serial TEXT,
+         state TEXT NOT NULL,
+         import_id TEXT NOT NULL,
+         created_at BIGINT NOT NULL
+     );
+     CREATE INDEX vouchers_stock ON {schema}.vouchers (tenant, product_id, face_value, state, expires_at);
+     CREATE TABLE {schema}.imports (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         retailer_id TEXT NOT NULL,
+         status TEXT NOT NULL,
+         rows BIGINT NOT NULL,
+         accepted BIGINT NOT NULL,
+         rejected BIGINT NOT NULL,
+         duplicates BIGINT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         finished_at BIGINT NOT NULL
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.vouchers, {schema}.imports TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

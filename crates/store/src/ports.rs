@@ -224,6 +224,62 @@ pub struct ProductRecord {
     pub created_by: String,
 }
 
+/// One voucher in stock, by token: the code itself is in the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherRecord {
+    /// Stable id (`vc_…`).
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// The product's id.
+    pub product_id: String,
+    /// Face value in minor units.
+    pub face_value: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The vault token of the code; one voucher per token.
+    pub token: String,
+    /// The vault token of the PIN, if the voucher has one.
+    pub pin_token: Option<String>,
+    /// When the code itself expires, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// The retailer's serial number, if given.
+    pub serial: Option<String>,
+    /// `available`, `reserved`, `delivered`, `archived`, `expired` or `voided`.
+    pub state: String,
+    /// The import it came in.
+    pub import_id: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// An import job: one file of codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// Stable id (`im_…`).
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// The retailer whose codes the file holds.
+    pub retailer_id: String,
+    /// `running`, `completed`, `dry_run` or `failed`.
+    pub status: String,
+    /// Data rows read.
+    pub rows: i64,
+    /// Rows whose code is now in stock.
+    pub accepted: i64,
+    /// Rows refused for their content.
+    pub rejected: i64,
+    /// Rows whose code was already held.
+    pub duplicates: i64,
+    /// Who ran it.
+    pub created_by: String,
+    /// Start, Unix milliseconds.
+    pub created_at: i64,
+    /// End, Unix milliseconds (0 while running).
+    pub finished_at: i64,
+}
+
 /// A role defined by an administrator: a named set of permissions. A
 /// definition or change that needs a second person waits in `pending`
 /// until approved; meanwhile `permissions` (possibly empty) apply.
@@ -328,6 +384,14 @@ pub trait CentralStore: Send + Sync {
 
     /// Every custom role, by name.
     async fn list_custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>>;
+
+    /// Adds vouchers, each in its own right: one per token. Returns, per
+    /// record, whether it was added (false: a voucher with that token
+    /// already exists).
+    async fn insert_vouchers(&self, vouchers: Vec<VoucherRecord>) -> StoreResult<Vec<bool>>;
+
+    /// Records an import job, or its new counts and status.
+    async fn put_import(&self, import: ImportRecord) -> StoreResult<()>;
 
     /// Adds a retailer; [`StoreError::Conflict`] if its tenant has one of
     /// that name.

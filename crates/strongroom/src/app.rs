@@ -75,6 +75,10 @@ pub struct DevCredentials {
     pub service: DevIdentity,
     /// Dev security officer (reactivate, rotate, delete).
     pub security_officer: DevIdentity,
+    /// Dev stock manager (catalogue and imports; never sees a code).
+    /// Absent from credentials files written before it existed.
+    #[serde(default)]
+    pub stock_manager: Option<DevIdentity>,
 }
 
 /// A running server.
@@ -358,9 +362,25 @@ async fn dev_bootstrap(
                 admin: mk(admin),
                 service: mk(service),
                 security_officer: mk(officer),
+                stock_manager: None,
             }
         }
     };
+    if creds.stock_manager.is_none() {
+        let suffix = strongroom_crypto::random::hex_id::<3>()?;
+        let made = create_principal(
+            vault,
+            &format!("dev-stock-{suffix}"),
+            &["stock_manager"],
+            &["dev"],
+            "dev bootstrap",
+        )
+        .await?;
+        creds.stock_manager = Some(DevIdentity {
+            client_id: made.record.client_id.clone(),
+            client_secret: made.client_secret.to_string(),
+        });
+    }
     creds.url = url.to_owned();
     creds.ca_cert_path = ca_cert_path;
     write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;

@@ -27,6 +27,9 @@ pub enum Command {
     /// Custom roles: list, define and approve (dual control).
     #[command(subcommand)]
     Roles(RolesCommand),
+    /// The voucher business: import codes into stock.
+    #[command(subcommand)]
+    Vouchers(VouchersCommand),
     /// Store, reveal, show and delete secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -62,6 +65,29 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the HTTP API (as served at
     /// /v1/openapi.json and kept in docs/openapi.json).
     Openapi,
+}
+
+/// `strongroom vouchers …`.
+#[derive(Subcommand)]
+pub enum VouchersCommand {
+    /// Import a retailer's CSV file of codes into stock (as a stock
+    /// manager). Columns: sku, code, face_value, currency and optionally pin,
+    /// expires_at, serial; see the README for an example file.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The retailer whose codes these are, by name or id.
+        #[arg(long)]
+        retailer: String,
+        /// Tenant, for a stock manager bound to several.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Check every row and report, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `strongroom roles …`.
@@ -195,7 +221,8 @@ pub struct ClientArgs {
     /// (default: ./strongroom-dev/dev-credentials.json if it exists).
     #[arg(long, env = "STRONGROOM_CREDENTIALS", global = true)]
     pub credentials: Option<PathBuf>,
-    /// Which identity in the credentials file to use: admin, service or security_officer.
+    /// Which identity in the credentials file to use: admin, service,
+    /// security_officer or stock_manager.
     #[arg(long = "as", global = true)]
     pub as_identity: Option<String>,
 }

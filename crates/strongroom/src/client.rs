@@ -77,7 +77,12 @@ impl Client {
                         "admin" => &c.admin,
                         "service" => &c.service,
                         "security_officer" => &c.security_officer,
-                        other => bail!("--as {other}: choose admin, service or security_officer"),
+                        "stock_manager" => c.stock_manager.as_ref().context(
+                            "this dev credentials file has no stock_manager: restart `serve --dev` to add one",
+                        )?,
+                        other => bail!(
+                            "--as {other}: choose admin, service, security_officer or stock_manager"
+                        ),
                     };
                     (
                         Some(ident.client_id.clone()),
@@ -200,6 +205,27 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.answer(req).await
+    }
+
+    /// Sends a body that is not JSON (a file, streamed) and reads the answer.
+    pub async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> Result<Value> {
+        let token = Zeroizing::new(self.token().await?);
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token.as_str())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.answer(req).await
+    }
+
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<Value> {
         let resp = req
             .send()
             .await

@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
             Command::Principals(c) => commands::principals::run(c).await.map(|_| 0),
             Command::Secrets(c) => commands::secrets::run(c).await.map(|_| 0),
             Command::Roles(c) => commands::roles::run(c).await.map(|_| 0),
+            Command::Vouchers(c) => commands::vouchers::run(c).await,
             Command::Audit(c) => commands::audit::run(c).await,
             Command::Db(c) => commands::db::run(c).await.map(|_| 0),
             Command::Enrol { username, client } => {

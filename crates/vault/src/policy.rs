@@ -70,6 +70,9 @@ pub enum Permission {
     ReadCatalog,
     /// Add retailers and products to the catalogue.
     ManageCatalog,
+    /// Import files of codes into stock (their codes also need
+    /// `secrets:tokenize`).
+    ImportVouchers,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -78,7 +81,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -93,6 +96,7 @@ impl Permission {
         Permission::ApprovePrincipals,
         Permission::ReadCatalog,
         Permission::ManageCatalog,
+        Permission::ImportVouchers,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -106,6 +110,7 @@ impl Permission {
                 | Permission::ReadMetadata
                 | Permission::ReadCatalog
                 | Permission::ManageCatalog
+                | Permission::ImportVouchers
         )
     }
 
@@ -141,6 +146,7 @@ impl Permission {
             Permission::ApprovePrincipals => "principals:approve",
             Permission::ReadCatalog => "catalog:read",
             Permission::ManageCatalog => "catalog:manage",
+            Permission::ImportVouchers => "vouchers:import",
         }
     }
 
@@ -280,7 +286,7 @@ impl Role {
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
             Role::Support => &[RevealMasked, ReadMetadata, ReadCatalog],
-            Role::StockManager => &[ReadCatalog, ManageCatalog],
+            Role::StockManager => &[ReadCatalog, ManageCatalog, ImportVouchers, Tokenize],
         };
         list.iter().copied().collect()
     }

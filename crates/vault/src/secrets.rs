@@ -44,7 +44,7 @@ pub struct NewSecret {
     pub value: SecretBytes,
     /// Caller metadata: a JSON object, stored as text. Not secret.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Reveal window from now, in seconds.
+    /// Reveal window from now, in seconds; `Some(0)` stores it dormant.
     pub reveal_window_secs: Option<u64>,
     /// Duplicate handling.
     pub on_duplicate: OnDuplicate,
@@ -279,8 +279,10 @@ impl Vault {
                 self.config.max_value_bytes
             )));
         }
+        // 0: stored dormant, revealable only once a window is opened (stock
+        // that is not yet anyone's to see).
         if let Some(w) = item.reveal_window_secs
-            && (w == 0 || w > self.config.max_reveal_window_secs)
+            && w > self.config.max_reveal_window_secs
         {
             return Err(VaultError::Invalid(format!(
                 "reveal_window_secs must be 1 to {}",

@@ -20,7 +20,9 @@
 
 pub mod catalog;
 pub mod error;
+pub mod import;
 pub mod money;
 
 pub use catalog::{Catalog, NewProduct};
 pub use error::VoucherError;
+pub use import::{ImportJob, ImportOptions, ImportReport, RowProblem};

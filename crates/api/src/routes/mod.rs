@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod catalog;
+pub mod imports;
 pub mod keys;
 pub mod login;
 pub mod principals;

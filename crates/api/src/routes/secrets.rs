@@ -39,6 +39,7 @@ pub struct CreateSecret {
     value: String,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
+    #[schema(minimum = 1)]
     reveal_window_secs: Option<u64>,
     on_duplicate: Option<OnDuplicateParam>,
 }
@@ -51,7 +52,12 @@ impl From<CreateSecret> for NewSecret {
             // Moves the buffer: the only copy is now zeroed on drop.
             value: SecretBytes::new(c.value.into_bytes()),
             metadata: c.metadata,
-            reveal_window_secs: c.reveal_window_secs,
+            // Secrets stored through this API start revealable; 0 (stored
+            // dormant, for stock) is refused as out of range, like any
+            // window over the maximum.
+            reveal_window_secs: c
+                .reveal_window_secs
+                .map(|w| if w == 0 { u64::MAX } else { w }),
             on_duplicate: match c.on_duplicate {
                 None | Some(OnDuplicateParam::Reject) => OnDuplicate::Reject,
                 Some(OnDuplicateParam::ReturnExisting) => OnDuplicate::ReturnExisting,

@@ -9,8 +9,9 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
-    CentralStore, CustomRoleRecord, InsertOutcome, OperatorRecord, PrincipalRecord, ProductRecord,
-    RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult, TenantScope,
+    CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
+    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult,
+    TenantScope, VoucherRecord,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -107,6 +108,35 @@ const MIGRATIONS: Migrations = &[
          created_at INTEGER NOT NULL,
          created_by TEXT NOT NULL,
          UNIQUE (tenant, sku)
+     )",
+    // 6: vouchers in stock (by token) and the imports that brought them.
+    "CREATE TABLE vouchers (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         face_value INTEGER NOT NULL,
+         currency TEXT NOT NULL,
+         token TEXT NOT NULL UNIQUE,
+         pin_token TEXT,
+         expires_at INTEGER,
+         serial TEXT,
+         state TEXT NOT NULL,
+         import_id TEXT NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE INDEX vouchers_stock ON vouchers (tenant, product_id, face_value, state, expires_at);
+     CREATE TABLE imports (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         retailer_id TEXT NOT NULL,
+         status TEXT NOT NULL,
+         rows INTEGER NOT NULL,
+         accepted INTEGER NOT NULL,
+         rejected INTEGER NOT NULL,
+         duplicates INTEGER NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         finished_at INTEGER NOT NULL
      )",
 ];
 
@@ -551,6 +581,75 @@ impl CentralStore for SqliteCentralStore {
                 .filter(|p| scope.admits_all(&p.tenants))
                 .collect())
         })
+    }
+
+    async fn insert_vouchers(&self, vouchers: Vec<VoucherRecord>) -> StoreResult<Vec<bool>> {
+        self.db
+            // One job of the group commit: its savepoint makes it all or nothing.
+            .write(move |conn| {
+                let mut added = Vec::with_capacity(vouchers.len());
+                {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "INSERT INTO vouchers (id, tenant, product_id, face_value, currency, token, \
+                             pin_token, expires_at, serial, state, import_id, created_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                             ON CONFLICT (token) DO NOTHING",
+                        )
+                        .map_err(StoreError::backend("insert vouchers"))?;
+                    for v in &vouchers {
+                        let n = stmt
+                            .execute(params![
+                                v.id,
+                                v.tenant,
+                                v.product_id,
+                                v.face_value,
+                                v.currency,
+                                v.token,
+                                v.pin_token,
+                                v.expires_at,
+                                v.serial,
+                                v.state,
+                                v.import_id,
+                                v.created_at
+                            ])
+                            .map_err(StoreError::backend("insert vouchers"))?;
+                        added.push(n > 0);
+                    }
+                }
+                Ok(added)
+            })
+            .await
+    }
+
+    async fn put_import(&self, i: ImportRecord) -> StoreResult<()> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO imports (id, tenant, retailer_id, status, rows, accepted, rejected, \
+                     duplicates, created_by, created_at, finished_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, rows = excluded.rows, \
+                     accepted = excluded.accepted, rejected = excluded.rejected, \
+                     duplicates = excluded.duplicates, finished_at = excluded.finished_at",
+                    params![
+                        i.id,
+                        i.tenant,
+                        i.retailer_id,
+                        i.status,
+                        i.rows,
+                        i.accepted,
+                        i.rejected,
+                        i.duplicates,
+                        i.created_by,
+                        i.created_at,
+                        i.finished_at
+                    ],
+                )
+                .map(|_| ())
+                .map_err(StoreError::backend("record import"))
+            })
+            .await
     }
 
     async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {

@@ -431,3 +431,65 @@ async fn custom_roles_at_the_command_line() {
         "{out}"
     );
 }
+
+/// `strongroom vouchers import`: a file into stock, with a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vouchers_import_at_the_command_line() {
+    let h = crate::harness::Harness::dev_on(crate::harness::TestStore::Sqlite).await;
+    let stock = h.creds.stock_manager.clone().expect("dev stock manager");
+    let caller = h.login(&stock.client_id, &stock.client_secret).await;
+    let (status, _) = caller
+        .post("/v1/retailers", serde_json::json!({"name": "Acme Books"}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let (status, _) = caller
+        .post(
+            "/v1/products",
+            serde_json::json!({"retailer": "Acme Books", "sku": "ACME-GIFT", "name": "Gift card",
+                               "currency": "GBP", "denominations": [2500]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let tmp = tempfile::TempDir::new().unwrap();
+    let file = tmp.path().join("codes.csv");
+    std::fs::write(
+        &file,
+        "sku,code,face_value,currency\nACME-GIFT,CLI-0001,25.00,GBP\nACME-GIFT,CLI-0002,25.00,GBP\nACME-GIFT,CLI-0003,30.00,GBP\n",
+    )
+    .unwrap();
+    let ca = h.server.ca_cert_path.clone().unwrap();
+    let url = h.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["vouchers", "import"])
+            .arg(&file)
+            .args(["--retailer", "Acme Books", "--url", &url, "--ca-cert"])
+            .arg(&ca)
+            .env("STRONGROOM_CLIENT_ID", &stock.client_id)
+            .env("STRONGROOM_CLIENT_SECRET", &stock.client_secret)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Some rows were refused: exit code 2, and the summary says which.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("in stock") && stdout.contains("         2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("face_value") && stdout.contains("30.00 GBP is not a face value"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("CLI-0003"),
+        "the summary must not repeat codes: {stdout}"
+    );
+}

@@ -615,6 +615,31 @@ impl Caller {
         self.call(Method::GET, path, None).await
     }
 
+    /// A request with a body that is not JSON (a CSV file, say).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, Some(body)).await
     }
@@ -720,6 +745,7 @@ impl Harness {
                     admin: mk(admin),
                     service: mk(service),
                     security_officer: mk(officer),
+                    stock_manager: None,
                 },
             )
         };

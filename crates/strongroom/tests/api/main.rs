@@ -17,6 +17,7 @@ mod catalog;
 mod cli;
 mod conformance;
 mod custom_roles;
+mod imports;
 mod integrity;
 mod leaks;
 mod matrix;

@@ -1,0 +1,223 @@
+//! `POST /v1/imports`: a retailer's CSV file of codes into stock, streamed.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use strongroom_vouchers::{ImportJob, ImportOptions, ImportReport, VoucherError};
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::auth::Authenticated;
+use crate::context::Ctx;
+use crate::error::ApiError;
+
+/// Records parsed per message from the parsing thread.
+const CHUNK: usize = 256;
+
+/// One refused row of an import.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// Row number in the file; the header is row 1.
+    pub row: u64,
+    /// The column at fault (empty for the whole row).
+    pub column: String,
+    /// Why. Never the code.
+    pub reason: String,
+}
+
+/// The outcome of an import.
+#[derive(Serialize, ToSchema)]
+pub struct ImportResult {
+    /// The job's id.
+    pub import_id: String,
+    /// `completed` or `dry_run`.
+    pub status: String,
+    /// Data rows read.
+    pub rows: u64,
+    /// Rows now in stock (in a dry run: that passed their checks).
+    pub accepted: u64,
+    /// Rows refused for their content.
+    pub rejected: u64,
+    /// Rows whose code is already held.
+    pub duplicates: u64,
+    /// The first 1,000 refused rows, duplicates included.
+    pub problems: Vec<Problem>,
+}
+
+impl From<ImportReport> for ImportResult {
+    fn from(r: ImportReport) -> Self {
+        ImportResult {
+            import_id: r.import_id,
+            status: r.status,
+            rows: r.rows,
+            accepted: r.accepted,
+            rejected: r.rejected,
+            duplicates: r.duplicates,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| Problem {
+                    row: p.row,
+                    column: p.column,
+                    reason: p.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the parsing thread sends: numbered rows, a row that is not text, or
+/// the end of a readable file.
+enum Parsed {
+    Rows(Vec<(u64, csv::StringRecord)>),
+    NotText(u64),
+    Broken(String),
+}
+
+/// `POST /v1/imports?retailer=R[&tenant=T][&dry_run=true]`, with the CSV
+/// file as the body (`text/csv`). Every row is checked; valid rows go into
+/// stock as dormant vault tokens; bad rows and duplicates are reported. The
+/// file is read as it arrives and never kept.
+#[utoipa::path(
+    post,
+    path = "/v1/imports",
+    tag = "catalog",
+    params(
+        ("retailer" = String, Query, description = "The retailer whose codes the file holds, by id or name"),
+        ("tenant" = Option<String>, Query, description = "Tenant; may be left out by a caller bound to one"),
+        ("dry_run" = Option<bool>, Query, description = "Check every row, store nothing")
+    ),
+    request_body(content = String, content_type = "text/csv", description = "Header row `sku,code,face_value,currency[,pin,expires_at,serial]`, then one voucher per row"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Imported: the report", body = ImportResult),
+        (status = 200, description = "Dry run: the report of what would be imported", body = ImportResult),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`catalog.not_found`: no such retailer in the tenant", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn import(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    // A map never fails to parse, so odd query strings get our error shape.
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    let dry_run = match query.get("dry_run").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("dry_run is true or false")),
+    };
+    let options = ImportOptions {
+        tenant: query.get("tenant").cloned(),
+        retailer: query.get("retailer").cloned().unwrap_or_default(),
+        dry_run,
+    };
+    let mut job = ImportJob::start(state.vault.clone(), &who, &ctx, options).await?;
+
+    // Parse on a blocking thread as the body arrives, in bounded chunks:
+    // memory stays flat however large the file.
+    let limited = http_body_util::Limited::new(
+        body,
+        usize::try_from(state.config.max_import_bytes).unwrap_or(usize::MAX),
+    );
+    let stream = http_body_util::BodyDataStream::new(limited).map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(4);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(tokio_util::io::SyncIoBridge::new(reader));
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut record = csv::StringRecord::new();
+        let mut row: u64 = 0;
+        loop {
+            row += 1;
+            match csv.read_record(&mut record) {
+                Ok(true) => {
+                    chunk.push((row, std::mem::take(&mut record)));
+                    if chunk.len() >= CHUNK
+                        && tx
+                            .blocking_send(Parsed::Rows(std::mem::take(&mut chunk)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(false) => break,
+                Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
+                    if !chunk.is_empty()
+                        && tx
+                            .blocking_send(Parsed::Rows(std::mem::take(&mut chunk)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                    if tx.blocking_send(Parsed::NotText(row)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Parsed::Broken(match e.kind() {
+                        csv::ErrorKind::Io(io) => format!("the upload broke off: {io}"),
+                        _ => "the file could not be read as CSV".to_owned(),
+                    }));
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Parsed::Rows(chunk));
+        }
+    });
+
+    let outcome = async {
+        let mut header_seen = false;
+        while let Some(message) = rx.recv().await {
+            match message {
+                Parsed::Rows(rows) => {
+                    for (row, record) in rows {
+                        let fields: Vec<&str> = record.iter().collect();
+                        if header_seen {
+                            job.row(row, &fields).await?;
+                        } else {
+                            job.header(fields.iter().copied())?;
+                            header_seen = true;
+                        }
+                    }
+                }
+                Parsed::NotText(row) => {
+                    if !header_seen {
+                        return Err(VoucherError::Invalid(
+                            "the header row is not UTF-8 text".into(),
+                        ));
+                    }
+                    job.not_text(row);
+                }
+                Parsed::Broken(why) => return Err(VoucherError::Invalid(why)),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    let _ = parser.await;
+    if let Err(e) = outcome {
+        job.fail(e.code()).await;
+        return Err(e.into());
+    }
+    let report = job.finish().await?;
+    let status = if dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(report.into())))
+}

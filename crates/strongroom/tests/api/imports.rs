@@ -1,0 +1,206 @@
+//! Importing a retailer's CSV file of codes into stock.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Caller, Harness, code, on_each_backend};
+
+async fn upload(caller: &Caller, query: &str, csv: &str) -> (StatusCode, Value) {
+    let resp = caller
+        .http
+        .post(format!("{}/v1/imports?{query}", caller.url))
+        .bearer_auth(caller.token.as_deref().unwrap())
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A stock manager with retailer "Acme" and product ACME-GIFT (GBP 10, 25).
+async fn stocked(h: &Harness) -> Caller {
+    let stock = h.principal("stock-1", &["stock_manager"], &["dev"]).await;
+    let (status, body) = stock.post("/v1/retailers", json!({"name": "Acme"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = stock
+        .post(
+            "/v1/products",
+            json!({"retailer": "Acme", "sku": "ACME-GIFT", "name": "Acme gift card",
+                   "currency": "GBP", "denominations": [1000, 2500]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    stock
+}
+
+fn problems(report: &Value) -> Vec<(u64, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["row"].as_u64().unwrap(),
+                p["column"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+on_each_backend! {
+async fn a_file_with_good_bad_and_duplicate_rows_gets_an_exact_report(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    // One code is already held, from an earlier file.
+    let (status, first) = upload(&stock, "retailer=Acme", "sku,code,face_value,currency\nACME-GIFT,ACME-OLD-0001,25.00,GBP\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["accepted"], 1);
+
+    let file = "\
+sku,code,pin,face_value,currency,expires_at,serial
+ACME-GIFT,ACME-0001-AAAA,1234,25.00,GBP,2099-12-31,S1
+ACME-GIFT,ACME-0002-BBBB,,10,GBP,,
+NOPE-SKU,ACME-0003-CCCC,,25.00,GBP,,
+ACME-GIFT,ACME-0004-DDDD,,25.00,EUR,,
+ACME-GIFT,ACME-0005-EEEE,,12.50,GBP,,
+ACME-GIFT,ACME-0006-FFFF,,25.001,GBP,,
+ACME-GIFT,ACME-0007-GGGG,,25.00,GBP,2020-01-01,
+ACME-GIFT,ACME-0008-HHHH,,25.00,GBP,31/12/2099,
+ACME-GIFT,,,25.00,GBP,,
+ACME-GIFT,ACME-0001-AAAA,,25.00,GBP,,
+ACME-GIFT,ACME-OLD-0001,,25.00,GBP,,
+ACME-GIFT,ACME-0009-IIII,,25,GBP,2099-01-01T00:00:00Z,S9
+";
+    let (status, report) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!(report["status"], "completed");
+    assert_eq!(
+        (&report["rows"], &report["accepted"], &report["rejected"], &report["duplicates"]),
+        (&json!(12), &json!(3), &json!(7), &json!(2)),
+        "{report}"
+    );
+    let expected: Vec<(u64, String)> = [
+        (4, "sku"),
+        (5, "currency"),
+        (6, "face_value"),
+        (7, "face_value"),
+        (8, "expires_at"),
+        (9, "expires_at"),
+        (10, "code"),
+        (11, "code"),
+        (12, "code"),
+    ]
+    .iter()
+    .map(|(r, c)| (*r, c.to_string()))
+    .collect();
+    let mut got = problems(&report);
+    got.sort();
+    assert_eq!(got, expected, "{report}");
+    // The report never repeats a code.
+    assert!(!report.to_string().contains("ACME-0"), "{report}");
+
+    // Stock is dormant: no one can reveal a code before it is delivered.
+    let service = h.service().await;
+    let rows = h.audit_rows().await;
+    let token = rows
+        .iter()
+        .filter(|(_, b, _)| b.contains("secret.tokenize_batch"))
+        .find_map(|(_, b, _)| {
+            let v: Value = serde_json::from_str(b).ok()?;
+            v["items"].as_array()?.iter().find_map(|i| i["target"].as_str().map(str::to_owned))
+        })
+        .unwrap();
+    let (status, body) = service.reveal(&token).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "vault.dormant"), "{body}");
+}
+}
+
+on_each_backend! {
+async fn a_dry_run_checks_everything_and_stores_nothing(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let file = "sku,code,face_value,currency\nACME-GIFT,ACME-DRY-0001,25.00,GBP\nACME-GIFT,ACME-DRY-0002,99.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&dry_run=true", file).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["status"], "dry_run");
+    assert_eq!((&report["accepted"], &report["rejected"]), (&json!(1), &json!(1)));
+    // Nothing was kept: the real run accepts the same code.
+    let (status, report) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!((&report["accepted"], &report["duplicates"]), (&json!(1), &json!(0)));
+}
+}
+
+on_each_backend! {
+async fn an_interrupted_import_is_finished_by_running_it_again(store) {
+    use strongroom_vault::{NewSecret, OnDuplicate, RequestContext, SecretBytes};
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    // As if an import stopped after the vault stored this code and before
+    // its voucher reached stock.
+    let vault = &h.server.vault;
+    let who = strongroom_vault::Principal {
+        id: "p_importer".into(),
+        name: "importer".into(),
+        roles: vec!["stock_manager".into()],
+        permissions: strongroom_vault::Role::StockManager.permissions(),
+        tenants: vec!["dev".into()],
+        human: false,
+        mfa_recent: false,
+    };
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("import".into(), "im_interrupted".into());
+    vault
+        .tokenize(
+            &who,
+            &RequestContext::default(),
+            NewSecret {
+                tenant: Some("dev".into()),
+                class: "voucher_code".into(),
+                value: SecretBytes::new(b"ACME-HALF-0001".to_vec()),
+                metadata: Some(metadata),
+                reveal_window_secs: Some(0),
+                on_duplicate: OnDuplicate::Reject,
+            },
+        )
+        .await
+        .unwrap();
+    // A code someone stored for another purpose is not taken into stock.
+    h.service().await.put("ACME-OTHER-0001").await;
+
+    let file = "sku,code,face_value,currency\nACME-GIFT,ACME-HALF-0001,25.00,GBP\nACME-GIFT,ACME-OTHER-0001,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!((&report["accepted"], &report["duplicates"]), (&json!(1), &json!(1)), "{report}");
+    // Again: both are now held, neither is added twice.
+    let (_, again) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!((&again["accepted"], &again["duplicates"]), (&json!(0), &json!(2)), "{again}");
+}
+}
+
+on_each_backend! {
+async fn imports_are_refused_clearly(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let cases = [
+        ("retailer=Acme", "code,face_value,currency\nX,25.00,GBP\n", StatusCode::BAD_REQUEST, "request.invalid"),
+        ("retailer=Acme", "sku,code,face_value,currency,colour\n", StatusCode::BAD_REQUEST, "request.invalid"),
+        ("retailer=Acme", "", StatusCode::BAD_REQUEST, "request.invalid"),
+        ("", "sku,code,face_value,currency\n", StatusCode::BAD_REQUEST, "request.invalid"),
+        ("retailer=Nobody", "sku,code,face_value,currency\n", StatusCode::NOT_FOUND, "catalog.not_found"),
+    ];
+    for (query, file, status, error) in cases {
+        let (got, body) = upload(&stock, query, file).await;
+        assert_eq!((got, code(&body)), (status, error), "{query} {file:?}: {body}");
+    }
+    // Storing codes needs the import permission, not only tokenize.
+    let (status, _) = upload(&h.service().await, "retailer=Acme", "sku,code,face_value,currency\n").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another tenant does not see this retailer.
+    let other = h.principal("stock-2", &["stock_manager"], &["elsewhere"]).await;
+    let (status, _) = upload(&other, "retailer=Acme", "sku,code,face_value,currency\n").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+}
