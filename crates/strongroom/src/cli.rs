@@ -67,9 +67,65 @@ pub enum Command {
     Openapi,
 }
 
+/// `strongroom vouchers retailers …`.
+#[derive(Subcommand)]
+pub enum RetailersCommand {
+    /// Add a retailer.
+    Add {
+        /// Unique name within the tenant.
+        name: String,
+        /// Tenant, for a stock manager bound to several.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the retailers.
+    List(#[command(flatten)] ClientArgs),
+}
+
+/// `strongroom vouchers products …`.
+#[derive(Subcommand)]
+pub enum ProductsCommand {
+    /// Add a product (SKU) of a retailer with the face values it comes in.
+    Add {
+        /// Unique SKU within the tenant.
+        #[arg(long)]
+        sku: String,
+        /// The retailer, by name or id.
+        #[arg(long)]
+        retailer: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// ISO 4217 currency, e.g. GBP.
+        #[arg(long)]
+        currency: String,
+        /// A face value as an amount, e.g. 25.00 (repeat for each).
+        #[arg(long = "face-value", required = true)]
+        face_values: Vec<String>,
+        /// Fewer available vouchers of a face value than this is low stock.
+        #[arg(long)]
+        low_stock: Option<i64>,
+        /// Tenant, for a stock manager bound to several.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the products.
+    List(#[command(flatten)] ClientArgs),
+}
+
 /// `strongroom vouchers …`.
 #[derive(Subcommand)]
 pub enum VouchersCommand {
+    /// The retailers of the catalogue.
+    #[command(subcommand)]
+    Retailers(RetailersCommand),
+    /// The products (SKUs) of the catalogue.
+    #[command(subcommand)]
+    Products(ProductsCommand),
     /// Import a retailer's CSV file of codes into stock (as a stock
     /// manager). Columns: sku, code, face_value, currency and optionally pin,
     /// expires_at, serial; see the README for an example file.

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::cli::VouchersCommand;
+use crate::cli::{ProductsCommand, RetailersCommand, VouchersCommand};
 use crate::client::Client;
 
 /// Problems printed after an import; the server lists up to 1,000.
@@ -14,6 +14,8 @@ const SHOWN_PROBLEMS: usize = 20;
 /// stock (or would, in a dry run), 2 when some were refused.
 pub async fn run(cmd: VouchersCommand) -> Result<i32> {
     match cmd {
+        VouchersCommand::Retailers(cmd) => retailers(cmd).await.map(|()| 0),
+        VouchersCommand::Products(cmd) => products(cmd).await.map(|()| 0),
         VouchersCommand::Import {
             file,
             retailer,
@@ -59,6 +61,126 @@ pub async fn run(cmd: VouchersCommand) -> Result<i32> {
             Ok(print_report(&report, dry_run))
         }
     }
+}
+
+async fn retailers(cmd: RetailersCommand) -> Result<()> {
+    match cmd {
+        RetailersCommand::Add {
+            name,
+            tenant,
+            client,
+        } => {
+            let c = Client::new(&client, "stock_manager")?;
+            let v = c
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/retailers",
+                    Some(serde_json::json!({ "name": name, "tenant": tenant })),
+                )
+                .await?;
+            println!(
+                "Added retailer '{}' ({}) in tenant {}.",
+                text(&v, "name"),
+                text(&v, "id"),
+                text(&v, "tenant")
+            );
+        }
+        RetailersCommand::List(client) => {
+            let c = Client::new(&client, "stock_manager")?;
+            let v = c.call(reqwest::Method::GET, "/v1/retailers", None).await?;
+            for r in v
+                .get("retailers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  {:<12} {}",
+                    text(r, "id"),
+                    text(r, "tenant"),
+                    text(r, "name")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn products(cmd: ProductsCommand) -> Result<()> {
+    match cmd {
+        ProductsCommand::Add {
+            sku,
+            retailer,
+            name,
+            currency,
+            face_values,
+            low_stock,
+            tenant,
+            client,
+        } => {
+            let mut minor = Vec::with_capacity(face_values.len());
+            for amount in &face_values {
+                minor.push(
+                    strongroom_vouchers::import::parse_amount(amount, &currency)
+                        .map_err(|e| anyhow::anyhow!("--face-value {amount}: {e}"))?,
+                );
+            }
+            let c = Client::new(&client, "stock_manager")?;
+            let v = c
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/products",
+                    Some(serde_json::json!({
+                        "tenant": tenant, "retailer": retailer, "sku": sku, "name": name,
+                        "currency": currency, "denominations": minor, "low_stock_threshold": low_stock,
+                    })),
+                )
+                .await?;
+            println!(
+                "Added product {} ({}): {}",
+                text(&v, "sku"),
+                text(&v, "name"),
+                face_value_list(&v)
+            );
+        }
+        ProductsCommand::List(client) => {
+            let c = Client::new(&client, "stock_manager")?;
+            let v = c.call(reqwest::Method::GET, "/v1/products", None).await?;
+            for p in v
+                .get("products")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{:<20} {:<12} {:<30} {}",
+                    text(p, "sku"),
+                    text(p, "tenant"),
+                    text(p, "name"),
+                    face_value_list(p)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// A product's face values for people: `10.00 GBP, 25.00 GBP`.
+fn face_value_list(product: &Value) -> String {
+    let currency = text(product, "currency");
+    product
+        .get("denominations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_i64)
+        .map(|d| strongroom_vouchers::money::display(d, &currency))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Percent-encodes a query value.

@@ -432,24 +432,85 @@ async fn custom_roles_at_the_command_line() {
     );
 }
 
-/// `strongroom vouchers import`: a file into stock, with a summary.
+/// `strongroom vouchers`: the catalogue, then a file into stock, with a summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vouchers_import_at_the_command_line() {
+async fn vouchers_catalogue_and_import_at_the_command_line() {
     let h = crate::harness::Harness::dev_on(crate::harness::TestStore::Sqlite).await;
     let stock = h.creds.stock_manager.clone().expect("dev stock manager");
-    let caller = h.login(&stock.client_id, &stock.client_secret).await;
-    let (status, _) = caller
-        .post("/v1/retailers", serde_json::json!({"name": "Acme Books"}))
-        .await;
-    assert_eq!(status, reqwest::StatusCode::CREATED);
-    let (status, _) = caller
-        .post(
-            "/v1/products",
-            serde_json::json!({"retailer": "Acme Books", "sku": "ACME-GIFT", "name": "Gift card",
-                               "currency": "GBP", "denominations": [2500]}),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let ca = h.server.ca_cert_path.clone().unwrap();
+    let url = h.url.clone();
+    let cli = move |args: Vec<String>| {
+        let (ca, url, stock) = (ca.clone(), url.clone(), stock.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(BIN)
+                    .args(&args)
+                    .args(["--url", &url, "--ca-cert"])
+                    .arg(&ca)
+                    .env("STRONGROOM_CLIENT_ID", &stock.client_id)
+                    .env("STRONGROOM_CLIENT_SECRET", &stock.client_secret)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let out = cli(args(&["vouchers", "retailers", "add", "Acme Books"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(args(&[
+        "vouchers",
+        "products",
+        "add",
+        "--retailer",
+        "Acme Books",
+        "--sku",
+        "ACME-GIFT",
+        "--name",
+        "Gift card",
+        "--currency",
+        "GBP",
+        "--face-value",
+        "25.00",
+        "--face-value",
+        "10",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(args(&["vouchers", "products", "list"])).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("ACME-GIFT") && listed.contains("10.00 GBP, 25.00 GBP"),
+        "{listed}"
+    );
+    let out = cli(args(&[
+        "vouchers",
+        "products",
+        "add",
+        "--retailer",
+        "Acme Books",
+        "--sku",
+        "X",
+        "--name",
+        "X",
+        "--currency",
+        "GBP",
+        "--face-value",
+        "2.505",
+    ]))
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more decimals"));
+
     let tmp = tempfile::TempDir::new().unwrap();
     let file = tmp.path().join("codes.csv");
     std::fs::write(
@@ -457,21 +518,15 @@ async fn vouchers_import_at_the_command_line() {
         "sku,code,face_value,currency\nACME-GIFT,CLI-0001,25.00,GBP\nACME-GIFT,CLI-0002,25.00,GBP\nACME-GIFT,CLI-0003,30.00,GBP\n",
     )
     .unwrap();
-    let ca = h.server.ca_cert_path.clone().unwrap();
-    let url = h.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["vouchers", "import"])
-            .arg(&file)
-            .args(["--retailer", "Acme Books", "--url", &url, "--ca-cert"])
-            .arg(&ca)
-            .env("STRONGROOM_CLIENT_ID", &stock.client_id)
-            .env("STRONGROOM_CLIENT_SECRET", &stock.client_secret)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let out = cli(args(&[
+        "vouchers",
+        "import",
+        &file,
+        "--retailer",
+        "Acme Books",
+    ]))
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Some rows were refused: exit code 2, and the summary says which.
     assert_eq!(
