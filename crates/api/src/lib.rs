@@ -91,6 +91,9 @@ pub struct ApiState {
     pub roles: Arc<roles::RoleCatalog>,
     /// Bounds the batch requests processed at once, and so the memory they use.
     pub batch_permits: Arc<tokio::sync::Semaphore>,
+    /// Bounds the imports running at once: each holds a parsing thread for
+    /// as long as its upload lasts.
+    pub import_permits: Arc<tokio::sync::Semaphore>,
     /// Access-token keys of the current unseal.
     pub token_keys: Arc<auth::TokenKeyCache>,
     /// The abuse limits' buckets.
@@ -110,6 +113,7 @@ impl ApiState {
             // Two per core: while one batch is in the store writers, another
             // is parsed and sealed, so neither stage waits for the other.
             batch_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
+            import_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
             token_keys: Arc::default(),
         }
     }

@@ -701,6 +701,36 @@ impl CentralStore for PgCentralStore {
         Ok(())
     }
 
+    async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>> {
+        let row = sqlx::query(sql(&format!(
+            "SELECT id, tenant, retailer_id, status, rows, accepted, rejected, duplicates, \
+                 created_by, created_at, finished_at FROM {} WHERE id = $1 AND tenant = $2",
+            self.imports
+        )))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("read import"))?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let e = db_error("read import");
+        Ok(Some(ImportRecord {
+            id: r.try_get(0).map_err(e)?,
+            tenant: r.try_get(1).map_err(e)?,
+            retailer_id: r.try_get(2).map_err(e)?,
+            status: r.try_get(3).map_err(e)?,
+            rows: r.try_get(4).map_err(e)?,
+            accepted: r.try_get(5).map_err(e)?,
+            rejected: r.try_get(6).map_err(e)?,
+            duplicates: r.try_get(7).map_err(e)?,
+            created_by: r.try_get(8).map_err(e)?,
+            created_at: r.try_get(9).map_err(e)?,
+            finished_at: r.try_get(10).map_err(e)?,
+        }))
+    }
+
     async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {
         let done = sqlx::query(sql(&format!(
             "INSERT INTO {} (id, tenant, name, created_at, created_by) \

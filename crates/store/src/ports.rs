@@ -393,6 +393,9 @@ pub trait CentralStore: Send + Sync {
     /// Records an import job, or its new counts and status.
     async fn put_import(&self, import: ImportRecord) -> StoreResult<()>;
 
+    /// An import job of `tenant` by id.
+    async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>>;
+
     /// Adds a retailer; [`StoreError::Conflict`] if its tenant has one of
     /// that name.
     async fn insert_retailer(&self, retailer: RetailerRecord) -> StoreResult<()>;

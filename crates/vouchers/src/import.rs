@@ -256,9 +256,11 @@ impl ImportJob {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, name) in names.into_iter().enumerate() {
             let name = name.trim().to_ascii_lowercase();
+            // Never repeated back: a file without a header has a code here.
             if !REQUIRED.contains(&name.as_str()) && !OPTIONAL.contains(&name.as_str()) {
                 return Err(VoucherError::Invalid(format!(
-                    "unknown column '{name}' in the header; columns are sku, code, face_value, currency and optionally pin, expires_at, serial"
+                    "column {} of the header is not a known name; columns are sku, code, face_value, currency and optionally pin, expires_at, serial",
+                    i + 1
                 )));
             }
             if seen.insert(name.clone(), i).is_some() {
@@ -334,12 +336,14 @@ impl ImportJob {
         let optional = |i: Option<usize>| i.map(field).filter(|f| !f.is_empty());
         let sku = field(c.sku);
         let Some(&product) = self.by_sku.get(sku) else {
+            // The row's own values are never repeated back in a report: a
+            // row with a missing or extra field has a code in another column.
             return Err((
                 "sku",
                 if sku.is_empty() {
                     "empty".to_owned()
                 } else {
-                    format!("no product '{sku}' for this retailer")
+                    "no product with this SKU for the retailer".to_owned()
                 },
             ));
         };
@@ -358,23 +362,13 @@ impl ImportJob {
         if currency != p.currency {
             return Err((
                 "currency",
-                format!(
-                    "'{currency}' is not the product's currency ({})",
-                    p.currency
-                ),
+                format!("not the product's currency ({})", p.currency),
             ));
         }
         let face_value = parse_amount(field(c.face_value), &p.currency)
             .map_err(|reason| ("face_value", reason))?;
         if !p.denominations.contains(&face_value) {
-            return Err((
-                "face_value",
-                format!(
-                    "{} is not a face value of {}",
-                    crate::money::display(face_value, &p.currency),
-                    p.sku
-                ),
-            ));
+            return Err(("face_value", format!("not a face value of {}", p.sku)));
         }
         let pin = match optional(c.pin) {
             Some(pin) if pin.len() > MAX_CODE_BYTES || pin.chars().any(char::is_control) => {
@@ -399,6 +393,12 @@ impl ImportJob {
         if serial.as_ref().is_some_and(|s| s.len() > 100) {
             return Err(("serial", "must be at most 100 characters".to_owned()));
         }
+        // The serial is kept in clear; a code or PIN in its place must not be.
+        if serial.is_some()
+            && (serial.as_deref() == Some(code) || optional(c.pin) == serial.as_deref())
+        {
+            return Err(("serial", "must not repeat the code or PIN".to_owned()));
+        }
         Ok(ValidRow {
             row,
             product,
@@ -410,7 +410,8 @@ impl ImportJob {
         })
     }
 
-    /// Stores the pending rows.
+    /// Stores the pending rows: codes first, then (for the rows whose code
+    /// goes into stock) PINs, then the vouchers.
     async fn flush(&mut self) -> Result<(), VoucherError> {
         let rows = std::mem::take(&mut self.pending);
         if rows.is_empty() {
@@ -421,15 +422,15 @@ impl ImportJob {
             return Ok(());
         }
         let tenant = self.record.tenant.clone();
+        let import_id = self.record.id.clone();
         let metadata = |p: &ProductRecord| {
             let mut m = serde_json::Map::new();
-            m.insert("import".into(), self.record.id.clone().into());
+            m.insert("import".into(), import_id.clone().into());
             m.insert("sku".into(), p.sku.clone().into());
             m
         };
         let mut codes = Vec::with_capacity(rows.len());
-        let mut pins = Vec::new();
-        let mut keep = Vec::with_capacity(rows.len());
+        let mut rest = Vec::with_capacity(rows.len());
         for r in rows {
             let Some(p) = self.products.get(r.product) else {
                 continue;
@@ -442,68 +443,106 @@ impl ImportJob {
                 reveal_window_secs: Some(0),
                 on_duplicate: OnDuplicate::Reject,
             });
-            if let Some(pin) = r.pin {
-                pins.push((
-                    keep.len(),
-                    NewSecret {
-                        tenant: Some(tenant.clone()),
-                        class: "generic".into(),
-                        value: pin,
-                        metadata: Some(metadata(p)),
-                        reveal_window_secs: Some(0),
-                        on_duplicate: OnDuplicate::Allow,
-                    },
-                ));
-            }
-            keep.push((r.row, r.product, r.face_value, r.expires_at, r.serial));
+            rest.push((
+                r.row,
+                r.product,
+                r.pin,
+                r.face_value,
+                r.expires_at,
+                r.serial,
+            ));
         }
         let stored = self
             .vault
             .tokenize_batch(&self.who, &self.ctx, codes)
             .await?;
-        let mut pin_tokens: Vec<Option<String>> = vec![None; keep.len()];
-        if !pins.is_empty() {
-            let (at, items): (Vec<usize>, Vec<NewSecret>) = pins.into_iter().unzip();
-            let results = self
-                .vault
-                .tokenize_batch(&self.who, &self.ctx, items)
-                .await?;
-            for (i, result) in at.into_iter().zip(results) {
-                if let (Some(slot), Ok(t)) = (pin_tokens.get_mut(i), result) {
-                    *slot = Some(t.token);
-                }
-            }
-        }
-        let now = self.vault.clock().now_ms();
-        let mut vouchers = Vec::with_capacity(keep.len());
-        let mut rows_of = Vec::with_capacity(keep.len());
-        let mut in_batch = std::collections::HashSet::with_capacity(keep.len());
-        for (i, (result, (row, product, face_value, expires_at, serial))) in
-            stored.into_iter().zip(keep).enumerate()
+
+        // Which rows go into stock, under which token.
+        let mut in_batch = std::collections::HashSet::with_capacity(rest.len());
+        let mut stocked = Vec::with_capacity(rest.len());
+        for (result, (row, product, pin, face_value, expires_at, serial)) in
+            stored.into_iter().zip(rest)
         {
             let token = match result {
                 Ok(Tokenized { token, .. }) => token,
                 Err(VaultError::Duplicate { existing }) => {
-                    // Held already: stock only if an interrupted import
-                    // stored it and never made its voucher.
-                    if self.stored_by_an_import(&existing).await? {
+                    // Held already: stock only if an interrupted import of
+                    // this retailer stored it and never made its voucher.
+                    if self
+                        .left_by_an_interrupted_import(&existing, product)
+                        .await?
+                    {
                         existing
                     } else {
-                        self.record.duplicates += 1;
-                        self.problem(row, "code", "duplicate: this code is already held");
+                        self.duplicate(row);
                         continue;
                     }
                 }
-                Err(e) => {
+                Err(_) => {
                     self.record.rejected += 1;
-                    self.problem(row, "code", e.to_string());
+                    self.problem(row, "code", "the vault refused the code");
                     continue;
                 }
             };
             // The same code twice in one batch: the second is a duplicate.
             if !in_batch.insert(token.clone()) {
-                self.record.duplicates += 1;
-                self.problem(row, "code", "duplicate: this code is already held");
+                self.duplicate(row);
+                continue;
+            }
+            stocked.push((row, product, token, pin, face_value, expires_at, serial));
+        }
+
+        // PINs of those rows only; a row whose PIN cannot be kept is refused
+        // (a voucher without its PIN could not be redeemed).
+        let mut pin_tokens: Vec<Option<String>> = vec![None; stocked.len()];
+        let mut pin_items = Vec::new();
+        let mut pin_of = Vec::new();
+        for (i, entry) in stocked.iter_mut().enumerate() {
+            if let Some(pin) = entry.3.take()
+                && let Some(p) = self.products.get(entry.1)
+            {
+                pin_items.push(NewSecret {
+                    tenant: Some(tenant.clone()),
+                    class: "generic".into(),
+                    value: pin,
+                    metadata: Some(metadata(p)),
+                    reveal_window_secs: Some(0),
+                    on_duplicate: OnDuplicate::Allow,
+                });
+                pin_of.push(i);
+            }
+        }
+        let mut pin_failed = vec![false; stocked.len()];
+        if !pin_items.is_empty() {
+            let results = self
+                .vault
+                .tokenize_batch(&self.who, &self.ctx, pin_items)
+                .await?;
+            for (i, result) in pin_of.into_iter().zip(results) {
+                match result {
+                    Ok(t) => {
+                        if let Some(slot) = pin_tokens.get_mut(i) {
+                            *slot = Some(t.token);
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(failed) = pin_failed.get_mut(i) {
+                            *failed = true;
+                        }
+                    }
+                }
+            }
+        }
+
+        let now = self.vault.clock().now_ms();
+        let mut vouchers = Vec::with_capacity(stocked.len());
+        let mut rows_of = Vec::with_capacity(stocked.len());
+        for (i, (row, product, token, _, face_value, expires_at, serial)) in
+            stocked.into_iter().enumerate()
+        {
+            if pin_failed.get(i).copied().unwrap_or(false) {
+                self.record.rejected += 1;
+                self.problem(row, "pin", "the vault refused the PIN");
                 continue;
             }
             let Some(p) = self.products.get(product) else {
@@ -520,7 +559,7 @@ impl ImportJob {
                 expires_at,
                 serial,
                 state: "available".into(),
-                import_id: self.record.id.clone(),
+                import_id: import_id.clone(),
                 created_at: now,
             });
             rows_of.push(row);
@@ -535,49 +574,85 @@ impl ImportJob {
             if was_added {
                 self.record.accepted += 1;
             } else {
-                // Its voucher exists: a duplicate after all (the same code
-                // twice in this file, or in a file imported before).
-                self.record.duplicates += 1;
-                self.problem(row, "code", "duplicate: this code is already held");
+                // Its voucher exists: a duplicate after all (a file
+                // imported before, or another import at the same time).
+                self.duplicate(row);
             }
         }
-        if !self.dry_run {
-            self.vault
-                .stores()
-                .central
-                .put_import(self.record.clone())
-                .await?;
-        }
+        self.vault
+            .stores()
+            .central
+            .put_import(self.record.clone())
+            .await?;
         Ok(())
     }
 
-    /// True if the secret behind `token` was stored by an import (its
-    /// metadata names one).
-    async fn stored_by_an_import(&self, token: &str) -> Result<bool, VoucherError> {
-        let found = self
-            .vault
-            .stores()
-            .central
+    fn duplicate(&mut self, row: u64) {
+        self.record.duplicates += 1;
+        self.problem(row, "code", "duplicate: this code is already held");
+    }
+
+    /// True if the code behind `token` was left by an import that stopped
+    /// before its voucher reached stock: stored by that import (its
+    /// metadata names it) for this retailer and product, by the principal
+    /// that ran it, still dormant, and that import never completed. Anything
+    /// else holding the code, whoever stored it, makes the row a duplicate:
+    /// a code someone else keeps must never become stock.
+    async fn left_by_an_interrupted_import(
+        &self,
+        token: &str,
+        product: usize,
+    ) -> Result<bool, VoucherError> {
+        let central = &self.vault.stores().central;
+        let Scoped::Found(secret) = central
             .get_secret(token, &TenantScope::one(&self.record.tenant))
-            .await?;
-        Ok(match found {
-            Scoped::Found(rec) => rec
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-                .is_some_and(|m| m.get("import").is_some()),
-            _ => false,
-        })
+            .await?
+        else {
+            return Ok(false);
+        };
+        let metadata: Option<serde_json::Value> = secret
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok());
+        let named = |key: &str| {
+            metadata
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let (Some(import_id), Some(sku)) = (named("import"), named("sku")) else {
+            return Ok(false);
+        };
+        let same_product = self.products.get(product).is_some_and(|p| p.sku == sku);
+        let dormant_since_stored = secret.window_closes_at <= secret.created_at;
+        if secret.class != "voucher_code" || !same_product || !dormant_since_stored {
+            return Ok(false);
+        }
+        let Some(earlier) = central
+            .import_by_id(&self.record.tenant, &import_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        Ok(earlier.retailer_id == self.record.retailer_id
+            && earlier.created_by == secret.created_by
+            && earlier.status != "completed"
+            && earlier.status != "dry_run")
     }
 
     /// Stores what is pending and closes the job.
     pub async fn finish(mut self) -> Result<ImportReport, VoucherError> {
         if self.columns.is_none() {
+            self.fail("request.invalid: empty file").await;
             return Err(VoucherError::Invalid(
                 "the file is empty: it needs a header row and at least one row".into(),
             ));
         }
-        self.flush().await?;
+        if let Err(e) = self.flush().await {
+            self.fail(e.code()).await;
+            return Err(e);
+        }
         self.record.finished_at = self.vault.clock().now_ms();
         if !self.dry_run {
             self.record.status = "completed".into();
@@ -614,7 +689,7 @@ impl ImportJob {
     }
 
     /// Marks the job failed (after an error that stopped it).
-    pub async fn fail(mut self, why: &str) {
+    pub async fn fail(&mut self, why: &str) {
         self.record.status = "failed".into();
         self.record.finished_at = self.vault.clock().now_ms();
         if !self.dry_run
@@ -645,26 +720,25 @@ pub fn parse_amount(text: &str, currency: &str) -> Result<i64, String> {
     let exponent = currency_exponent(currency).map_err(|e| e.to_string())?;
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // Never repeats the text: in a shifted row it may be part of a code.
     if !digits(whole) || (text.contains('.') && !digits(fraction)) {
-        return Err(format!("'{text}' is not an amount like 25.00"));
+        return Err("not an amount like 25.00".to_owned());
     }
     if fraction.len() > usize::from(exponent) {
-        return Err(format!(
-            "'{text}' has more decimals than {currency} has ({exponent})"
-        ));
+        return Err(format!("more decimals than {currency} has ({exponent})"));
     }
     let scale = 10i64.pow(u32::from(exponent));
     let whole: i64 = whole
         .parse()
         .ok()
         .filter(|w: &i64| *w <= crate::money::MAX_FACE_VALUE)
-        .ok_or_else(|| format!("'{text}' is too large"))?;
+        .ok_or_else(|| "too large".to_owned())?;
     let mut minor: i64 = 0;
     if !fraction.is_empty() {
         let padded = format!("{fraction:0<width$}", width = usize::from(exponent));
         minor = padded
             .parse()
-            .map_err(|_| format!("'{text}' is not an amount"))?;
+            .map_err(|_| "not an amount like 25.00".to_owned())?;
     }
     Ok(whole * scale + minor)
 }
@@ -674,8 +748,7 @@ pub fn parse_amount(text: &str, currency: &str) -> Result<i64, String> {
 pub fn parse_expiry(text: &str) -> Result<i64, String> {
     use time::format_description::well_known::Rfc3339;
     use time::macros::format_description;
-    let bad =
-        || format!("'{text}' is not a date like 2027-06-30 or a time like 2027-06-30T12:00:00Z");
+    let bad = || "not a date like 2027-06-30 or a time like 2027-06-30T12:00:00Z".to_owned();
     let at = if text.len() == 10 {
         let date = time::Date::parse(text, format_description!("[year]-[month]-[day]"))
             .map_err(|_| bad())?;

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use strongroom_vouchers::{ImportJob, ImportOptions, ImportReport, VoucherError};
 use utoipa::ToSchema;
@@ -18,6 +18,44 @@ use crate::error::ApiError;
 
 /// Records parsed per message from the parsing thread.
 const CHUNK: usize = 256;
+/// Longest row accepted, bytes: a voucher row is well under 1 KiB, and the
+/// parser holds one row in memory at a time.
+const MAX_ROW_BYTES: usize = 64 * 1024;
+/// An upload that sends nothing for this long is abandoned.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Passes bytes through while no CSV record grows past [`MAX_ROW_BYTES`]
+/// (a newline inside quotes does not end a record), so a file that is one
+/// endless row cannot fill memory.
+struct RowLimit<R> {
+    inner: R,
+    in_quotes: bool,
+    row_bytes: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for RowLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in buf.get(..n).unwrap_or_default() {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.row_bytes = 0;
+                    continue;
+                }
+                _ => {}
+            }
+            self.row_bytes += 1;
+            if self.row_bytes > MAX_ROW_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "row too long",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
 
 /// One refused row of an import.
 #[derive(Serialize, ToSchema)]
@@ -119,6 +157,9 @@ pub async fn import(
         retailer: query.get("retailer").cloned().unwrap_or_default(),
         dry_run,
     };
+    let Ok(_permit) = state.import_permits.clone().try_acquire_owned() else {
+        return Err(ApiError::rate_limited(5));
+    };
     let mut job = ImportJob::start(state.vault.clone(), &who, &ctx, options).await?;
 
     // Parse on a blocking thread as the body arrives, in bounded chunks:
@@ -128,13 +169,32 @@ pub async fn import(
         usize::try_from(state.config.max_import_bytes).unwrap_or(usize::MAX),
     );
     let stream = http_body_util::BodyDataStream::new(limited).map_err(std::io::Error::other);
-    let reader = tokio_util::io::StreamReader::new(stream);
+    // A chunk must arrive at least every IDLE_TIMEOUT.
+    let stream = futures_util::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no data for 30 seconds",
+                )),
+                None,
+            )),
+        }
+    });
+    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(4);
     let parser = tokio::task::spawn_blocking(move || {
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(tokio_util::io::SyncIoBridge::new(reader));
+            .from_reader(RowLimit {
+                inner: tokio_util::io::SyncIoBridge::new(reader),
+                in_quotes: false,
+                row_bytes: 0,
+            });
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut record = csv::StringRecord::new();
         let mut row: u64 = 0;
@@ -166,6 +226,9 @@ pub async fn import(
                 }
                 Err(e) => {
                     let _ = tx.blocking_send(Parsed::Broken(match e.kind() {
+                        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                            format!("row {row} is longer than {MAX_ROW_BYTES} bytes: is this a CSV file of vouchers?")
+                        }
                         csv::ErrorKind::Io(io) => format!("the upload broke off: {io}"),
                         _ => "the file could not be read as CSV".to_owned(),
                     }));

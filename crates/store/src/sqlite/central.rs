@@ -652,6 +652,34 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
+    async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>> {
+        self.db.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, tenant, retailer_id, status, rows, accepted, rejected, duplicates, \
+                 created_by, created_at, finished_at FROM imports WHERE id = ?1 AND tenant = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row([id, tenant], |r| {
+                    Ok(ImportRecord {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        retailer_id: r.get(2)?,
+                        status: r.get(3)?,
+                        rows: r.get(4)?,
+                        accepted: r.get(5)?,
+                        rejected: r.get(6)?,
+                        duplicates: r.get(7)?,
+                        created_by: r.get(8)?,
+                        created_at: r.get(9)?,
+                        finished_at: r.get(10)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(StoreError::backend("read import"))
+        })
+    }
+
     async fn insert_retailer(&self, r: RetailerRecord) -> StoreResult<()> {
         self.db
             .write(move |conn| {

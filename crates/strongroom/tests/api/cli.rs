@@ -540,7 +540,7 @@ async fn vouchers_catalogue_and_import_at_the_command_line() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("face_value") && stdout.contains("30.00 GBP is not a face value"),
+        stdout.contains("face_value") && stdout.contains("not a face value of ACME-GIFT"),
         "{stdout}"
     );
     assert!(

@@ -135,23 +135,51 @@ async fn a_dry_run_checks_everything_and_stores_nothing(store) {
 
 on_each_backend! {
 async fn an_interrupted_import_is_finished_by_running_it_again(store) {
+    use strongroom_store::ImportRecord;
     use strongroom_vault::{NewSecret, OnDuplicate, RequestContext, SecretBytes};
     let h = Harness::dev_on(store).await;
     let stock = stocked(&h).await;
-    // As if an import stopped after the vault stored this code and before
-    // its voucher reached stock.
+    let (_, me) = stock.get("/v1/auth/whoami").await;
+    let stock_id = me["id"].as_str().unwrap().to_owned();
+    let (_, retailers) = stock.get("/v1/retailers").await;
+    let retailer_id = retailers["retailers"][0]["id"].as_str().unwrap().to_owned();
+
+    // As if an import by this stock manager stopped after the vault stored
+    // a code and before its voucher reached stock.
     let vault = &h.server.vault;
+    vault
+        .stores()
+        .central
+        .put_import(ImportRecord {
+            id: "im_interrupted".into(),
+            tenant: "dev".into(),
+            retailer_id,
+            status: "running".into(),
+            rows: 0,
+            accepted: 0,
+            rejected: 0,
+            duplicates: 0,
+            created_by: stock_id.clone(),
+            created_at: 0,
+            finished_at: 0,
+        })
+        .await
+        .unwrap();
     let who = strongroom_vault::Principal {
-        id: "p_importer".into(),
-        name: "importer".into(),
+        id: stock_id,
+        name: "stock-1".into(),
         roles: vec!["stock_manager".into()],
         permissions: strongroom_vault::Role::StockManager.permissions(),
         tenants: vec!["dev".into()],
         human: false,
         mfa_recent: false,
     };
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("import".into(), "im_interrupted".into());
+    let provenance = || {
+        let mut m = serde_json::Map::new();
+        m.insert("import".into(), "im_interrupted".into());
+        m.insert("sku".into(), "ACME-GIFT".into());
+        m
+    };
     vault
         .tokenize(
             &who,
@@ -160,23 +188,56 @@ async fn an_interrupted_import_is_finished_by_running_it_again(store) {
                 tenant: Some("dev".into()),
                 class: "voucher_code".into(),
                 value: SecretBytes::new(b"ACME-HALF-0001".to_vec()),
-                metadata: Some(metadata),
+                metadata: Some(provenance()),
                 reveal_window_secs: Some(0),
                 on_duplicate: OnDuplicate::Reject,
             },
         )
         .await
         .unwrap();
-    // A code someone stored for another purpose is not taken into stock.
-    h.service().await.put("ACME-OTHER-0001").await;
+    // A code another principal keeps, even one claiming the same
+    // provenance in its metadata, never becomes stock.
+    let (status, body) = h
+        .service()
+        .await
+        .post(
+            "/v1/secrets",
+            json!({"class": "voucher_code", "value": "ACME-OTHER-0001", "metadata": provenance()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let file = "sku,code,face_value,currency\nACME-GIFT,ACME-HALF-0001,25.00,GBP\nACME-GIFT,ACME-OTHER-0001,25.00,GBP\n";
     let (status, report) = upload(&stock, "retailer=Acme", file).await;
     assert_eq!(status, StatusCode::CREATED, "{report}");
     assert_eq!((&report["accepted"], &report["duplicates"]), (&json!(1), &json!(1)), "{report}");
-    // Again: both are now held, neither is added twice.
+    assert_eq!(problems(&report), vec![(3, "code".to_owned())]);
+    // Again: both are held, neither is added twice.
     let (_, again) = upload(&stock, "retailer=Acme", file).await;
     assert_eq!((&again["accepted"], &again["duplicates"]), (&json!(0), &json!(2)), "{again}");
+}
+}
+
+on_each_backend! {
+async fn rows_never_repeat_their_values_and_cannot_grow_without_bound(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    // A row missing its SKU shifts the code into the SKU column; the serial
+    // column holding the code is refused too. Neither value comes back.
+    let file = "sku,code,face_value,currency,serial\nSECRET-CODE-0001,25.00,GBP\nACME-GIFT,SECRET-CODE-0002,25.00,GBP,SECRET-CODE-0002\n";
+    let (status, report) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!(problems(&report), vec![(2, "sku".to_owned()), (3, "serial".to_owned())]);
+    assert!(!report.to_string().contains("SECRET-CODE"), "{report}");
+    // A header that is really a row of codes is refused without echoing it.
+    let (status, body) = upload(&stock, "retailer=Acme", "SECRET-CODE-0003,25.00,GBP\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.to_string().contains("SECRET-CODE"), "{body}");
+    // One endless row is cut off, not held in memory.
+    let endless = format!("sku,code,face_value,currency\nACME-GIFT,{},25.00,GBP\n", "X".repeat(100_000));
+    let (status, body) = upload(&stock, "retailer=Acme", &endless).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "request.invalid"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("longer than"), "{body}");
 }
 }
 
