@@ -165,6 +165,7 @@ fn documented_routes(
         .routes(routes!(catalog::add_product, catalog::products))
         .routes(routes!(catalog::product))
         .routes(routes!(imports::import))
+        .routes(routes!(catalog::stock))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)

@@ -11,8 +11,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
     CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
-    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult,
-    TenantScope, VoucherRecord,
+    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StockCount, StoreError,
+    StoreResult, TenantScope, VoucherRecord,
 };
 
 use std::sync::Arc;
@@ -699,6 +699,43 @@ impl CentralStore for PgCentralStore {
         .await
         .map_err(db_error("record import"))?;
         Ok(())
+    }
+
+    async fn stock_counts(
+        &self,
+        scope: &TenantScope,
+        now: i64,
+        expiring_before: i64,
+    ) -> StoreResult<Vec<StockCount>> {
+        let rows = sqlx::query(sql(&format!(
+            "SELECT tenant, product_id, face_value, currency, state, COUNT(*), \
+                 COUNT(*) FILTER (WHERE expires_at < $2), COUNT(*) FILTER (WHERE expires_at <= $3) \
+             FROM {} WHERE $1::text[] IS NULL OR tenant = ANY($1) \
+             GROUP BY tenant, product_id, face_value, currency, state \
+             ORDER BY tenant, product_id, face_value, state",
+            self.vouchers
+        )))
+        .bind(scope_param(scope))
+        .bind(expiring_before)
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("count stock"))?;
+        rows.iter()
+            .map(|r| {
+                let e = db_error("count stock");
+                Ok(StockCount {
+                    tenant: r.try_get(0).map_err(e)?,
+                    product_id: r.try_get(1).map_err(e)?,
+                    face_value: r.try_get(2).map_err(e)?,
+                    currency: r.try_get(3).map_err(e)?,
+                    state: r.try_get(4).map_err(e)?,
+                    count: r.try_get(5).map_err(e)?,
+                    expiring: r.try_get(6).map_err(e)?,
+                    expired: r.try_get(7).map_err(e)?,
+                })
+            })
+            .collect()
     }
 
     async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>> {

@@ -253,6 +253,27 @@ pub struct VoucherRecord {
     pub created_at: i64,
 }
 
+/// How many vouchers of one product, face value and state a tenant holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockCount {
+    /// Tenant.
+    pub tenant: String,
+    /// The product's id.
+    pub product_id: String,
+    /// Face value in minor units.
+    pub face_value: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Voucher state.
+    pub state: String,
+    /// Vouchers.
+    pub count: i64,
+    /// Of those, vouchers whose code expires before the cut-off given.
+    pub expiring: i64,
+    /// Of those, vouchers whose code has already expired (at the `now` given).
+    pub expired: i64,
+}
+
 /// An import job: one file of codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportRecord {
@@ -392,6 +413,16 @@ pub trait CentralStore: Send + Sync {
 
     /// Records an import job, or its new counts and status.
     async fn put_import(&self, import: ImportRecord) -> StoreResult<()>;
+
+    /// Voucher counts by tenant, product, face value and state, for the
+    /// tenants in `scope`; `expiring` counts codes expiring before
+    /// `expiring_before` (Unix ms), `expired` those expired at `now`.
+    async fn stock_counts(
+        &self,
+        scope: &TenantScope,
+        now: i64,
+        expiring_before: i64,
+    ) -> StoreResult<Vec<StockCount>>;
 
     /// An import job of `tenant` by id.
     async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>>;

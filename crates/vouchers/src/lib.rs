@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod error;
 pub mod import;
 pub mod money;
+pub mod stock;
 
 pub use catalog::{Catalog, NewProduct};
 pub use error::VoucherError;

@@ -285,3 +285,123 @@ pub async fn product(
         .await?;
     Ok(Json(found.into()))
 }
+
+/// Stock of one product and face value.
+#[derive(Serialize, ToSchema)]
+pub struct StockLine {
+    /// Tenant.
+    pub tenant: String,
+    /// SKU.
+    pub sku: String,
+    /// Product name.
+    pub name: String,
+    /// Face value in minor units.
+    pub face_value: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Vouchers available (an available code past its expiry counts as expired).
+    pub available: i64,
+    /// Reserved for an order.
+    pub reserved: i64,
+    /// Delivered.
+    pub delivered: i64,
+    /// Archived after delivery.
+    pub archived: i64,
+    /// Past their code's expiry.
+    pub expired: i64,
+    /// Voided.
+    pub voided: i64,
+    /// Available, with a code expiring within the look-ahead.
+    pub expiring_soon: i64,
+    /// The product's low-stock threshold (0: never low).
+    pub low_stock_threshold: i64,
+    /// Fewer available than the threshold.
+    pub low: bool,
+}
+
+/// Value held in one currency.
+#[derive(Serialize, ToSchema)]
+pub struct Exposure {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Sum of the face values of available and reserved vouchers, minor units.
+    pub face_value_total: i64,
+    /// The same, for people (`1250.00 GBP`).
+    pub display: String,
+    /// Vouchers counted.
+    pub vouchers: i64,
+}
+
+/// `GET /v1/stock`.
+#[derive(Serialize, ToSchema)]
+pub struct StockReport {
+    /// One line per face value of every product of the caller's tenants.
+    pub lines: Vec<StockLine>,
+    /// Value held per currency.
+    pub exposure: Vec<Exposure>,
+    /// The look-ahead of `expiring_soon`, days.
+    pub expiring_within_days: u32,
+}
+
+/// `GET /v1/stock`: what is held, what it is worth, what expires soon, what
+/// runs low.
+#[utoipa::path(
+    get,
+    path = "/v1/stock",
+    tag = "catalog",
+    params(("expiring_within_days" = Option<u32>, Query, description = "Look-ahead for codes about to expire, days (default 30, at most 3650)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stock report", body = StockReport),
+        (status = 400, response = crate::openapi::Invalid),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
+pub async fn stock(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<StockReport>, ApiError> {
+    let days = match query.get("expiring_within_days") {
+        None => 30,
+        Some(d) => d
+            .parse()
+            .map_err(|_| ApiError::invalid("expiring_within_days is a number of days"))?,
+    };
+    let r = strongroom_vouchers::stock::report(&state.vault, &who, &ctx, days).await?;
+    let count = |c: &[i64; 6], i: usize| c.get(i).copied().unwrap_or(0);
+    Ok(Json(StockReport {
+        lines: r
+            .lines
+            .into_iter()
+            .map(|l| StockLine {
+                available: count(&l.counts, 0),
+                reserved: count(&l.counts, 1),
+                delivered: count(&l.counts, 2),
+                archived: count(&l.counts, 3),
+                expired: count(&l.counts, 4),
+                voided: count(&l.counts, 5),
+                tenant: l.tenant,
+                sku: l.sku,
+                name: l.name,
+                face_value: l.face_value,
+                currency: l.currency,
+                expiring_soon: l.expiring_soon,
+                low_stock_threshold: l.low_stock_threshold,
+                low: l.low,
+            })
+            .collect(),
+        exposure: r
+            .exposure
+            .into_iter()
+            .map(|e| Exposure {
+                display: strongroom_vouchers::money::display(e.face_value_total, &e.currency),
+                currency: e.currency,
+                face_value_total: e.face_value_total,
+                vouchers: e.vouchers,
+            })
+            .collect(),
+        expiring_within_days: r.expiring_within_days,
+    }))
+}

@@ -10,8 +10,8 @@ use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
     CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
-    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StoreError, StoreResult,
-    TenantScope, VoucherRecord,
+    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StockCount, StoreError,
+    StoreResult, TenantScope, VoucherRecord,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -650,6 +650,46 @@ impl CentralStore for SqliteCentralStore {
                 .map_err(StoreError::backend("record import"))
             })
             .await
+    }
+
+    async fn stock_counts(
+        &self,
+        scope: &TenantScope,
+        now: i64,
+        expiring_before: i64,
+    ) -> StoreResult<Vec<StockCount>> {
+        self.db.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT tenant, product_id, face_value, currency, state, COUNT(*), \
+                     SUM(CASE WHEN expires_at IS NOT NULL AND expires_at < ?1 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 1 ELSE 0 END) \
+                     FROM vouchers GROUP BY tenant, product_id, face_value, currency, state \
+                     ORDER BY tenant, product_id, face_value, state",
+                )
+                .map_err(StoreError::backend("count stock"))?;
+            let rows = stmt
+                .query_map(params![expiring_before, now], |r| {
+                    Ok(StockCount {
+                        tenant: r.get(0)?,
+                        product_id: r.get(1)?,
+                        face_value: r.get(2)?,
+                        currency: r.get(3)?,
+                        state: r.get(4)?,
+                        count: r.get(5)?,
+                        expiring: r.get(6)?,
+                        expired: r.get(7)?,
+                    })
+                })
+                .map_err(StoreError::backend("count stock"))?;
+            let all = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::backend("count stock"))?;
+            Ok(all
+                .into_iter()
+                .filter(|c| scope.admits(&c.tenant))
+                .collect())
+        })
     }
 
     async fn import_by_id(&self, tenant: &str, id: &str) -> StoreResult<Option<ImportRecord>> {

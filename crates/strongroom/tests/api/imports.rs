@@ -265,3 +265,65 @@ async fn imports_are_refused_clearly(store) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 }
+
+fn line<'a>(report: &'a Value, sku: &str, face_value: i64) -> &'a Value {
+    report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["sku"] == sku && l["face_value"] == face_value)
+        .unwrap_or_else(|| panic!("no line {sku} {face_value} in {report}"))
+}
+
+on_each_backend! {
+async fn the_stock_report_counts_values_expiry_and_low_stock(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let (status, body) = stock
+        .post(
+            "/v1/products",
+            json!({"retailer": "Acme", "sku": "ACME-BIG", "name": "Big card", "currency": "GBP",
+                   "denominations": [5000], "low_stock_threshold": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let soon = time::OffsetDateTime::from_unix_timestamp(crate::harness::now_ms() / 1000 + 10 * 86_400)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let file = format!(
+        "sku,code,face_value,currency,expires_at\nACME-GIFT,ST-0001,25.00,GBP,{soon}\nACME-GIFT,ST-0002,25.00,GBP,\nACME-GIFT,ST-0003,10.00,GBP,\nACME-BIG,ST-0004,50.00,GBP,\n"
+    );
+    let (status, report) = upload(&stock, "retailer=Acme", &file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!(report["accepted"], 4);
+
+    let (status, r) = stock.get("/v1/stock").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let l = line(&r, "ACME-GIFT", 2500);
+    assert_eq!((&l["available"], &l["expiring_soon"], &l["low"]), (&json!(2), &json!(1), &json!(false)), "{l}");
+    assert_eq!(line(&r, "ACME-GIFT", 1000)["available"], 1);
+    let big = line(&r, "ACME-BIG", 5000);
+    assert_eq!((&big["available"], &big["low"]), (&json!(1), &json!(true)), "{big}");
+    assert_eq!(r["exposure"], json!([{"currency": "GBP", "face_value_total": 11000, "display": "110.00 GBP", "vouchers": 4}]));
+    // A shorter look-ahead does not see the code expiring in ten days.
+    let (_, r) = stock.get("/v1/stock?expiring_within_days=5").await;
+    assert_eq!(line(&r, "ACME-GIFT", 2500)["expiring_soon"], 0);
+
+    // Eleven days on, that code is no longer stock.
+    h.clock.advance_secs(11 * 86_400);
+    let stock = h.principal("stock-3", &["stock_manager"], &["dev"]).await;
+    let (_, r) = stock.get("/v1/stock").await;
+    let l = line(&r, "ACME-GIFT", 2500);
+    assert_eq!((&l["available"], &l["expired"]), (&json!(1), &json!(1)), "{l}");
+    assert_eq!(r["exposure"][0]["face_value_total"], 8500);
+
+    // Another tenant sees none of it; an administrator may not look.
+    let other = h.principal("stock-2", &["stock_manager"], &["elsewhere"]).await;
+    let (_, r) = other.get("/v1/stock").await;
+    assert_eq!((&r["lines"], &r["exposure"]), (&json!([]), &json!([])));
+    assert_eq!(h.admin().await.get("/v1/stock").await.0, StatusCode::FORBIDDEN);
+    let (status, body) = stock.get("/v1/stock?expiring_within_days=lots").await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "request.invalid"));
+}
+}

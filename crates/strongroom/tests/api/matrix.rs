@@ -226,6 +226,7 @@ fn table() -> Vec<Row> {
             })
             .wrong_tenant(403),
         row(M::GET, "/v1/products", CATALOG_READERS, 200),
+        row(M::GET, "/v1/stock", CATALOG_READERS, 200),
         row(M::POST, "/v1/imports?retailer={id}", STOCK, 201)
             .on(Retailer)
             .csv("sku,code,face_value,currency\n")
