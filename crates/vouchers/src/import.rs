@@ -38,8 +38,12 @@ use strongroom_vault::{
 use crate::VoucherError;
 use crate::money::currency_exponent;
 
-/// Rows stored per batch: one vault batch and one stock insert each.
-pub const BATCH_ROWS: usize = 500;
+/// Rows stored per batch: one vault batch and one stock insert each (the
+/// vault's own batch limit).
+pub const BATCH_ROWS: usize = 1000;
+/// The job's counts are written to the store every this many batches (and
+/// at the end), for whoever watches a long import.
+const RECORD_EVERY_BATCHES: u64 = 20;
 /// Problems listed in a report; the counts cover them all.
 pub const MAX_LISTED_PROBLEMS: usize = 1000;
 /// Longest code or PIN accepted, in bytes.
@@ -125,6 +129,7 @@ pub struct ImportJob {
     columns: Option<Columns>,
     pending: Vec<ValidRow>,
     problems: Vec<RowProblem>,
+    batches: u64,
 }
 
 impl ImportJob {
@@ -240,6 +245,7 @@ impl ImportJob {
             columns: None,
             pending: Vec::with_capacity(BATCH_ROWS),
             problems: Vec::new(),
+            batches: 0,
         })
     }
 
@@ -579,11 +585,14 @@ impl ImportJob {
                 self.duplicate(row);
             }
         }
-        self.vault
-            .stores()
-            .central
-            .put_import(self.record.clone())
-            .await?;
+        self.batches += 1;
+        if self.batches.is_multiple_of(RECORD_EVERY_BATCHES) {
+            self.vault
+                .stores()
+                .central
+                .put_import(self.record.clone())
+                .await?;
+        }
         Ok(())
     }
 
