@@ -35,13 +35,16 @@ struct Args {
     /// Secrets stored before the reveal scenario.
     #[arg(long, default_value_t = 20_000)]
     reveal_pool: usize,
-    /// Scenarios to run (noop, tokenize, reveal, batch).
+    /// Scenarios to run (noop, tokenize, reveal, batch, import).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "noop,tokenize,reveal,batch"
+        default_value = "noop,tokenize,reveal,batch,import"
     )]
     scenarios: Vec<String>,
+    /// Rows of the CSV file of the import scenario.
+    #[arg(long, default_value_t = 200_000)]
+    import_rows: usize,
     /// Write results as JSON here.
     #[arg(long, default_value = "target/bench-results.json")]
     out: PathBuf,
@@ -81,6 +84,24 @@ async fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     let measure = Duration::from_secs(args.seconds);
     for name in &args.scenarios {
+        if name == "import" {
+            // One upload, not a load: codes per second of one import job.
+            let (report, took) = load::import(&client, args.import_rows).await?;
+            let (rss, peak) = server.memory();
+            let rate = args.import_rows as f64 / took.as_secs_f64();
+            println!(
+                "import     {:>8.0} codes/s  {} rows in {:.2} s  server RSS {rss:.0} MiB (peak {peak:.0})",
+                rate,
+                args.import_rows,
+                took.as_secs_f64()
+            );
+            results.push(serde_json::json!({
+                "scenario": "import", "rows": args.import_rows, "seconds": took.as_secs_f64(),
+                "codes_per_sec": rate, "server_rss_mib": rss, "server_peak_rss_mib": peak,
+                "report": {"accepted": report["accepted"], "rejected": report["rejected"]},
+            }));
+            continue;
+        }
         let scenario = match name.as_str() {
             "noop" => load::Scenario::Noop,
             "tokenize" => load::Scenario::Tokenize,
