@@ -179,6 +179,16 @@ impl ImportJob {
             .into_iter()
             .find(|r| r.id == options.retailer || r.name == options.retailer);
         let Some(retailer) = retailer else {
+            let event = vault.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&tenant),
+                None,
+                Outcome::Denied,
+                Some("catalog.not_found: retailer".into()),
+            );
+            vault.record(event).await?;
             return Err(VoucherError::NotFound(
                 "no retailer of that id or name in this tenant",
             ));
