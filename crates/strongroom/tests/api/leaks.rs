@@ -1,5 +1,6 @@
 //! Plaintext never at rest: 10,000 codes through a real `strongroom serve`
-//! process with trace-level logging, then every file under the data
+//! process with trace-level logging (and 1,000 codes with PINs imported from
+//! a CSV file, which must not be kept), then every file under the data
 //! directory (databases, WAL, everything), the server's log and, on
 //! PostgreSQL, a `pg_dump` of the database are searched for every code (raw
 //! and hex-encoded, as `bytea` dumps it) and for the root key.
@@ -450,6 +451,47 @@ async fn leak_check(store: TestStore) {
         assert_eq!(svc.reveal(&token).await.1["value"], code.as_str());
         cli_codes.push(code);
     }
+    // A stock manager imports a file of codes and PINs: neither the file nor
+    // any code of it may stay anywhere but sealed in the vault.
+    let (s, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "stock", "roles": ["stock_manager"], "tenants": ["shop"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let stock = login(
+        made["client_id"].as_str().unwrap().to_owned(),
+        made["client_secret"].as_str().unwrap().to_owned(),
+    )
+    .await;
+    let (s, body) = stock.post("/v1/retailers", json!({"name": "Acme"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = stock
+        .post(
+            "/v1/products",
+            json!({"retailer": "Acme", "sku": "ACME-GIFT", "name": "Gift", "currency": "GBP", "denominations": [2500]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let imported: Vec<(String, String)> =
+        (0..1000).map(|_| (random_code(), random_code())).collect();
+    let mut file = String::from("sku,code,pin,face_value,currency,serial\n");
+    for (i, (code, pin)) in imported.iter().enumerate() {
+        file.push_str(&format!("ACME-GIFT,{code},{pin},25.00,GBP,S{i}\n"));
+    }
+    let (s, report) = stock
+        .call_raw(
+            reqwest::Method::POST,
+            "/v1/imports?retailer=Acme",
+            "text/csv",
+            &file,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{report}");
+    assert_eq!(report["accepted"], 1000, "{report}");
+    let imported: Vec<String> = imported.into_iter().flat_map(|(c, p)| [c, p]).collect();
+
     // Reveals put values into responses; they must not reach the log either.
     for i in (0..10_000).step_by(97) {
         let (s, body) = svc.reveal(&tokens[i]).await;
@@ -481,6 +523,7 @@ async fn leak_check(store: TestStore) {
     let set: HashSet<Vec<u8>> = codes
         .iter()
         .chain(&cli_codes)
+        .chain(&imported)
         .map(|c| c.clone().into_bytes())
         .collect();
     // The scanner itself must find what it looks for: plant one code and the
