@@ -156,7 +156,8 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// which handlers do anyway. A batch body, up to 16 MiB, is never buffered
 /// here, where nothing bounds how many are held at once: if its token does
 /// not verify, it is read and discarded chunk by chunk before the refusal;
-/// otherwise the batch handler reads it once it has a batch slot. Bodies
+/// otherwise the batch handler reads it whole, once it has a batch slot,
+/// before it decides anything. Bodies
 /// without a length, or over the limit, go on as they came, to be refused
 /// (and audited) by the handler.
 pub async fn read_body_first(
@@ -182,6 +183,8 @@ pub async fn read_body_first(
     }
     let (parts, mut body) = req.into_parts();
     if batch {
+        // With a valid token the batch handler reads the whole body before
+        // it decides anything; without one it is refused before reading.
         let token_ok = crate::auth::bearer_token(&parts.headers)
             .is_some_and(|t| crate::auth::verify(&state, t).is_ok());
         if !token_ok {

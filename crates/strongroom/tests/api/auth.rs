@@ -291,4 +291,18 @@ async fn a_large_upload_without_a_token_gets_a_401_not_a_reset() {
         let answer: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(code(&answer), "auth.unauthenticated");
     }
+    // A caller refused for its permissions is answered as well.
+    let admin = h.admin().await;
+    for _ in 0..3 {
+        let resp = h
+            .http
+            .post(format!("{}/v1/secrets/batch", h.url))
+            .bearer_auth(admin.token.as_deref().unwrap())
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the server must answer, not reset the connection");
+        assert_eq!(resp.status(), reqwest::StatusCode::FORBIDDEN);
+    }
 }
