@@ -80,20 +80,25 @@ impl RoleCatalog {
         roles: &[String],
         custom: impl Fn(&CustomRole) -> PermissionSet,
     ) -> PermissionSet {
+        let (builtin, named_custom): (Vec<_>, Vec<_>) =
+            roles.iter().partition(|name| Role::builtin(name).is_some());
+        let set = builtin
+            .iter()
+            .filter_map(|name| Role::builtin(name))
+            .fold(PermissionSet::EMPTY, |set, r| set.union(r.permissions()));
+        // Built-in roles, the common case on every request, need no lock.
+        if named_custom.is_empty() {
+            return set;
+        }
         let stale = self
             .refreshed
             .lock()
             .map_or(true, |at| at.is_some_and(|t| t.elapsed() > STALE_AFTER));
-        let map = self.custom.read().ok().filter(|_| !stale);
-        roles.iter().fold(PermissionSet::EMPTY, |set, name| {
-            let granted = match Role::builtin(name) {
-                Some(builtin) => builtin.permissions(),
-                None => map
-                    .as_ref()
-                    .and_then(|m| m.get(name).map(&custom))
-                    .unwrap_or_default(),
-            };
-            set.union(granted)
+        let Some(map) = self.custom.read().ok().filter(|_| !stale) else {
+            return set;
+        };
+        named_custom.iter().fold(set, |set, name| {
+            set.union(map.get(name.as_str()).map(&custom).unwrap_or_default())
         })
     }
 

@@ -164,12 +164,10 @@ impl Permission {
             })
     }
 
+    /// The permission's bit in a [`PermissionSet`]: its place in the
+    /// declaration, which [`Permission::ALL`] follows (a test checks it).
     fn bit(self) -> u32 {
-        let index = Permission::ALL
-            .iter()
-            .position(|p| *p == self)
-            .unwrap_or_default();
-        1 << index
+        1 << (self as u32)
     }
 }
 
@@ -462,6 +460,9 @@ mod tests {
     fn permission_names_round_trip_and_unknown_names_are_refused() {
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.name()).unwrap(), p);
+        }
+        for (i, p) in Permission::ALL.into_iter().enumerate() {
+            assert_eq!(p.bit(), 1 << i, "{p:?}: ALL must follow the declaration");
         }
         let set = PermissionSet::parse(&["secrets:tokenize", "audit:read"]).unwrap();
         assert_eq!(set.names(), ["secrets:tokenize", "audit:read"]);
