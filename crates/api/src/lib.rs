@@ -61,6 +61,11 @@ pub struct ApiConfig {
     pub lock_after_failures: i64,
     /// Abuse limits.
     pub rate_limits: ratelimit::RateLimitConfig,
+    /// How orders reserve, deliver and link.
+    pub orders: strongroom_vouchers::OrderConfig,
+    /// The address customers reach this server at, for reveal links
+    /// (`https://vouchers.example.com`); empty: the server's own address.
+    pub public_url: String,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +79,8 @@ impl Default for ApiConfig {
             max_import_bytes: 1024 * 1024 * 1024,
             lock_after_failures: 10,
             rate_limits: ratelimit::RateLimitConfig::default(),
+            orders: strongroom_vouchers::OrderConfig::default(),
+            public_url: String::new(),
         }
     }
 }
@@ -166,6 +173,10 @@ fn documented_routes(
         .routes(routes!(catalog::product))
         .routes(routes!(imports::import))
         .routes(routes!(catalog::stock))
+        .routes(routes!(orders::place, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(links::open))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)

@@ -528,7 +528,8 @@ pub fn base() -> OpenApi {
             (name = "principals", description = "Services and people, with dual control"),
             (name = "roles", description = "Named permissions and custom roles, with dual control"),
             (name = "audit", description = "The hash-chained audit log"),
-            (name = "catalog", description = "Retailers, products (SKUs) and their face values")
+            (name = "catalog", description = "Retailers, products (SKUs) and their face values"),
+            (name = "orders", description = "The storefront's orders: allocation, delivery by code or reveal link")
         )
     )]
     struct Base;

@@ -9,6 +9,7 @@
 //! * [`aead`]: the record envelope (AES-256-GCM-SIV with a random nonce).
 //! * [`kdf`]: HKDF-SHA-256 sub-key derivation from the root key.
 //! * [`mac`]: HMAC-SHA-256 for fingerprints and the audit chain.
+//! * [`digest`]: SHA-256 of public data (request hashes for idempotency).
 //! * [`shamir`]: k-of-n split of the root key into printable, checksummed shares.
 //! * [`random`]: the OS CSPRNG, and random tokens and identifiers.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@
 )]
 
 pub mod aead;
+pub mod digest;
 mod error;
 pub mod kdf;
 pub mod mac;

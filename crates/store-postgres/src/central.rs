@@ -24,7 +24,7 @@ use crate::sql;
 /// A [`CentralStore`] in one schema, reached through its own role.
 #[derive(Debug)]
 pub struct PgCentralStore {
-    db: PgDatabase,
+    pub(crate) db: PgDatabase,
     secrets: String,
     principals: String,
     operators: String,
@@ -32,8 +32,10 @@ pub struct PgCentralStore {
     custom_roles: String,
     retailers: String,
     products: String,
-    vouchers: String,
+    pub(crate) vouchers: String,
     imports: String,
+    pub(crate) orders: String,
+    pub(crate) voucher_events: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -95,6 +97,8 @@ impl PgCentralStore {
             products: format!("{schema}.products"),
             vouchers: format!("{schema}.vouchers"),
             imports: format!("{schema}.imports"),
+            orders: format!("{schema}.orders"),
+            voucher_events: format!("{schema}.voucher_events"),
             inserts,
             lookups,
             reads,
@@ -168,7 +172,7 @@ fn product_from_row(r: &PgRow) -> StoreResult<ProductRecord> {
 }
 
 /// `$1` for a query filtered by tenant: `None` (every tenant) or the list.
-fn scope_param(scope: &TenantScope) -> Option<Vec<String>> {
+pub(crate) fn scope_param(scope: &TenantScope) -> Option<Vec<String>> {
     match scope {
         TenantScope::All => None,
         TenantScope::Only(tenants) => Some(tenants.clone()),

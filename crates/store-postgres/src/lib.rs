@@ -25,6 +25,7 @@ pub mod audit;
 pub mod central;
 pub mod coalesce;
 pub mod engine;
+mod orders;
 pub mod records;
 pub mod schema;
 pub mod setup;

@@ -241,6 +241,53 @@ const CENTRAL: &[&str] = &[
          finished_at BIGINT NOT NULL
      );
      GRANT SELECT, INSERT, UPDATE ON {schema}.vouchers, {schema}.imports TO {role}",
+    // 6: orders (unique per client and reference) and every voucher's
+    // transitions after import.
+    "CREATE TABLE {schema}.orders (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         client_id TEXT NOT NULL,
+         external_ref TEXT NOT NULL,
+         request_hash TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         sku TEXT NOT NULL,
+         face_value BIGINT NOT NULL,
+         currency TEXT NOT NULL,
+         customer_ref TEXT NOT NULL,
+         delivery TEXT NOT NULL,
+         state TEXT NOT NULL,
+         voucher_id TEXT NOT NULL,
+         token TEXT NOT NULL,
+         pin_token TEXT,
+         expires_at BIGINT,
+         created_at BIGINT NOT NULL,
+         reserved_until BIGINT NOT NULL,
+         delivered_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         link_views_left BIGINT NOT NULL,
+         link_expires_at BIGINT NOT NULL,
+         cancel_reason TEXT,
+         UNIQUE (client_id, external_ref)
+     );
+     CREATE INDEX orders_reserved ON {schema}.orders (state, reserved_until);
+     CREATE INDEX orders_customer ON {schema}.orders (tenant, customer_ref);
+     CREATE TABLE {schema}.voucher_events (
+         seq BIGSERIAL PRIMARY KEY,
+         voucher_id TEXT NOT NULL,
+         tenant TEXT NOT NULL,
+         at BIGINT NOT NULL,
+         actor TEXT NOT NULL,
+         from_state TEXT NOT NULL,
+         to_state TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         order_id TEXT
+     );
+     CREATE INDEX voucher_events_voucher ON {schema}.voucher_events (voucher_id);
+     ALTER TABLE {schema}.vouchers ADD COLUMN order_id TEXT;
+     CREATE INDEX vouchers_expiry ON {schema}.vouchers (state, expires_at);
+     GRANT SELECT, INSERT, UPDATE ON {schema}.orders TO {role};
+     GRANT SELECT, INSERT ON {schema}.voucher_events TO {role};
+     GRANT USAGE ON SEQUENCE {schema}.voucher_events_seq_seq TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

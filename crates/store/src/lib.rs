@@ -22,8 +22,10 @@
 )]
 
 mod error;
+mod orders;
 mod ports;
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use orders::*;
 pub use ports::*;

@@ -354,9 +354,10 @@ pub struct OperatorRecord {
     pub locked: bool,
 }
 
-/// The central store: tokens, metadata and principals. Holds no secret.
+/// The central store: tokens, metadata, principals, stock and orders.
+/// Holds no secret.
 #[async_trait]
-pub trait CentralStore: Send + Sync {
+pub trait CentralStore: crate::OrderStore {
     /// For each fingerprint, the token of an active record in (tenant, class)
     /// carrying it, if any.
     async fn find_fingerprints(

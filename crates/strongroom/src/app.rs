@@ -224,7 +224,12 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         }
     }
 
-    let state = ApiState::new(vault.clone(), opts.api_config.clone());
+    let mut api_config = opts.api_config.clone();
+    if api_config.public_url.is_empty() {
+        api_config.public_url = url.clone();
+    }
+    let housekeeping = spawn_housekeeping(vault.clone(), api_config.orders.clone());
+    let state = ApiState::new(vault.clone(), api_config);
     if opts.api_config.rate_limits.redis_url.is_some() {
         let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
         state
@@ -264,8 +269,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
             }
             None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
         };
-        // The refresher lives exactly as long as the server.
+        // The refresher and housekeeping live exactly as long as the server.
         refresher.abort();
+        housekeeping.abort();
         served
     });
     Ok(RunningServer {
@@ -278,6 +284,40 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         dev_credentials,
         handle,
         task,
+    })
+}
+
+/// How often the server releases stale reservations and retires expired
+/// stock.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The server's own voucher jobs, each pass audited as `system:…`: releases
+/// reservations whose order never got delivered, marks stock whose code has
+/// expired. Skipped while the vault is sealed.
+fn spawn_housekeeping(
+    vault: Arc<Vault>,
+    config: strongroom_vouchers::OrderConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let orders = strongroom_vouchers::Orders::new(vault.clone(), config);
+        let ctx = RequestContext {
+            request_id: "housekeeping".into(),
+            client_addr: None,
+        };
+        loop {
+            tokio::time::sleep(HOUSEKEEPING_EVERY).await;
+            if !vault.is_unsealed() {
+                continue;
+            }
+            if let Err(e) = orders.release_stale(&ctx).await {
+                tracing::warn!(error = %e, "could not release stale reservations");
+            }
+            match orders.expire_stock(&ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(vouchers = n, "stock past its expiry date marked expired"),
+                Err(e) => tracing::warn!(error = %e, "could not mark expired stock"),
+            }
+        }
     })
 }
 

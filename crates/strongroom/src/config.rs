@@ -33,6 +33,40 @@ pub struct ServerConfig {
     /// Abuse limits (`[ratelimit]`).
     #[serde(default)]
     pub ratelimit: strongroom_api::ratelimit::RateLimitConfig,
+    /// Orders and reveal links (`[vouchers]`).
+    #[serde(default)]
+    pub vouchers: VoucherSettings,
+}
+
+/// `[vouchers]`: how orders hand codes over.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoucherSettings {
+    /// How long a delivered code can be revealed, hours (1 to 8760); then
+    /// it is dormant until re-opened under four eyes.
+    pub delivered_window_hours: u64,
+    /// A reservation not delivered within this is released, seconds (10 to 3600).
+    pub reservation_secs: u64,
+    /// How long a reveal link works, hours (1 to 8760; never past the window).
+    pub link_ttl_hours: u64,
+    /// How many times a reveal link can be opened (1 to 100).
+    pub link_views: i64,
+    /// Where customers reach this server, for reveal links
+    /// (`https://vouchers.example.com`); default: the listen address.
+    pub public_url: Option<String>,
+}
+
+impl Default for VoucherSettings {
+    fn default() -> Self {
+        let o = strongroom_vouchers::OrderConfig::default();
+        Self {
+            delivered_window_hours: o.delivered_window_secs / 3600,
+            reservation_secs: o.reservation_secs,
+            link_ttl_hours: o.link_ttl_secs / 3600,
+            link_views: o.link_views,
+            public_url: None,
+        }
+    }
 }
 
 /// `[storage]`: the embedded SQLite files (default) or PostgreSQL.
@@ -206,7 +240,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -215,6 +249,7 @@ const SECTIONS: [&str; 8] = [
     "tls",
     "storage",
     "ratelimit",
+    "vouchers",
 ];
 
 impl ServerConfig {
@@ -281,6 +316,25 @@ impl ServerConfig {
         if !(3..=100).contains(&self.limits.lock_after_failures) {
             anyhow::bail!("limits.lock_after_failures must be between 3 and 100");
         }
+        let v = &self.vouchers;
+        if !(1..=8760).contains(&v.delivered_window_hours)
+            || !(1..=8760).contains(&v.link_ttl_hours)
+        {
+            anyhow::bail!(
+                "vouchers.delivered_window_hours and vouchers.link_ttl_hours must be between 1 and 8760"
+            );
+        }
+        if !(10..=3600).contains(&v.reservation_secs) {
+            anyhow::bail!("vouchers.reservation_secs must be between 10 and 3600");
+        }
+        if !(1..=100).contains(&v.link_views) {
+            anyhow::bail!("vouchers.link_views must be between 1 and 100");
+        }
+        if let Some(url) = &v.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://localhost"))
+        {
+            anyhow::bail!("vouchers.public_url must be an https:// address");
+        }
         if self.limits.max_batch_items == 0 || self.limits.max_batch_items > 10_000 {
             anyhow::bail!("limits.max_batch_items must be between 1 and 10000");
         }
@@ -307,6 +361,13 @@ impl ServerConfig {
             max_batch_body_bytes: batch_body.max(64 * 1024),
             lock_after_failures: self.limits.lock_after_failures,
             rate_limits: self.ratelimit.clone(),
+            orders: strongroom_vouchers::OrderConfig {
+                delivered_window_secs: self.vouchers.delivered_window_hours * 3600,
+                reservation_secs: self.vouchers.reservation_secs,
+                link_ttl_secs: self.vouchers.link_ttl_hours * 3600,
+                link_views: self.vouchers.link_views,
+            },
+            public_url: self.vouchers.public_url.clone().unwrap_or_default(),
             ..Default::default()
         }
     }

@@ -21,6 +21,7 @@
 
 mod class;
 mod clock;
+mod delivery;
 mod error;
 pub mod keyring;
 pub mod mfa;
@@ -38,6 +39,7 @@ use tokio::sync::Mutex;
 
 pub use class::DataClass;
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
+pub use delivery::LinkClaim;
 pub use error::VaultError;
 pub use policy::{Permission, PermissionSet, Principal, Role};
 pub use seal::{

@@ -20,7 +20,8 @@ pub const ALL_TENANTS: &str = "*";
 pub enum Role {
     /// Stores secrets (tokenize).
     Ingest,
-    /// Reveals secrets while their window is open.
+    /// Reveals secrets while their window is open; places the storefront's
+    /// orders.
     Fulfilment,
     /// Re-opens reveal windows, rotates keys, deletes secrets, seals,
     /// approves what needs a second person.
@@ -73,6 +74,11 @@ pub enum Permission {
     /// Import files of codes into stock (their codes also need
     /// `secrets:tokenize`).
     ImportVouchers,
+    /// Place orders, which hand a voucher's code over: by reveal (which
+    /// also needs `secrets:reveal`) or by a reveal link for the customer.
+    PlaceOrders,
+    /// See orders (never their codes).
+    ReadOrders,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -81,7 +87,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 17] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -97,6 +103,8 @@ impl Permission {
         Permission::ReadCatalog,
         Permission::ManageCatalog,
         Permission::ImportVouchers,
+        Permission::PlaceOrders,
+        Permission::ReadOrders,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -111,17 +119,19 @@ impl Permission {
                 | Permission::ReadCatalog
                 | Permission::ManageCatalog
                 | Permission::ImportVouchers
+                | Permission::ReadOrders
         )
     }
 
     /// Whether holding this needs a second person's approval: it reveals
-    /// secrets, re-opens their windows, destroys them, manages keys or
-    /// approves others. An administrator alone must never be able to give
+    /// secrets (placing orders does, through reveal links), re-opens their
+    /// windows, destroys them, manages keys or approves others. An administrator alone must never be able to give
     /// itself, or a credential it holds, any of these.
     pub fn needs_approval(self) -> bool {
         matches!(
             self,
             Permission::Reveal
+                | Permission::PlaceOrders
                 | Permission::Reactivate
                 | Permission::RotateKeys
                 | Permission::Delete
@@ -147,6 +157,8 @@ impl Permission {
             Permission::ReadCatalog => "catalog:read",
             Permission::ManageCatalog => "catalog:manage",
             Permission::ImportVouchers => "vouchers:import",
+            Permission::PlaceOrders => "orders:place",
+            Permission::ReadOrders => "orders:read",
         }
     }
 
@@ -272,7 +284,7 @@ impl Role {
         use Permission::*;
         let list: &[Permission] = match self {
             Role::Ingest => &[Tokenize, ReadMetadata],
-            Role::Fulfilment => &[Reveal, ReadMetadata],
+            Role::Fulfilment => &[Reveal, ReadMetadata, PlaceOrders, ReadOrders, ReadCatalog],
             Role::SecurityOfficer => &[
                 Reactivate,
                 RotateKeys,
@@ -283,8 +295,14 @@ impl Role {
             ],
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
-            Role::Support => &[RevealMasked, ReadMetadata, ReadCatalog],
-            Role::StockManager => &[ReadCatalog, ManageCatalog, ImportVouchers, Tokenize],
+            Role::Support => &[RevealMasked, ReadMetadata, ReadCatalog, ReadOrders],
+            Role::StockManager => &[
+                ReadCatalog,
+                ManageCatalog,
+                ImportVouchers,
+                Tokenize,
+                ReadOrders,
+            ],
         };
         list.iter().copied().collect()
     }
@@ -362,6 +380,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The identity of one of the server's own jobs (releasing stale
+    /// reservations, archiving): acts in every tenant with exactly
+    /// `permissions`, and is audited as `system:NAME`.
+    pub fn system(name: &str, permissions: PermissionSet) -> Self {
+        Principal {
+            id: format!("system:{name}"),
+            name: name.to_owned(),
+            roles: Vec::new(),
+            permissions,
+            tenants: vec![ALL_TENANTS.to_owned()],
+            human: false,
+            mfa_recent: false,
+        }
+    }
+
     /// True if any role grants `permission`.
     pub fn has(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)

@@ -24,6 +24,8 @@ const CHECK_PLAINTEXT: &[u8] = b"strongroom root key check";
 pub const TOKEN_SIGNING_PURPOSE: &str = "access-token-signing-v1";
 /// Purpose label for the key that seals people's TOTP seeds.
 pub const OPERATOR_SECRET_PURPOSE: &str = "operator-secret-v1";
+/// Purpose label for the key that signs customers' reveal links.
+pub const LINK_SIGNING_PURPOSE: &str = "reveal-link-v1";
 
 /// Names of the values kept in the vault store's meta table.
 mod meta {
@@ -90,6 +92,8 @@ pub struct Unsealed {
     pub operator_key: strongroom_crypto::aead::EnvelopeKey,
     /// Key of the audit chain, for verification.
     pub audit_key: KeyBytes,
+    /// Key that signs customers' reveal links.
+    pub link_key: strongroom_crypto::mac::MacKey,
     /// Unseal time, Unix ms: access tokens issued before it are refused, so
     /// sealing in an emergency also retires every outstanding token.
     pub unsealed_at_ms: i64,
@@ -225,6 +229,7 @@ pub async fn open_unsealed(
         token_signing_key,
         operator_key,
         audit_key,
+        link_key: strongroom_crypto::mac::MacKey::new(&kdf::derive(root, LINK_SIGNING_PURPOSE)?),
         unsealed_at_ms: clock.now_ms(),
     })
 }

@@ -9,8 +9,8 @@ use strongroom_crypto::random;
 use strongroom_store::{ProductRecord, RetailerRecord, StoreError, TenantScope};
 use strongroom_vault::{Permission, Principal, RequestContext, Vault, VaultError};
 
-use crate::VoucherError;
 use crate::money::{check_face_value, currency_exponent};
+use crate::{VoucherError, guard};
 
 /// Most face values one product may list.
 pub const MAX_DENOMINATIONS: usize = 50;
@@ -83,10 +83,18 @@ impl Catalog {
         outcome: Outcome,
         reason: Option<String>,
     ) -> Result<(), VoucherError> {
-        let event = self
-            .vault
-            .event(ctx, Some(who), action, tenant, target, outcome, reason);
-        Ok(self.vault.record(event).await?)
+        let vault = &self.vault;
+        guard::record(
+            vault,
+            ctx,
+            Some(who),
+            action,
+            tenant,
+            target,
+            outcome,
+            reason,
+        )
+        .await
     }
 
     /// Checks `permission`, recording a refusal.
@@ -97,20 +105,7 @@ impl Catalog {
         action: &str,
         permission: Permission,
     ) -> Result<(), VoucherError> {
-        if let Err(e) = who.require(permission) {
-            self.audit(
-                ctx,
-                who,
-                action,
-                None,
-                None,
-                Outcome::Denied,
-                Some(e.code().into()),
-            )
-            .await?;
-            return Err(e.into());
-        }
-        Ok(())
+        guard::require(&self.vault, ctx, who, action, permission).await
     }
 
     /// Adds a retailer to a tenant.

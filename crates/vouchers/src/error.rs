@@ -18,6 +18,20 @@ pub enum VoucherError {
     /// Nothing of that name for this caller.
     #[error("{0}")]
     NotFound(&'static str),
+    /// No voucher of that product and face value can be allocated.
+    #[error("no voucher of that product and face value is in stock")]
+    OutOfStock,
+    /// The client used this order reference before, for a different request.
+    #[error(
+        "this external_ref was used before for a different order; use a new reference, or repeat the original request exactly"
+    )]
+    IdempotencyConflict,
+    /// No order of that id for this caller.
+    #[error("no such order")]
+    OrderNotFound,
+    /// The order's state does not allow this; the message says why.
+    #[error("{0}")]
+    OrderState(String),
 }
 
 impl VoucherError {
@@ -28,6 +42,10 @@ impl VoucherError {
             VoucherError::Invalid(_) => "request.invalid",
             VoucherError::Exists(_) => "catalog.exists",
             VoucherError::NotFound(_) => "catalog.not_found",
+            VoucherError::OutOfStock => "order.out_of_stock",
+            VoucherError::IdempotencyConflict => "order.idempotency_conflict",
+            VoucherError::OrderNotFound => "order.not_found",
+            VoucherError::OrderState(_) => "order.state",
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Strongroom's voucher business, built on the vault.
 //!
-//! This crate never sees a code: it keeps the catalogue (retailers, products
-//! and their denominations) and, as the business grows here, the stock,
-//! imports and orders, all by token. Codes go into the vault and come out of
+//! This crate handles tokens, not codes: it keeps the catalogue (retailers,
+//! products and their denominations), the stock, imports and orders, all by
+//! token. Codes go into the vault and come out of
 //! it only through the vault's own, audited, calls.
 //!
 //! Every decision is checked against the caller's permissions and tenants
@@ -20,10 +20,13 @@
 
 pub mod catalog;
 pub mod error;
+mod guard;
 pub mod import;
 pub mod money;
+pub mod orders;
 pub mod stock;
 
 pub use catalog::{Catalog, NewProduct};
 pub use error::VoucherError;
 pub use import::{ImportJob, ImportOptions, ImportReport, RowProblem};
+pub use orders::{Delivery, LinkPage, LinkRefusal, NewOrder, OrderConfig, Orders, Placed};

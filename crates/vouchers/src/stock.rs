@@ -78,19 +78,7 @@ pub async fn report(
     expiring_within_days: u32,
 ) -> Result<StockReport, VoucherError> {
     const ACTION: &str = "stock.report";
-    if let Err(e) = who.require(Permission::ReadCatalog) {
-        let event = vault.event(
-            ctx,
-            Some(who),
-            ACTION,
-            None,
-            None,
-            Outcome::Denied,
-            Some(e.code().into()),
-        );
-        vault.record(event).await?;
-        return Err(e.into());
-    }
+    crate::guard::require(vault, ctx, who, ACTION, Permission::ReadCatalog).await?;
     if expiring_within_days > MAX_EXPIRING_DAYS {
         return Err(VoucherError::Invalid(format!(
             "expiring_within_days is 0 to {MAX_EXPIRING_DAYS}"

@@ -17,6 +17,7 @@ use crate::json::ApiJson;
 
 impl From<VoucherError> for ApiError {
     fn from(e: VoucherError) -> Self {
+        let code = e.code();
         match e {
             VoucherError::Vault(v) => ApiError::from(v),
             VoucherError::Invalid(message) => ApiError::invalid(message),
@@ -25,6 +26,14 @@ impl From<VoucherError> for ApiError {
             }
             VoucherError::NotFound(message) => {
                 ApiError::new(StatusCode::NOT_FOUND, "catalog.not_found", message)
+            }
+            VoucherError::OrderNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, code, e.to_string())
+            }
+            VoucherError::OutOfStock
+            | VoucherError::IdempotencyConflict
+            | VoucherError::OrderState(_) => {
+                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
             }
         }
     }

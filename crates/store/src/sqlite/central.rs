@@ -138,6 +138,50 @@ const MIGRATIONS: Migrations = &[
          created_at INTEGER NOT NULL,
          finished_at INTEGER NOT NULL
      )",
+    // 7: orders (unique per client and reference) and every voucher's
+    // transitions after import.
+    "CREATE TABLE orders (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         client_id TEXT NOT NULL,
+         external_ref TEXT NOT NULL,
+         request_hash TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         sku TEXT NOT NULL,
+         face_value INTEGER NOT NULL,
+         currency TEXT NOT NULL,
+         customer_ref TEXT NOT NULL,
+         delivery TEXT NOT NULL,
+         state TEXT NOT NULL,
+         voucher_id TEXT NOT NULL,
+         token TEXT NOT NULL,
+         pin_token TEXT,
+         expires_at INTEGER,
+         created_at INTEGER NOT NULL,
+         reserved_until INTEGER NOT NULL,
+         delivered_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         link_views_left INTEGER NOT NULL,
+         link_expires_at INTEGER NOT NULL,
+         cancel_reason TEXT,
+         UNIQUE (client_id, external_ref)
+     );
+     CREATE INDEX orders_reserved ON orders (state, reserved_until);
+     CREATE INDEX orders_customer ON orders (tenant, customer_ref);
+     CREATE TABLE voucher_events (
+         seq INTEGER PRIMARY KEY,
+         voucher_id TEXT NOT NULL,
+         tenant TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         actor TEXT NOT NULL,
+         from_state TEXT NOT NULL,
+         to_state TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         order_id TEXT
+     );
+     CREATE INDEX voucher_events_voucher ON voucher_events (voucher_id);
+     ALTER TABLE vouchers ADD COLUMN order_id TEXT;
+     CREATE INDEX vouchers_expiry ON vouchers (state, expires_at)",
 ];
 
 // Column lists as macros, so every statement is a literal built at compile time.
@@ -150,7 +194,7 @@ macro_rules! secret_columns {
 /// A [`CentralStore`] in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteCentralStore {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     fingerprints: Arc<FingerprintIndex>,
 }
 

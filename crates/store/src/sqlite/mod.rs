@@ -4,6 +4,7 @@ mod audit;
 mod central;
 mod engine;
 mod fingerprints;
+mod orders;
 mod records;
 
 use std::path::Path;

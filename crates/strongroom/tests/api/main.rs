@@ -22,6 +22,7 @@ mod integrity;
 mod leaks;
 mod matrix;
 mod multinode;
+mod orders;
 mod people;
 mod published_api;
 mod ratelimits;

@@ -56,6 +56,12 @@ enum Target {
     Retailer,
     /// A product of tenant `dev` (its SKU).
     Product,
+    /// A product of tenant `dev` with one voucher of 25.00 in stock (its SKU).
+    StockedProduct,
+    /// A delivered order of tenant `dev` (its id).
+    Order,
+    /// A reveal link of a delivered order of tenant `dev`.
+    Link,
 }
 
 struct Row {
@@ -132,7 +138,8 @@ const METADATA: Who = Who::Roles(&[
 const SEALERS: Who = Who::Roles(&["admin", "security_officer"]);
 const ROLE_READERS: Who = Who::Roles(&["admin", "security_officer"]);
 const STOCK: Who = Who::Roles(&["stock_manager"]);
-const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support"]);
+const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support", "fulfilment"]);
+const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"]);
 
 fn table() -> Vec<Row> {
     use Method as M;
@@ -234,6 +241,23 @@ fn table() -> Vec<Row> {
         row(M::GET, "/v1/products/{sku}", CATALOG_READERS, 200)
             .on(Product)
             .wrong_tenant(404),
+        row(M::POST, "/v1/orders", FULFIL, 201)
+            .on(StockedProduct)
+            .body(|sku| {
+                json!({"tenant": "dev", "external_ref": random_code(), "sku": sku, "face_value": 2500,
+                       "currency": "GBP", "customer_ref": "matrix", "delivery": "link"})
+            })
+            .wrong_tenant(403),
+        row(M::GET, "/v1/orders", ORDER_READERS, 200),
+        row(M::GET, "/v1/orders/{id}", ORDER_READERS, 200)
+            .on(Order)
+            .wrong_tenant(404),
+        // A delivered order cannot be cancelled: allowed callers get 409.
+        row(M::POST, "/v1/orders/{id}/cancel", FULFIL, 409)
+            .on(Order)
+            .body(|_| json!({"reason": "matrix"}))
+            .wrong_tenant(404),
+        row(M::GET, "/v/{link}", ANYONE, 200).on(Link),
         // Last: a success seals the vault, and the server is restarted.
         row(M::POST, "/v1/sys/seal", SEALERS, 204).seals(),
     ]
@@ -327,7 +351,7 @@ async fn credentials(h: &Harness, name: &str, role: &str, tenant: &str) -> (Stri
 
 /// Makes a fresh target and returns the name that goes into the path (or
 /// the body). `stock` manages the catalogue of `dev`.
-async fn make_target(h: &Harness, target: Target, stock: &Caller) -> Option<String> {
+async fn make_target(h: &Harness, target: Target, stock: &Caller, shop: &Caller) -> Option<String> {
     let admin = h.admin().await;
     let retailer = || async {
         let (status, body) = stock
@@ -372,6 +396,24 @@ async fn make_target(h: &Harness, target: Target, stock: &Caller) -> Option<Stri
             name
         }
         Target::Retailer => retailer().await,
+        Target::StockedProduct => stocked_product(stock, &retailer().await).await,
+        Target::Order | Target::Link => {
+            let sku = stocked_product(stock, &retailer().await).await;
+            let (status, body) = shop
+                .post(
+                    "/v1/orders",
+                    json!({"tenant": "dev", "external_ref": random_code(), "sku": sku, "face_value": 2500,
+                           "currency": "GBP", "customer_ref": "matrix", "delivery": "link"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            if matches!(target, Target::Order) {
+                body["id"].as_str().unwrap().to_owned()
+            } else {
+                let link = body["link"].as_str().unwrap();
+                link.rsplit_once("/v/").unwrap().1.to_owned()
+            }
+        }
         Target::Product => {
             let sku = format!("SKU-{}", random_code());
             let (status, body) = stock
@@ -387,6 +429,33 @@ async fn make_target(h: &Harness, target: Target, stock: &Caller) -> Option<Stri
     })
 }
 
+/// A new product of `retailer` with one voucher of 25.00 in stock.
+async fn stocked_product(stock: &Caller, retailer: &str) -> String {
+    let sku = format!("SKU-{}", random_code());
+    let (status, body) = stock
+        .post(
+            "/v1/products",
+            json!({"tenant": "dev", "retailer": retailer, "sku": sku,
+                   "name": "Gift card", "currency": "GBP", "denominations": [2500]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let csv = format!(
+        "sku,code,face_value,currency\n{sku},{},25.00,GBP\n",
+        random_code()
+    );
+    let (status, body) = stock
+        .call_raw(
+            Method::POST,
+            &format!("/v1/imports?retailer={retailer}"),
+            "text/csv",
+            &csv,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    sku
+}
+
 fn path_for(template: &str, target: Option<&str>) -> String {
     match target {
         None => template.to_owned(),
@@ -394,7 +463,8 @@ fn path_for(template: &str, target: Option<&str>) -> String {
             .replace("{token}", t)
             .replace("{id}", t)
             .replace("{name}", t)
-            .replace("{sku}", t),
+            .replace("{sku}", t)
+            .replace("{link}", t),
     }
 }
 
@@ -472,10 +542,11 @@ async fn every_endpoint_answers_every_caller_as_the_table_says(store) {
 
     let mut callers = Callers::make(&h).await;
     let stock = h.principal("m-fixtures", &["stock_manager"], &["dev"]).await;
+    let shop = h.principal("m-shop", &["fulfilment"], &["dev"]).await;
     let mut wrong = Vec::new();
     for row in &rows {
         for (who, expected) in expectations(row) {
-            let target = make_target(&h, row.target, &stock).await;
+            let target = make_target(&h, row.target, &stock, &shop).await;
             let path = path_for(row.path, target.as_deref());
             assert!(!path.contains('{'), "{path}: a path parameter the table does not fill");
             let caller = callers.caller(&h, &who).await;

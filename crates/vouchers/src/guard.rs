@@ -1,0 +1,50 @@
+//! What every voucher operation starts with: check the caller's permission
+//! and record the decision in the audit log (fail-closed: an operation
+//! whose record cannot be written does not happen).
+
+use strongroom_audit::Outcome;
+use strongroom_vault::{Permission, Principal, RequestContext, Vault};
+
+use crate::VoucherError;
+
+/// Appends one audit record, as [`Vault::event`] builds it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record(
+    vault: &Vault,
+    ctx: &RequestContext,
+    who: Option<&Principal>,
+    action: &str,
+    tenant: Option<&str>,
+    target: Option<&str>,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> Result<(), VoucherError> {
+    let event = vault.event(ctx, who, action, tenant, target, outcome, reason);
+    Ok(vault.record(event).await?)
+}
+
+/// Refuses (and records the refusal) unless `who` holds `permission`.
+pub(crate) async fn require(
+    vault: &Vault,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    permission: Permission,
+) -> Result<(), VoucherError> {
+    if let Err(e) = who.require(permission) {
+        let reason = Some(e.code().to_owned());
+        record(
+            vault,
+            ctx,
+            Some(who),
+            action,
+            None,
+            None,
+            Outcome::Denied,
+            reason,
+        )
+        .await?;
+        return Err(e.into());
+    }
+    Ok(())
+}

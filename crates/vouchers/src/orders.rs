@@ -1,0 +1,811 @@
+//! The storefront's orders: allocate a voucher, hand its code over.
+//!
+//! # Allocation
+//! The central store takes the available voucher of the product and face
+//! value whose code expires first, in the same transaction that records the
+//! order (see `strongroom_store::OrderStore::place_order`): concurrent orders
+//! never share a voucher, on one node or many.
+//!
+//! # Idempotency
+//! An order is unique per client and `external_ref`, and keeps a SHA-256 of
+//! what was asked. The same request again gets the original order and its
+//! voucher; the same reference with anything else changed is refused
+//! (`order.idempotency_conflict`), because answering it with the first
+//! order would hand over a voucher the caller did not ask for.
+//!
+//! # Delivery
+//! The voucher is reserved, then its code's reveal window is opened for
+//! [`OrderConfig::delivered_window_secs`], then the order is marked delivered,
+//! and only then is the code revealed (`delivery: "code"`, which needs
+//! `secrets:reveal` too) or a reveal link signed (`delivery: "link"`). If
+//! anything stops half-way, a retry of the same request resumes where it
+//! stopped, and a reservation nobody resumes is released after
+//! [`OrderConfig::reservation_secs`] with its window closed again.
+
+use std::sync::Arc;
+
+use strongroom_audit::Outcome;
+use strongroom_crypto::digest::sha256_hex;
+use strongroom_crypto::random;
+use strongroom_store::{
+    LinkView, OrderFilter, OrderRecord, PlaceOutcome, ProductRecord, TenantScope, VoucherEvent,
+};
+use strongroom_vault::{
+    Permission, PermissionSet, Principal, Redaction, RequestContext, SecretBytes, Vault, VaultError,
+};
+
+use crate::money::currency_exponent;
+use crate::{VoucherError, guard};
+
+/// How orders behave.
+#[derive(Debug, Clone)]
+pub struct OrderConfig {
+    /// How long a delivered code can be revealed, seconds; then it is
+    /// dormant until a security officer re-opens it.
+    pub delivered_window_secs: u64,
+    /// A reservation not delivered within this is released, seconds.
+    pub reservation_secs: u64,
+    /// How long a reveal link works, seconds (never past the window).
+    pub link_ttl_secs: u64,
+    /// How many times a reveal link can be opened.
+    pub link_views: i64,
+}
+
+impl Default for OrderConfig {
+    fn default() -> Self {
+        Self {
+            delivered_window_secs: 72 * 3600,
+            reservation_secs: 120,
+            link_ttl_secs: 72 * 3600,
+            link_views: 3,
+        }
+    }
+}
+
+/// How the code reaches the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the response, to the caller (who needs `secrets:reveal`).
+    Code,
+    /// As a signed, expiring, limited-view link to a page showing the code.
+    Link,
+}
+
+impl Delivery {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Code => "code",
+            Delivery::Link => "link",
+        }
+    }
+}
+
+/// An order as asked.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Tenant; may be left out by a caller bound to one.
+    pub tenant: Option<String>,
+    /// The caller's reference: unique per caller, the idempotency key.
+    pub external_ref: String,
+    /// The product.
+    pub sku: String,
+    /// Face value in minor units.
+    pub face_value: i64,
+    /// ISO 4217 code (must be the product's).
+    pub currency: String,
+    /// The storefront's reference of its customer.
+    pub customer_ref: String,
+    /// How to hand the code over.
+    pub delivery: Delivery,
+}
+
+/// A placed (or found again) order and what it hands over.
+#[derive(Debug)]
+pub struct Placed {
+    /// The order.
+    pub order: OrderRecord,
+    /// False when this is an earlier order returned for a repeated request.
+    pub created: bool,
+    /// The code (`delivery: "code"`, order delivered).
+    pub code: Option<SecretBytes>,
+    /// The PIN, if the voucher has one (as the code).
+    pub pin: Option<SecretBytes>,
+    /// The reveal link's text (`delivery: "link"`, order delivered).
+    pub link: Option<String>,
+    /// Until when the code can be revealed, Unix ms.
+    pub revealable_until: Option<i64>,
+}
+
+/// What a reveal link shows.
+#[derive(Debug)]
+pub struct LinkPage {
+    /// The code.
+    pub code: SecretBytes,
+    /// The PIN, if any.
+    pub pin: Option<SecretBytes>,
+    /// The product's SKU.
+    pub sku: String,
+    /// Face value in minor units.
+    pub face_value: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Views left after this one.
+    pub views_left: i64,
+    /// When the link stops working, Unix ms.
+    pub expires_at: i64,
+}
+
+/// Why a reveal link shows nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// Not a link this vault made (or altered).
+    Invalid,
+    /// Past its expiry, or the code's reveal window closed.
+    Expired,
+    /// Opened as many times as allowed.
+    UsedUp,
+    /// The vault is sealed or a store failed: try again later.
+    Unavailable,
+}
+
+/// Longest `external_ref` and `customer_ref`.
+const MAX_REF_CHARS: usize = 200;
+/// Most orders one listing returns.
+pub const MAX_LIST: u32 = 500;
+
+fn check_ref(what: &str, value: &str) -> Result<(), VoucherError> {
+    if value.is_empty()
+        || value.chars().count() > MAX_REF_CHARS
+        || value.chars().any(char::is_control)
+    {
+        return Err(VoucherError::Invalid(format!(
+            "{what} is 1-{MAX_REF_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn secs_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The storefront's orders on one vault.
+#[derive(Clone)]
+pub struct Orders {
+    vault: Arc<Vault>,
+    config: OrderConfig,
+}
+
+impl Orders {
+    /// Orders kept in `vault`'s central store.
+    pub fn new(vault: Arc<Vault>, config: OrderConfig) -> Self {
+        Self { vault, config }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        ctx: &RequestContext,
+        who: Option<&Principal>,
+        action: &str,
+        tenant: Option<&str>,
+        target: Option<&str>,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) -> Result<(), VoucherError> {
+        let vault = &self.vault;
+        guard::record(vault, ctx, who, action, tenant, target, outcome, reason).await
+    }
+
+    /// Checks `permission`, recording a refusal.
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        who: &Principal,
+        action: &str,
+        permission: Permission,
+    ) -> Result<(), VoucherError> {
+        guard::require(&self.vault, ctx, who, action, permission).await
+    }
+
+    /// Places an order, or returns the caller's earlier order with the same
+    /// reference if the request is the same.
+    pub async fn place(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        new: NewOrder,
+    ) -> Result<Placed, VoucherError> {
+        const ACTION: &str = "order.place";
+        self.authorize(ctx, who, ACTION, Permission::PlaceOrders)
+            .await?;
+        if new.delivery == Delivery::Code {
+            // Refused before a voucher is taken, not after.
+            self.authorize(ctx, who, ACTION, Permission::Reveal).await?;
+        }
+        let tenant = match who.resolve_tenant(new.tenant.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = Some(e.code().into());
+                self.audit(ctx, Some(who), ACTION, None, None, Outcome::Denied, reason)
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        check_ref("external_ref", &new.external_ref)?;
+        check_ref("customer_ref", &new.customer_ref)?;
+        currency_exponent(&new.currency)?;
+        let currency = new.currency.clone();
+        let product = self.product(&tenant, &new.sku).await?;
+        if product.currency != currency {
+            return Err(VoucherError::Invalid(format!(
+                "{} is sold in {}, not {currency}",
+                product.sku, product.currency
+            )));
+        }
+        if !product.denominations.contains(&new.face_value) {
+            return Err(VoucherError::Invalid(format!(
+                "{} comes in face values {:?} (minor units of {})",
+                product.sku, product.denominations, product.currency
+            )));
+        }
+        let face_value = new.face_value.to_string();
+        let request_hash = sha256_hex(&[
+            tenant.as_bytes(),
+            product.sku.as_bytes(),
+            face_value.as_bytes(),
+            currency.as_bytes(),
+            new.customer_ref.as_bytes(),
+            new.delivery.as_str().as_bytes(),
+        ]);
+        let now = self.vault.clock().now_ms();
+        let order = OrderRecord {
+            id: random::timed_token("or_", u64::try_from(now).unwrap_or(0))
+                .map_err(VaultError::from)?,
+            tenant: tenant.clone(),
+            client_id: who.id.clone(),
+            external_ref: new.external_ref,
+            request_hash,
+            product_id: product.id.clone(),
+            sku: product.sku.clone(),
+            face_value: new.face_value,
+            currency,
+            customer_ref: new.customer_ref,
+            delivery: new.delivery.as_str().to_owned(),
+            state: "reserved".into(),
+            voucher_id: String::new(),
+            token: String::new(),
+            pin_token: None,
+            expires_at: None,
+            created_at: now,
+            reserved_until: now.saturating_add(secs_ms(self.config.reservation_secs)),
+            delivered_at: 0,
+            updated_at: now,
+            link_views_left: 0,
+            link_expires_at: 0,
+            cancel_reason: None,
+        };
+        let asked_hash = order.request_hash.clone();
+        let threshold = product.low_stock_threshold;
+        let central = &self.vault.stores().central;
+        match central.place_order(order, threshold).await? {
+            PlaceOutcome::OutOfStock => {
+                let target = format!("{}/{}", product.sku, new.face_value);
+                self.audit(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&tenant),
+                    Some(&target),
+                    Outcome::Failed,
+                    Some("order.out_of_stock".into()),
+                )
+                .await?;
+                Err(VoucherError::OutOfStock)
+            }
+            PlaceOutcome::Existing(order) if order.request_hash != asked_hash => {
+                self.audit(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&tenant),
+                    Some(&order.id),
+                    Outcome::Denied,
+                    Some("order.idempotency_conflict".into()),
+                )
+                .await?;
+                Err(VoucherError::IdempotencyConflict)
+            }
+            PlaceOutcome::Existing(order) => {
+                self.audit(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&tenant),
+                    Some(&order.id),
+                    Outcome::Allowed,
+                    Some(format!("repeated request: voucher {}", order.voucher_id)),
+                )
+                .await?;
+                self.deliver(who, ctx, order, false).await
+            }
+            PlaceOutcome::Placed {
+                order,
+                available_after,
+            } => {
+                self.audit(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&tenant),
+                    Some(&order.id),
+                    Outcome::Allowed,
+                    Some(format!("voucher {}", order.voucher_id)),
+                )
+                .await?;
+                // Exactly at the crossing: one event per fall below, not one
+                // per order while stock stays low.
+                if threshold > 0 && available_after == threshold - 1 {
+                    self.stock_low(ctx, who, &product, new.face_value, available_after)
+                        .await?;
+                }
+                self.deliver(who, ctx, order, true).await
+            }
+        }
+    }
+
+    async fn stock_low(
+        &self,
+        ctx: &RequestContext,
+        who: &Principal,
+        product: &ProductRecord,
+        face_value: i64,
+        available: i64,
+    ) -> Result<(), VoucherError> {
+        tracing::warn!(
+            tenant = %product.tenant,
+            sku = %product.sku,
+            face_value,
+            available,
+            threshold = product.low_stock_threshold,
+            "stock.low"
+        );
+        self.audit(
+            ctx,
+            Some(who),
+            "stock.low",
+            Some(&product.tenant),
+            Some(&format!("{}/{face_value}", product.sku)),
+            Outcome::Allowed,
+            Some(format!(
+                "{available} available, below the threshold of {}",
+                product.low_stock_threshold
+            )),
+        )
+        .await
+    }
+
+    /// The product of `tenant` with `sku`.
+    async fn product(&self, tenant: &str, sku: &str) -> Result<ProductRecord, VoucherError> {
+        self.vault
+            .stores()
+            .central
+            .list_products(&TenantScope::one(tenant))
+            .await?
+            .into_iter()
+            .find(|p| p.sku == sku)
+            .ok_or(VoucherError::NotFound("no product with that SKU"))
+    }
+
+    /// Takes an order as far as delivery: opens the code's window and
+    /// marks it delivered if it is still reserved, then hands the code over.
+    async fn deliver(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        order: OrderRecord,
+        created: bool,
+    ) -> Result<Placed, VoucherError> {
+        let mut order = order;
+        if order.state == "reserved" {
+            let now = self.vault.clock().now_ms();
+            let until = now.saturating_add(secs_ms(self.config.delivered_window_secs));
+            let reason = format!("order {} delivered", order.id);
+            for token in std::iter::once(&order.token).chain(order.pin_token.as_ref()) {
+                self.vault
+                    .set_delivery_window(who, ctx, &order.tenant, token, until, &reason)
+                    .await?;
+            }
+            let link = (order.delivery == "link").then(|| {
+                let ttl = self
+                    .config
+                    .link_ttl_secs
+                    .min(self.config.delivered_window_secs);
+                (self.config.link_views, now.saturating_add(secs_ms(ttl)))
+            });
+            let central = &self.vault.stores().central;
+            order = match central
+                .mark_delivered(&order.id, &order.tenant, &who.id, now, link)
+                .await?
+            {
+                Some(delivered) => delivered,
+                // A concurrent repeat delivered it, or it was released.
+                None => central
+                    .order_by_id(&order.id, &TenantScope::one(&order.tenant))
+                    .await?
+                    .ok_or(VoucherError::OrderNotFound)?,
+            };
+        }
+        let mut placed = Placed {
+            created,
+            code: None,
+            pin: None,
+            link: None,
+            revealable_until: None,
+            order,
+        };
+        if placed.order.state != "delivered" {
+            return Ok(placed);
+        }
+        let o = &placed.order;
+        if o.delivery == "link" {
+            placed.link = Some(self.vault.sign_link(&o.id, o.link_expires_at)?);
+            return Ok(placed);
+        }
+        let purpose = format!("order {}", o.id);
+        let code = self
+            .vault
+            .reveal(who, ctx, &o.token, &purpose, Redaction::None)
+            .await?;
+        let pin = match &o.pin_token {
+            Some(t) => Some(
+                self.vault
+                    .reveal(who, ctx, t, &purpose, Redaction::None)
+                    .await?
+                    .value,
+            ),
+            None => None,
+        };
+        placed.revealable_until = Some(code.window_closes_at);
+        placed.code = Some(code.value);
+        placed.pin = pin;
+        Ok(placed)
+    }
+
+    /// One order of the caller's tenants (never its code).
+    pub async fn get(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> Result<OrderRecord, VoucherError> {
+        const ACTION: &str = "order.read";
+        self.authorize(ctx, who, ACTION, Permission::ReadOrders)
+            .await?;
+        let found = self
+            .vault
+            .stores()
+            .central
+            .order_by_id(id, &TenantScope::of(&who.tenants))
+            .await?;
+        match found {
+            Some(o) => Ok(o),
+            None => {
+                self.audit(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    None,
+                    Some(id),
+                    Outcome::Denied,
+                    Some("order.not_found".into()),
+                )
+                .await?;
+                Err(VoucherError::OrderNotFound)
+            }
+        }
+    }
+
+    /// A voucher's transitions, for an order the caller may see.
+    pub async fn history(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        order: &OrderRecord,
+    ) -> Result<Vec<VoucherEvent>, VoucherError> {
+        self.authorize(ctx, who, "order.read", Permission::ReadOrders)
+            .await?;
+        Ok(self
+            .vault
+            .stores()
+            .central
+            .voucher_events(&order.voucher_id, &order.tenant)
+            .await?)
+    }
+
+    /// Orders of the caller's tenants, newest first. `sku` narrows to one
+    /// product (in `tenant`, or the caller's only tenant).
+    pub async fn list(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        tenant: Option<&str>,
+        sku: Option<&str>,
+        filter: OrderFilter,
+    ) -> Result<Vec<OrderRecord>, VoucherError> {
+        self.authorize(ctx, who, "order.list", Permission::ReadOrders)
+            .await?;
+        let mut filter = filter;
+        if filter.limit == 0 || filter.limit > MAX_LIST {
+            return Err(VoucherError::Invalid(format!("limit is 1 to {MAX_LIST}")));
+        }
+        if let Some(state) = &filter.state
+            && !matches!(state.as_str(), "reserved" | "delivered" | "cancelled")
+        {
+            return Err(VoucherError::Invalid(
+                "state is reserved, delivered or cancelled".into(),
+            ));
+        }
+        let scope = match tenant {
+            Some(t) => TenantScope::one(&who.resolve_tenant(Some(t))?),
+            None => TenantScope::of(&who.tenants),
+        };
+        if let Some(sku) = sku {
+            let tenant = match &scope {
+                TenantScope::Only(t) if t.len() == 1 => t.concat(),
+                _ => return Err(VaultError::TenantRequired.into()),
+            };
+            filter.product_id = Some(self.product(&tenant, sku).await?.id);
+        }
+        let orders = self
+            .vault
+            .stores()
+            .central
+            .list_orders(&scope, &filter)
+            .await?;
+        let event = self.vault.event(
+            ctx,
+            Some(who),
+            "order.list",
+            None,
+            None,
+            Outcome::Allowed,
+            Some(format!("{} orders", orders.len())),
+        );
+        self.vault.record(event).await?;
+        Ok(orders)
+    }
+
+    /// Cancels a reserved order: its voucher goes back to stock, dormant.
+    /// A delivered order cannot be cancelled: its code has been handed over.
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<OrderRecord, VoucherError> {
+        const ACTION: &str = "order.cancel";
+        self.authorize(ctx, who, ACTION, Permission::PlaceOrders)
+            .await?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(VoucherError::Invalid(
+                "reason is required (1 to 500 characters)".into(),
+            ));
+        }
+        let central = &self.vault.stores().central;
+        let Some(order) = central
+            .order_by_id(id, &TenantScope::of(&who.tenants))
+            .await?
+        else {
+            self.audit(
+                ctx,
+                Some(who),
+                ACTION,
+                None,
+                Some(id),
+                Outcome::Denied,
+                Some("order.not_found".into()),
+            )
+            .await?;
+            return Err(VoucherError::OrderNotFound);
+        };
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            Some(reason.to_owned()),
+        )
+        .await?;
+        self.release(who, ctx, &order, reason)
+            .await?
+            .ok_or_else(|| {
+                VoucherError::OrderState(format!(
+                    "order {} is {}: only a reserved order can be cancelled",
+                    order.id, order.state
+                ))
+            })
+    }
+
+    /// Cancels a reserved order and closes its code's window again.
+    async fn release(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        order: &OrderRecord,
+        reason: &str,
+    ) -> Result<Option<OrderRecord>, VoucherError> {
+        let now = self.vault.clock().now_ms();
+        let Some(cancelled) = self
+            .vault
+            .stores()
+            .central
+            .cancel_order(&order.id, &order.tenant, &who.id, reason, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // Cancelled first, so no delivery can follow; then the window, which
+        // a delivery in progress may have opened, is closed.
+        let why = format!("order {} cancelled", order.id);
+        for token in std::iter::once(&order.token).chain(order.pin_token.as_ref()) {
+            self.vault
+                .set_delivery_window(who, ctx, &order.tenant, token, now, &why)
+                .await?;
+        }
+        Ok(Some(cancelled))
+    }
+
+    /// Releases reservations never delivered within their time (a request
+    /// that died half-way). Returns how many.
+    pub async fn release_stale(&self, ctx: &RequestContext) -> Result<u64, VoucherError> {
+        let system = Principal::system(
+            "reservations",
+            PermissionSet::EMPTY.with(Permission::PlaceOrders),
+        );
+        let mut released = 0;
+        loop {
+            let now = self.vault.clock().now_ms();
+            let stale = self
+                .vault
+                .stores()
+                .central
+                .stale_reservations(now, 100)
+                .await?;
+            let batch = stale.len();
+            for order in stale {
+                if self
+                    .release(&system, ctx, &order, "reservation expired before delivery")
+                    .await?
+                    .is_some()
+                {
+                    released += 1;
+                    tracing::warn!(order = %order.id, "released a reservation never delivered");
+                }
+            }
+            if batch < 100 {
+                return Ok(released);
+            }
+        }
+    }
+
+    /// Marks available vouchers whose code has expired as `expired`.
+    /// Returns how many.
+    pub async fn expire_stock(&self, ctx: &RequestContext) -> Result<u64, VoucherError> {
+        let mut total = 0;
+        loop {
+            let now = self.vault.clock().now_ms();
+            let n = self
+                .vault
+                .stores()
+                .central
+                .expire_vouchers(now, "system:expiry", 1000)
+                .await?;
+            total += n;
+            if n < 1000 {
+                break;
+            }
+        }
+        if total > 0 {
+            let event = self.vault.event(
+                ctx,
+                Some(&Principal::system("expiry", PermissionSet::EMPTY)),
+                "voucher.expire",
+                None,
+                None,
+                Outcome::Allowed,
+                Some(format!("{total} vouchers past their code's expiry")),
+            );
+            self.vault.record(event).await?;
+        }
+        Ok(total)
+    }
+
+    /// Opens a reveal link: checks it, counts the view, reveals the code.
+    pub async fn open_link(
+        &self,
+        ctx: &RequestContext,
+        link: &str,
+    ) -> Result<LinkPage, LinkRefusal> {
+        let refuse = |why: LinkRefusal, target: Option<&str>| {
+            let reason = match why {
+                LinkRefusal::Invalid => "link.invalid",
+                LinkRefusal::Expired => "link.expired",
+                LinkRefusal::UsedUp => "link.used_up",
+                LinkRefusal::Unavailable => "link.unavailable",
+            };
+            let event = self.vault.event(
+                ctx,
+                None,
+                "order.link_view",
+                None,
+                target,
+                Outcome::Denied,
+                Some(reason.into()),
+            );
+            async move {
+                match self.vault.record(event).await {
+                    Ok(()) => why,
+                    Err(_) => LinkRefusal::Unavailable,
+                }
+            }
+        };
+        let claim = match self.vault.verify_link(link) {
+            Ok(c) => c,
+            Err(VaultError::Sealed) => return Err(LinkRefusal::Unavailable),
+            Err(_) => return Err(refuse(LinkRefusal::Invalid, None).await),
+        };
+        let id = claim.order_id().to_owned();
+        let now = self.vault.clock().now_ms();
+        if now >= claim.expires_at() {
+            return Err(refuse(LinkRefusal::Expired, Some(&id)).await);
+        }
+        let central = &self.vault.stores().central;
+        match central.use_link_view(&id, now).await {
+            Ok(LinkView::Counted(_)) => {}
+            Ok(LinkView::UsedUp) => return Err(refuse(LinkRefusal::UsedUp, Some(&id)).await),
+            Ok(LinkView::Expired) => return Err(refuse(LinkRefusal::Expired, Some(&id)).await),
+            Ok(LinkView::Missing) => return Err(refuse(LinkRefusal::Invalid, Some(&id)).await),
+            Err(_) => return Err(LinkRefusal::Unavailable),
+        }
+        let order = match central.order_by_id(&id, &TenantScope::All).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(refuse(LinkRefusal::Invalid, Some(&id)).await),
+            Err(_) => return Err(LinkRefusal::Unavailable),
+        };
+        let reveal = |token: String| {
+            let (claim, tenant) = (claim.clone(), order.tenant.clone());
+            async move {
+                match self
+                    .vault
+                    .reveal_for_link(ctx, &claim, &tenant, &token)
+                    .await
+                {
+                    Ok(r) => Ok(r.value),
+                    // The reveal recorded its own refusal.
+                    Err(VaultError::Dormant) => Err(LinkRefusal::Expired),
+                    Err(_) => Err(LinkRefusal::Unavailable),
+                }
+            }
+        };
+        let code = reveal(order.token.clone()).await?;
+        let pin = match &order.pin_token {
+            Some(t) => Some(reveal(t.clone()).await?),
+            None => None,
+        };
+        Ok(LinkPage {
+            code,
+            pin,
+            sku: order.sku,
+            face_value: order.face_value,
+            currency: order.currency,
+            views_left: order.link_views_left,
+            expires_at: order.link_expires_at,
+        })
+    }
+}
