@@ -13,6 +13,7 @@ mod harness;
 
 mod audit_chain;
 mod auth;
+mod browser;
 mod catalog;
 mod cli;
 mod conformance;

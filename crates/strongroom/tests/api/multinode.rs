@@ -3,6 +3,7 @@
 //! acknowledged secret revealable from either node, deletions and key
 //! rotations seen by both.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -150,11 +151,27 @@ fn parse_init(out: &str) -> Initialised {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_on_one_database_act_as_one_vault() {
-    let Some(store) = TestStore::postgres().await else {
-        return;
-    };
+/// Two nodes on one PostgreSQL database, initialised and unsealed, with
+/// the first administrator signed in on node 1 and the first security
+/// officer on node 2.
+struct Cluster {
+    nodes: Vec<Node>,
+    /// Node 2's configuration file.
+    config2: std::path::PathBuf,
+    /// The key shares `init` printed.
+    shares: Vec<String>,
+    /// The database's admin URL.
+    db: String,
+    http: reqwest::Client,
+    admin: String,
+    officer: String,
+    first_officer: crate::harness::PersonLogin,
+    // Last: the nodes stop before their directories go.
+    _dir: TempDir,
+}
+
+async fn cluster() -> Option<Cluster> {
+    let store = TestStore::postgres().await?;
     let TestStore::Postgres { url: db } = &store else {
         unreachable!()
     };
@@ -175,7 +192,7 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
     let init = parse_init(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(init.shares.len(), 3);
 
-    let nodes = [
+    let nodes = vec![
         start(&config1, url1, &dir.path().join("node1.log")).await,
         start(&config2, url2, &dir.path().join("node2.log")).await,
     ];
@@ -192,40 +209,68 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
     }
-
-    // A service principal made on node 1 and approved on node 2.
     let (mut first_admin, mut first_officer) =
         crate::harness::bootstrap_first_people(&http, &nodes[0].url, &init.bootstrap_token).await;
     let admin = first_admin.login(&http, &nodes[0].url).await;
     let officer = first_officer.login(&http, &nodes[1].url).await;
-    let (status, made) = call(
-        &http,
-        &format!("{}/v1/principals", nodes[0].url),
-        Some(&admin),
-        Some(json!({"name": "svc", "roles": ["ingest", "fulfilment"], "tenants": ["t1"]})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    let (status, _) = call(
-        &http,
-        &format!(
-            "{}/v1/principals/{}/approve",
-            nodes[1].url,
-            made["id"].as_str().unwrap()
-        ),
-        Some(&officer),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (id, secret) = (
-        made["client_id"].as_str().unwrap(),
-        made["client_secret"].as_str().unwrap(),
-    );
-    let svc = [
-        login(&http, &nodes[0], id, secret).await,
-        login(&http, &nodes[1], id, secret).await,
-    ];
+    Some(Cluster {
+        nodes,
+        config2,
+        shares: init.shares,
+        db: db.clone(),
+        http,
+        admin,
+        officer,
+        first_officer,
+        _dir: dir,
+    })
+}
+
+impl Cluster {
+    /// A service made on node 1 and, if it needs a second person, approved
+    /// on node 2; signed in on each node.
+    async fn service(&self, name: &str, roles: &[&str], tenants: &[&str]) -> [String; 2] {
+        let (status, made) = call(
+            &self.http,
+            &format!("{}/v1/principals", self.nodes[0].url),
+            Some(&self.admin),
+            Some(json!({"name": name, "roles": roles, "tenants": tenants})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        if made["pending_approval"] == true {
+            let (status, _) = call(
+                &self.http,
+                &format!(
+                    "{}/v1/principals/{}/approve",
+                    self.nodes[1].url,
+                    made["id"].as_str().unwrap()
+                ),
+                Some(&self.officer),
+                Some(json!({})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+        }
+        let (id, secret) = (
+            made["client_id"].as_str().unwrap(),
+            made["client_secret"].as_str().unwrap(),
+        );
+        [
+            login(&self.http, &self.nodes[0], id, secret).await,
+            login(&self.http, &self.nodes[1], id, secret).await,
+        ]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_act_as_one_vault() {
+    let Some(mut c) = cluster().await else {
+        return;
+    };
+    let (http, officer) = (c.http.clone(), c.officer.clone());
+    let svc = c.service("svc", &["ingest", "fulfilment"], &["t1"]).await;
+    let nodes = &c.nodes;
 
     // 1,000 concurrent mixed requests across both nodes: single and batch
     // tokenizes, reveals of earlier secrets on the other node, the same value
@@ -384,7 +429,7 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
         assert_eq!(s, StatusCode::CONFLICT, "node {}: {b}", n + 1);
         assert_eq!(b["error"]["code"], "vault.dormant");
     }
-    let officer2 = first_officer.login(&http, &nodes[1].url).await;
+    let officer2 = c.first_officer.login(&http, &nodes[1].url).await;
     let (s, b) = call(
         &http,
         &format!("{}/v1/secrets/{short_token}/reactivate", nodes[1].url),
@@ -420,10 +465,10 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // One audit chain for both nodes, intact, checked offline.
-    drop(nodes);
+    c.nodes.clear();
     let mut verify = bin()
         .args(["audit", "verify", "--config"])
-        .arg(&config2)
+        .arg(&c.config2)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -432,8 +477,8 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
     writeln!(
         verify.stdin.take().unwrap(),
         "{}\n{}",
-        init.shares[1],
-        init.shares[2]
+        c.shares[1],
+        c.shares[2]
     )
     .unwrap();
     let out = verify.wait_with_output().unwrap();
@@ -444,5 +489,92 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("audit log intact"), "{said}");
-    strongroom_store_postgres::testing::drop_database(db).await;
+    strongroom_store_postgres::testing::drop_database(&c.db).await;
+}
+
+/// 500 orders for 100 vouchers, spread over both nodes at once: exactly 100
+/// delivered, 400 out of stock, no voucher (or code) in two orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_sell_one_voucher_twice() {
+    let Some(mut c) = cluster().await else {
+        return;
+    };
+    let http = c.http.clone();
+    let stock = c.service("stock", &["stock_manager"], &["t1"]).await;
+    let shop = c.service("shop", &["fulfilment"], &["t1"]).await;
+    let node = |n: usize, path: &str| format!("{}{path}", c.nodes[n].url);
+    let (s, b) = call(
+        &http,
+        &node(0, "/v1/retailers"),
+        Some(&stock[0]),
+        Some(json!({"name": "Acme"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = call(
+        &http,
+        &node(1, "/v1/products"),
+        Some(&stock[1]),
+        Some(
+            json!({"retailer": "Acme", "sku": "ACME-GIFT", "name": "Acme gift card",
+                    "currency": "GBP", "denominations": [2500]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let codes: HashSet<String> = (0..100).map(|_| random_code()).collect();
+    let mut csv = String::from("sku,code,face_value,currency\n");
+    for code in &codes {
+        csv.push_str(&format!("ACME-GIFT,{code},25.00,GBP\n"));
+    }
+    let resp = http
+        .post(node(0, "/v1/imports?retailer=Acme"))
+        .bearer_auth(&stock[0])
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let limit = std::sync::Arc::new(Semaphore::new(64));
+    let tasks: Vec<_> = (0..500usize)
+        .map(|i| {
+            let (http, limit) = (http.clone(), limit.clone());
+            let url = node(i % 2, "/v1/orders");
+            let token = shop[i % 2].clone();
+            tokio::spawn(async move {
+                let _slot = limit.acquire().await.unwrap();
+                let body = json!({"external_ref": format!("two-{i}"), "sku": "ACME-GIFT",
+                                  "face_value": 2500, "currency": "GBP",
+                                  "customer_ref": "c", "delivery": "code"});
+                call(&http, &url, Some(&token), Some(body)).await
+            })
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    let mut out_of_stock = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            StatusCode::CREATED => delivered.push(body),
+            StatusCode::CONFLICT if body["error"]["code"] == "order.out_of_stock" => {
+                out_of_stock += 1
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((delivered.len(), out_of_stock), (100, 400));
+    let vouchers: HashSet<&str> = delivered
+        .iter()
+        .map(|o| o["voucher_id"].as_str().unwrap())
+        .collect();
+    let got: HashSet<String> = delivered
+        .iter()
+        .map(|o| o["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(vouchers.len(), 100, "a voucher went to two orders");
+    assert_eq!(got, codes, "every code delivered exactly once");
+    c.nodes.clear();
+    strongroom_store_postgres::testing::drop_database(&c.db).await;
 }
