@@ -27,6 +27,9 @@ pub enum Scenario {
     Batch(usize),
     /// `POST /v1/secrets/{token}/reveal` over these tokens.
     Reveal(Arc<Vec<String>>),
+    /// `POST /v1/orders` for a voucher of this SKU at 25.00, its code in
+    /// the answer.
+    Order(Arc<str>),
 }
 
 /// A TLS client for one server.
@@ -183,8 +186,9 @@ impl Client {
 }
 
 /// Imports a CSV file of `rows` fresh codes as the dev stock manager, in one
-/// upload, and returns the report and the time it took.
-pub async fn import(client: &Client, rows: usize) -> Result<(Value, Duration)> {
+/// upload, into a new product, and returns the report, the time it took and
+/// the product's SKU.
+pub async fn import(client: &Client, rows: usize) -> Result<(Value, Duration, String)> {
     let token = client.login_as("stock_manager").await?;
     let mut s = client.connect().await?;
     let suffix = unique_value();
@@ -234,7 +238,7 @@ pub async fn import(client: &Client, rows: usize) -> Result<(Value, Duration)> {
     if status != 201 || report["accepted"].as_u64() != Some(rows as u64) {
         anyhow::bail!("import failed: {report}");
     }
-    Ok((report, took))
+    Ok((report, took, format!("SKU-{suffix}")))
 }
 
 /// Measured results of one scenario.
@@ -305,6 +309,7 @@ pub async fn run(
             Scenario::Tokenize => Scenario::Tokenize,
             Scenario::Batch(n) => Scenario::Batch(*n),
             Scenario::Reveal(t) => Scenario::Reveal(t.clone()),
+            Scenario::Order(sku) => Scenario::Order(sku.clone()),
         };
         tasks.push(tokio::spawn(async move {
             let mut sender = client.connect().await?;
@@ -356,6 +361,15 @@ pub async fn run(
                             1,
                         )
                     }
+                    Scenario::Order(sku) => (
+                        Method::POST,
+                        "/v1/orders".to_owned(),
+                        Some(format!(
+                            r#"{{"external_ref":"{}","sku":"{sku}","face_value":2500,"currency":"GBP","customer_ref":"bench","delivery":"code"}}"#,
+                            unique_value()
+                        )),
+                        1,
+                    ),
                 };
                 let sent = Instant::now();
                 let outcome = client

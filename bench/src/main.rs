@@ -35,13 +35,16 @@ struct Args {
     /// Secrets stored before the reveal scenario.
     #[arg(long, default_value_t = 20_000)]
     reveal_pool: usize,
-    /// Scenarios to run (noop, tokenize, reveal, batch, import).
+    /// Scenarios to run (noop, tokenize, reveal, batch, import, orders).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "noop,tokenize,reveal,batch,import"
+        default_value = "noop,tokenize,reveal,batch,import,orders"
     )]
     scenarios: Vec<String>,
+    /// Vouchers imported before the orders scenario (more than it can sell).
+    #[arg(long, default_value_t = 100_000)]
+    order_stock: usize,
     /// Rows of the CSV file of the import scenario.
     #[arg(long, default_value_t = 200_000)]
     import_rows: usize,
@@ -86,7 +89,7 @@ async fn run(args: Args) -> Result<()> {
     for name in &args.scenarios {
         if name == "import" {
             // One upload, not a load: codes per second of one import job.
-            let (report, took) = load::import(&client, args.import_rows).await?;
+            let (report, took, _) = load::import(&client, args.import_rows).await?;
             let (rss, peak) = server.memory();
             let rate = args.import_rows as f64 / took.as_secs_f64();
             println!(
@@ -112,6 +115,12 @@ async fn run(args: Args) -> Result<()> {
                     .await
                     .context("populating secrets to reveal")?;
                 load::Scenario::Reveal(std::sync::Arc::new(tokens))
+            }
+            "orders" => {
+                let (_, _, sku) = load::import(&client, args.order_stock)
+                    .await
+                    .context("importing stock to sell")?;
+                load::Scenario::Order(sku.into())
             }
             other => anyhow::bail!("unknown scenario '{other}'"),
         };

@@ -176,6 +176,10 @@ fn documented_routes(
         .routes(routes!(orders::place, orders::list))
         .routes(routes!(orders::get))
         .routes(routes!(orders::cancel))
+        .routes(routes!(orders::redeliver))
+        .routes(routes!(orders::reopen))
+        .routes(routes!(orders::approve_reopen))
+        .routes(routes!(orders::archive))
         .routes(routes!(links::open))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())

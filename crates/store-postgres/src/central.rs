@@ -25,7 +25,7 @@ use crate::sql;
 #[derive(Debug)]
 pub struct PgCentralStore {
     pub(crate) db: PgDatabase,
-    secrets: String,
+    pub(crate) secrets: String,
     principals: String,
     operators: String,
     recovery_codes: String,

@@ -22,7 +22,7 @@ use crate::sql;
 const ORDER_COLUMNS: &str = "id, tenant, client_id, external_ref, request_hash, product_id, sku, \
      face_value, currency, customer_ref, delivery, state, voucher_id, token, pin_token, expires_at, \
      created_at, reserved_until, delivered_at, updated_at, link_views_left, link_expires_at, \
-     cancel_reason";
+     cancel_reason, reopen_requested_by, reopen_reason";
 
 fn order_from_row(r: &PgRow) -> StoreResult<OrderRecord> {
     let e = db_error("read order");
@@ -50,6 +50,8 @@ fn order_from_row(r: &PgRow) -> StoreResult<OrderRecord> {
         link_views_left: r.try_get(20).map_err(e)?,
         link_expires_at: r.try_get(21).map_err(e)?,
         cancel_reason: r.try_get(22).map_err(e)?,
+        reopen_requested_by: r.try_get(23).map_err(e)?,
+        reopen_reason: r.try_get(24).map_err(e)?,
     })
 }
 
@@ -74,7 +76,8 @@ impl PgCentralStore {
     /// in `from_state`.
     async fn move_voucher(&self, conn: &mut PgConnection, e: &VoucherEvent) -> StoreResult<bool> {
         let moved = sqlx::query(sql(&format!(
-            "WITH moved AS (UPDATE {} SET state = $3 WHERE id = $1 AND state = $2 RETURNING id) \
+            "WITH moved AS (UPDATE {} SET state = $3 WHERE id = $1 AND state = $2 AND tenant = $4 \
+                 RETURNING id) \
              INSERT INTO {} (voucher_id, tenant, at, actor, from_state, to_state, reason, order_id) \
              SELECT id, $4, $5, $6, $2, $3, $7, $8 FROM moved",
             self.vouchers, self.voucher_events
@@ -105,6 +108,7 @@ impl PgCentralStore {
         set: &str,
         extra: (Option<String>, i64, i64),
         to_state: &str,
+        window: (Vec<String>, i64),
         why: impl FnOnce(&OrderRecord) -> String,
     ) -> StoreResult<Option<OrderRecord>> {
         let e = db_error("change order");
@@ -127,6 +131,7 @@ impl PgCentralStore {
             return Ok(None);
         };
         let event = VoucherEvent {
+            kind: "transition".into(),
             voucher_id: order.voucher_id.clone(),
             tenant: tenant.to_owned(),
             at,
@@ -138,6 +143,22 @@ impl PgCentralStore {
         };
         if !self.move_voucher(&mut tx, &event).await? {
             return Err(StoreError::Conflict("voucher not reserved"));
+        }
+        let (tokens, closes_at) = window;
+        let wanted = tokens.len() as u64;
+        let set = sqlx::query(sql(&format!(
+            "UPDATE {} SET window_closes_at = $2 \
+             WHERE token = ANY($1) AND tenant = $3 AND state = 'active'",
+            self.secrets
+        )))
+        .bind(tokens)
+        .bind(closes_at)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+        if set.rows_affected() != wanted {
+            return Err(StoreError::Conflict("no such secret in the tenant"));
         }
         tx.commit().await.map_err(e)?;
         Ok(Some(order))
@@ -154,7 +175,7 @@ impl OrderStore for PgCentralStore {
         // waits here on the unique index until this transaction ends.
         let inserted = sqlx::query(sql(&format!(
             "INSERT INTO {} ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, 'reserved', '', '', NULL, NULL, $12, $13, 0, $12, 0, 0, NULL) \
+             $11, 'reserved', '', '', NULL, NULL, $12, $13, 0, $12, 0, 0, NULL, '', '') \
              ON CONFLICT (client_id, external_ref) DO NOTHING",
             self.orders
         )))
@@ -302,6 +323,7 @@ impl OrderStore for PgCentralStore {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>> {
         let (views, expires) = link.unwrap_or((0, 0));
         self.finish_reservation(
@@ -313,6 +335,7 @@ impl OrderStore for PgCentralStore {
              link_views_left = $5, link_expires_at = $6, cancel_reason = $4",
             (None, views, expires),
             "delivered",
+            window,
             |o| format!("order {} delivered by {}", o.id, o.delivery),
         )
         .await
@@ -325,6 +348,7 @@ impl OrderStore for PgCentralStore {
         actor: &str,
         reason: &str,
         at: i64,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>> {
         self.finish_reservation(
             id,
@@ -335,6 +359,7 @@ impl OrderStore for PgCentralStore {
              link_views_left = $5, link_expires_at = $6",
             (Some(reason.to_owned()), 0, 0),
             "available",
+            window,
             |o| format!("order {} cancelled: {reason}", o.id),
         )
         .await
@@ -416,7 +441,7 @@ impl OrderStore for PgCentralStore {
     ) -> StoreResult<Vec<VoucherEvent>> {
         let e = db_error("read voucher history");
         let rows = sqlx::query(sql(&format!(
-            "SELECT voucher_id, tenant, at, actor, from_state, to_state, reason, order_id \
+            "SELECT voucher_id, tenant, at, actor, from_state, to_state, reason, order_id, kind \
              FROM {} WHERE voucher_id = $1 AND tenant = $2 ORDER BY seq",
             self.voucher_events
         )))
@@ -436,8 +461,172 @@ impl OrderStore for PgCentralStore {
                     to_state: r.try_get(5).map_err(e)?,
                     reason: r.try_get(6).map_err(e)?,
                     order_id: r.try_get(7).map_err(e)?,
+                    kind: r.try_get(8).map_err(e)?,
                 })
             })
             .collect()
+    }
+
+    async fn archivable(&self, before: i64, limit: u32) -> StoreResult<Vec<OrderRecord>> {
+        let columns = ORDER_COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(sql(&format!(
+            "SELECT {columns} FROM {} o JOIN {} v ON v.id = o.voucher_id \
+             WHERE o.state = 'delivered' AND o.delivered_at <= $1 AND v.state = 'delivered' \
+             ORDER BY o.delivered_at LIMIT $2",
+            self.orders, self.vouchers
+        )))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("find archivable orders"))?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    async fn count_archivable(&self, before: i64) -> StoreResult<i64> {
+        sqlx::query_scalar(sql(&format!(
+            "SELECT COUNT(*) FROM {} o JOIN {} v ON v.id = o.voucher_id \
+             WHERE o.state = 'delivered' AND o.delivered_at <= $1 AND v.state = 'delivered'",
+            self.orders, self.vouchers
+        )))
+        .bind(before)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(db_error("count archivable orders"))
+    }
+
+    async fn mark_archived(
+        &self,
+        voucher_id: &str,
+        tenant: &str,
+        actor: &str,
+        at: i64,
+    ) -> StoreResult<bool> {
+        let event = VoucherEvent {
+            kind: "transition".into(),
+            voucher_id: voucher_id.to_owned(),
+            tenant: tenant.to_owned(),
+            at,
+            actor: actor.to_owned(),
+            from_state: "delivered".into(),
+            to_state: "archived".into(),
+            reason: "moved to the archive vault".into(),
+            order_id: None,
+        };
+        let mut conn = self
+            .db
+            .pool()
+            .acquire()
+            .await
+            .map_err(db_error("archive voucher"))?;
+        self.move_voucher(&mut conn, &event).await
+    }
+
+    async fn request_reopen(
+        &self,
+        id: &str,
+        tenant: &str,
+        by: &str,
+        reason: &str,
+    ) -> StoreResult<Option<OrderRecord>> {
+        let row = sqlx::query(sql(&format!(
+            "UPDATE {} SET reopen_requested_by = $3, reopen_reason = $4 \
+             WHERE id = $1 AND tenant = $2 AND state = 'delivered' RETURNING {ORDER_COLUMNS}",
+            self.orders
+        )))
+        .bind(id)
+        .bind(tenant)
+        .bind(by)
+        .bind(reason)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(db_error("request reopening"))?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn clear_reopen(&self, id: &str, tenant: &str, by: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET reopen_requested_by = '', reopen_reason = '' \
+             WHERE id = $1 AND tenant = $2 AND reopen_requested_by = $3 AND $3 <> ''",
+            self.orders
+        )))
+        .bind(id)
+        .bind(tenant)
+        .bind(by)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("clear reopening"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_redelivery(
+        &self,
+        order: &OrderRecord,
+        actor: &str,
+        reason: &str,
+        at: i64,
+        max_per_day: i64,
+        link: Option<(i64, i64)>,
+    ) -> StoreResult<bool> {
+        let e = db_error("redeliver");
+        let mut tx = self.db.pool().begin().await.map_err(e)?;
+        // The voucher's row lock orders concurrent redeliveries of it.
+        let state: Option<String> = sqlx::query_scalar(sql(&format!(
+            "SELECT state FROM {} WHERE id = $1 AND tenant = $2 FOR UPDATE",
+            self.vouchers
+        )))
+        .bind(&order.voucher_id)
+        .bind(&order.tenant)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(e)?;
+        let Some(state) = state else {
+            return Ok(false);
+        };
+        let recent: i64 = sqlx::query_scalar(sql(&format!(
+            "SELECT COUNT(*) FROM {} WHERE voucher_id = $1 AND kind = 'redelivery' AND at > $2",
+            self.voucher_events
+        )))
+        .bind(&order.voucher_id)
+        .bind(at - 86_400_000)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(e)?;
+        if recent >= max_per_day {
+            return Ok(false);
+        }
+        sqlx::query(sql(&format!(
+            "INSERT INTO {} (kind, voucher_id, tenant, at, actor, from_state, to_state, reason, \
+             order_id) VALUES ('redelivery', $1, $2, $3, $4, $5, $5, $6, $7)",
+            self.voucher_events
+        )))
+        .bind(&order.voucher_id)
+        .bind(&order.tenant)
+        .bind(at)
+        .bind(actor)
+        .bind(&state)
+        .bind(format!("redelivered: {reason}"))
+        .bind(&order.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+        if let Some((views, expires)) = link {
+            sqlx::query(sql(&format!(
+                "UPDATE {} SET link_views_left = $2, link_expires_at = $3 WHERE id = $1",
+                self.orders
+            )))
+            .bind(&order.id)
+            .bind(views)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+        }
+        tx.commit().await.map_err(e)?;
+        Ok(true)
     }
 }

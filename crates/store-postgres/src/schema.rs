@@ -267,12 +267,16 @@ const CENTRAL: &[&str] = &[
          link_views_left BIGINT NOT NULL,
          link_expires_at BIGINT NOT NULL,
          cancel_reason TEXT,
+         reopen_requested_by TEXT NOT NULL DEFAULT '',
+         reopen_reason TEXT NOT NULL DEFAULT '',
          UNIQUE (client_id, external_ref)
      );
      CREATE INDEX orders_reserved ON {schema}.orders (state, reserved_until);
+     CREATE INDEX orders_delivered ON {schema}.orders (state, delivered_at);
      CREATE INDEX orders_customer ON {schema}.orders (tenant, customer_ref);
      CREATE TABLE {schema}.voucher_events (
          seq BIGSERIAL PRIMARY KEY,
+         kind TEXT NOT NULL DEFAULT 'transition',
          voucher_id TEXT NOT NULL,
          tenant TEXT NOT NULL,
          at BIGINT NOT NULL,

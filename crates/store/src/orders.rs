@@ -58,6 +58,11 @@ pub struct OrderRecord {
     pub link_expires_at: i64,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<String>,
+    /// Who asked for the code's closed window to be re-opened (empty: no
+    /// request waiting).
+    pub reopen_requested_by: String,
+    /// Why.
+    pub reopen_reason: String,
 }
 
 /// What placing an order did.
@@ -77,9 +82,11 @@ pub enum PlaceOutcome {
     OutOfStock,
 }
 
-/// One change of a voucher's state: who made it and why.
+/// One change of a voucher's state (or a redelivery): who made it and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoucherEvent {
+    /// `transition`, or `redelivery` (the state stays).
+    pub kind: String,
     /// The voucher.
     pub voucher_id: String,
     /// Tenant.
@@ -156,8 +163,11 @@ pub trait OrderStore: Send + Sync {
 
     /// Marks a reserved order and its voucher delivered (recording the
     /// transition), with its reveal link's views and expiry when delivered by
-    /// link. Returns the order as it now stands; `None` if it is not a
-    /// reserved order of `tenant`.
+    /// link, and in the same transaction sets the reveal windows of
+    /// `window.0` (the voucher's code and PIN, as the vault granted) to close
+    /// at `window.1`. Returns the order as it now stands; `None` (and
+    /// nothing changed) if it is not a reserved order of `tenant`.
+    #[allow(clippy::too_many_arguments)]
     async fn mark_delivered(
         &self,
         id: &str,
@@ -165,11 +175,14 @@ pub trait OrderStore: Send + Sync {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>>;
 
     /// Cancels a reserved order of `tenant` and returns its voucher to stock
-    /// (recording the transition). Returns the cancelled order; `None` if it
-    /// is not a reserved order of `tenant`.
+    /// (recording the transition), closing the windows of `window.0` at
+    /// `window.1` in the same transaction. Returns the cancelled order;
+    /// `None` (and nothing changed) if it is not a reserved order of `tenant`.
+    #[allow(clippy::too_many_arguments)]
     async fn cancel_order(
         &self,
         id: &str,
@@ -177,6 +190,7 @@ pub trait OrderStore: Send + Sync {
         actor: &str,
         reason: &str,
         at: i64,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>>;
 
     /// Up to `limit` reserved orders whose reservation ended before `now`.
@@ -196,4 +210,51 @@ pub trait OrderStore: Send + Sync {
         voucher_id: &str,
         tenant: &str,
     ) -> StoreResult<Vec<VoucherEvent>>;
+
+    /// Up to `limit` delivered orders, delivered at or before `before`, whose
+    /// voucher is not archived yet, oldest first.
+    async fn archivable(&self, before: i64, limit: u32) -> StoreResult<Vec<OrderRecord>>;
+
+    /// How many orders [`OrderStore::archivable`] would find without a limit.
+    async fn count_archivable(&self, before: i64) -> StoreResult<i64>;
+
+    /// Moves a delivered voucher of `tenant` to `archived`, recording it.
+    /// False if it is not delivered.
+    async fn mark_archived(
+        &self,
+        voucher_id: &str,
+        tenant: &str,
+        actor: &str,
+        at: i64,
+    ) -> StoreResult<bool>;
+
+    /// Records a request to re-open a delivered order's code; the order
+    /// as it now stands, or `None` if it is not a delivered order of
+    /// `tenant`.
+    async fn request_reopen(
+        &self,
+        id: &str,
+        tenant: &str,
+        by: &str,
+        reason: &str,
+    ) -> StoreResult<Option<OrderRecord>>;
+
+    /// Clears a re-open request, if it is still the one `by` made. False
+    /// if another decision came first.
+    async fn clear_reopen(&self, id: &str, tenant: &str, by: &str) -> StoreResult<bool>;
+
+    /// Records a redelivery of a delivered order's voucher (event kind
+    /// `redelivery`), unless `max_per_day` were recorded for the voucher in
+    /// the 24 hours before `at`; with `link`, the order gets a fresh reveal
+    /// link's views and expiry. Atomic across nodes. False if the limit
+    /// was reached (nothing recorded).
+    async fn record_redelivery(
+        &self,
+        order: &OrderRecord,
+        actor: &str,
+        reason: &str,
+        at: i64,
+        max_per_day: i64,
+        link: Option<(i64, i64)>,
+    ) -> StoreResult<bool>;
 }

@@ -293,13 +293,19 @@ const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3
 
 /// The server's own voucher jobs, each pass audited as `system:…`: releases
 /// reservations whose order never got delivered, marks stock whose code has
-/// expired. Skipped while the vault is sealed.
+/// expired, moves delivered vouchers past their age to the archive vault.
+/// Skipped while the vault is sealed.
 fn spawn_housekeeping(
     vault: Arc<Vault>,
     config: strongroom_vouchers::OrderConfig,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let orders = strongroom_vouchers::Orders::new(vault.clone(), config);
+        let orders = strongroom_vouchers::Orders::new(vault.clone(), config.clone());
+        let archiver = strongroom_vault::Principal::system(
+            "archive",
+            strongroom_vault::PermissionSet::EMPTY
+                .with(strongroom_vault::Permission::ArchiveVouchers),
+        );
         let ctx = RequestContext {
             request_id: "housekeeping".into(),
             client_addr: None,
@@ -316,6 +322,33 @@ fn spawn_housekeeping(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(vouchers = n, "stock past its expiry date marked expired"),
                 Err(e) => tracing::warn!(error = %e, "could not mark expired stock"),
+            }
+            loop {
+                match strongroom_vouchers::archive::archive_batch(
+                    &vault,
+                    &archiver,
+                    &ctx,
+                    config.archive_after_secs,
+                    strongroom_vouchers::archive::BATCH,
+                )
+                .await
+                {
+                    Ok(b) if b.archived > 0 => {
+                        tracing::info!(
+                            vouchers = b.archived,
+                            remaining = b.remaining,
+                            "archived delivered vouchers"
+                        );
+                        if b.remaining == 0 {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not archive delivered vouchers");
+                        break;
+                    }
+                }
             }
         }
     })

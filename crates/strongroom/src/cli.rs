@@ -144,6 +144,17 @@ pub enum VouchersCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Move delivered vouchers older than an age to the archive vault now
+    /// (the server also does it by itself; needs a stock manager bound to
+    /// every tenant, `*`).
+    Archive {
+        /// Archive vouchers delivered more than this many days ago
+        /// (default: the server's `archive_after_days`).
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `strongroom roles …`.

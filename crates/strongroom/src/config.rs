@@ -54,6 +54,11 @@ pub struct VoucherSettings {
     /// Where customers reach this server, for reveal links
     /// (`https://vouchers.example.com`); default: the listen address.
     pub public_url: Option<String>,
+    /// Redeliveries of one voucher allowed in 24 hours (1 to 100).
+    pub max_redeliveries_per_day: i64,
+    /// Delivered vouchers older than this many days move to the archive
+    /// vault (1 to 3650); the server checks every 30 seconds.
+    pub archive_after_days: u64,
 }
 
 impl Default for VoucherSettings {
@@ -65,6 +70,8 @@ impl Default for VoucherSettings {
             link_ttl_hours: o.link_ttl_secs / 3600,
             link_views: o.link_views,
             public_url: None,
+            max_redeliveries_per_day: o.max_redeliveries_per_day,
+            archive_after_days: o.archive_after_secs / 86_400,
         }
     }
 }
@@ -330,6 +337,12 @@ impl ServerConfig {
         if !(1..=100).contains(&v.link_views) {
             anyhow::bail!("vouchers.link_views must be between 1 and 100");
         }
+        if !(1..=100).contains(&v.max_redeliveries_per_day) {
+            anyhow::bail!("vouchers.max_redeliveries_per_day must be between 1 and 100");
+        }
+        if !(1..=3650).contains(&v.archive_after_days) {
+            anyhow::bail!("vouchers.archive_after_days must be between 1 and 3650");
+        }
         if let Some(url) = &v.public_url
             && !(url.starts_with("https://") || url.starts_with("http://localhost"))
         {
@@ -366,6 +379,8 @@ impl ServerConfig {
                 reservation_secs: self.vouchers.reservation_secs,
                 link_ttl_secs: self.vouchers.link_ttl_hours * 3600,
                 link_views: self.vouchers.link_views,
+                max_redeliveries_per_day: self.vouchers.max_redeliveries_per_day,
+                archive_after_secs: self.vouchers.archive_after_days * 86_400,
             },
             public_url: self.vouchers.public_url.clone().unwrap_or_default(),
             ..Default::default()

@@ -4,7 +4,9 @@
 //! Stock is stored dormant: no one can reveal it. Placing an order opens the
 //! window of the voucher it takes (permission `orders:place`), for as long as
 //! the business lets a delivered code be seen; after that it is dormant
-//! again and only a security officer re-opens it.
+//! again and only a security officer re-opens it. The vault grants and
+//! audits the change ([`WindowGrant`]); the central store applies it in the
+//! transaction that marks the order delivered (or, closing it, cancelled).
 //!
 //! A reveal link is a customer's way to see the code without an account.
 //! The link names an order and an expiry and carries an HMAC over both under
@@ -15,8 +17,9 @@
 //! audited with the link's order as the actor.
 
 use data_encoding::BASE64URL_NOPAD;
-use strongroom_audit::Outcome;
-use strongroom_store::{Scoped, TenantScope};
+use strongroom_audit::{AuditEvent, Outcome};
+use strongroom_crypto::SecretBytes;
+use strongroom_store::{Scoped, SecretRecord, TenantScope};
 
 use crate::policy::{Permission, PermissionSet, Principal};
 use crate::secrets::{Redaction, Revealed};
@@ -46,62 +49,168 @@ const LINK_LABEL: &[u8] = b"reveal-link";
 /// Longest reveal link accepted (an order id, a time, a MAC).
 const MAX_LINK_LEN: usize = 160;
 
+/// The vault's consent, audited, to set the reveal windows of an order's
+/// code (and PIN) until a time: opened for a delivery, closed again when a
+/// reservation is released. The central store applies it in the same
+/// transaction as the order's change, so the two never disagree. A grant for
+/// a delivery by code also covers revealing them once
+/// ([`Vault::open_granted`]): the reveal is audited with the grant, so a
+/// delivery costs one audit write. Only [`Vault::grant_delivery_window`]
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowGrant {
+    records: Vec<SecretRecord>,
+    tokens: Vec<String>,
+    until: i64,
+    reveal: bool,
+}
+
+impl WindowGrant {
+    /// The tokens whose windows it sets.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    /// When their windows close, Unix ms.
+    pub fn until(&self) -> i64 {
+        self.until
+    }
+}
+
 impl Vault {
-    /// Sets the reveal window of a voucher's code (or PIN) handed over by an
-    /// order: `until` in the future opens it, `until` now closes it again
-    /// (a reservation released). Only for codes of `tenant` in the voucher
-    /// classes; audited with `reason`.
-    pub async fn set_delivery_window(
+    /// Grants setting the reveal windows of `tokens` (an order's code and
+    /// PIN, of `tenant`, in the voucher classes) until `until`, and with
+    /// `reveal` revealing them once to `who` for `reason`. Needs
+    /// `orders:place` (and `secrets:reveal` to reveal). The grant, and the
+    /// reveal, are audited in one append with `along` (the order's own
+    /// records) before either can take effect.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn grant_delivery_window(
         &self,
         who: &Principal,
         ctx: &RequestContext,
         tenant: &str,
-        token: &str,
+        tokens: &[&str],
         until: i64,
+        reveal: bool,
         reason: &str,
-    ) -> Result<(), VaultError> {
+        along: Vec<AuditEvent>,
+    ) -> Result<WindowGrant, VaultError> {
         let u = self.unsealed()?;
         const ACTION: &str = "secret.delivery_window";
-        let checked = match who.require(Permission::PlaceOrders) {
-            Err(e) => Err(e),
-            Ok(()) if !who.may_act_in(tenant) => {
-                Err(VaultError::Forbidden("acting in that tenant"))
+        let mut checked = who.require(Permission::PlaceOrders);
+        if checked.is_ok() && reveal {
+            checked = who.require(Permission::Reveal);
+        }
+        if checked.is_ok() && !who.may_act_in(tenant) {
+            checked = Err(VaultError::Forbidden("acting in that tenant"));
+        }
+        let mut records = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            if checked.is_err() {
+                break;
             }
-            Ok(()) => match self
+            match self
                 .stores
                 .central
                 .get_secret(token, &TenantScope::one(tenant))
                 .await?
             {
                 Scoped::Found(rec) if matches!(rec.class.as_str(), "voucher_code" | "generic") => {
-                    Ok(())
+                    records.push(rec)
                 }
-                _ => Err(VaultError::NotFound),
-            },
-        };
-        let outcome = match &checked {
-            Ok(()) => (
-                Outcome::Allowed,
-                format!("until {}: {reason}", rfc3339(until)),
-            ),
-            Err(e) => (Outcome::Denied, e.code().to_owned()),
-        };
-        u.audit
-            .append_one(self.event(
+                _ => checked = Err(VaultError::NotFound),
+            }
+        }
+        if let Err(e) = checked {
+            let first = tokens.first().copied();
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(tenant),
+                    first,
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
+        let mut events = along;
+        for token in tokens {
+            events.push(self.event(
                 ctx,
                 Some(who),
                 ACTION,
                 Some(tenant),
                 Some(token),
-                outcome.0,
-                Some(outcome.1),
-            ))
-            .await?;
-        checked?;
-        if !self.stores.central.set_window(token, tenant, until).await? {
-            return Err(VaultError::NotFound);
+                Outcome::Allowed,
+                Some(format!("until {}: {reason}", rfc3339(until))),
+            ));
         }
-        Ok(())
+        if reveal {
+            for token in tokens {
+                let mut e = self.event(
+                    ctx,
+                    Some(who),
+                    "secret.reveal",
+                    Some(tenant),
+                    Some(token),
+                    Outcome::Allowed,
+                    None,
+                );
+                e.purpose = Some(reason.to_owned());
+                events.push(e);
+            }
+        }
+        u.audit.append(&events).await?;
+        Ok(WindowGrant {
+            records,
+            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+            until,
+            reveal,
+        })
+    }
+
+    /// The values a delivery grant made for revealing covers, in the order
+    /// of its tokens. Call it once the grant has been applied (the order is
+    /// delivered); the reveal is already audited.
+    pub async fn open_granted(
+        &self,
+        ctx: &RequestContext,
+        who: &Principal,
+        grant: &WindowGrant,
+    ) -> Result<Vec<SecretBytes>, VaultError> {
+        let u = self.unsealed()?;
+        if !grant.reveal {
+            return Err(VaultError::Forbidden("revealing without a reveal grant"));
+        }
+        let mut values = Vec::with_capacity(grant.records.len());
+        for rec in &grant.records {
+            match self.open_record(&u, rec).await {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    tracing::error!(
+                        code = e.code(),
+                        "delivery reveal failed after authorisation"
+                    );
+                    u.audit
+                        .append_one(self.event(
+                            ctx,
+                            Some(who),
+                            "secret.reveal",
+                            Some(&rec.tenant),
+                            Some(&rec.token),
+                            Outcome::Failed,
+                            Some(e.code().into()),
+                        ))
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(values)
     }
 
     /// A reveal link's text for `order_id`, valid until `expires_at` (Unix

@@ -19,6 +19,7 @@
     )
 )]
 
+mod archive;
 mod class;
 mod clock;
 mod delivery;
@@ -39,7 +40,7 @@ use tokio::sync::Mutex;
 
 pub use class::DataClass;
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
-pub use delivery::LinkClaim;
+pub use delivery::{LinkClaim, WindowGrant};
 pub use error::VaultError;
 pub use policy::{Permission, PermissionSet, Principal, Role};
 pub use seal::{
@@ -354,6 +355,12 @@ impl Vault {
     /// cannot be written, neither can the action go ahead.
     pub async fn record(&self, event: AuditEvent) -> Result<(), VaultError> {
         self.unsealed()?.audit.append_one(event).await?;
+        Ok(())
+    }
+
+    /// Appends several audit records at once, in order (one durable write).
+    pub async fn record_all(&self, events: &[AuditEvent]) -> Result<(), VaultError> {
+        self.unsealed()?.audit.append(events).await?;
         Ok(())
     }
 

@@ -79,6 +79,12 @@ pub enum Permission {
     PlaceOrders,
     /// See orders (never their codes).
     ReadOrders,
+    /// Move delivered vouchers' codes to the archive vault (never seeing
+    /// them).
+    ArchiveVouchers,
+    /// Ask for a delivered code's closed reveal window to be re-opened (a
+    /// security officer approves).
+    RequestReopen,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -87,7 +93,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 19] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -105,6 +111,8 @@ impl Permission {
         Permission::ImportVouchers,
         Permission::PlaceOrders,
         Permission::ReadOrders,
+        Permission::ArchiveVouchers,
+        Permission::RequestReopen,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -120,6 +128,7 @@ impl Permission {
                 | Permission::ManageCatalog
                 | Permission::ImportVouchers
                 | Permission::ReadOrders
+                | Permission::ArchiveVouchers
         )
     }
 
@@ -159,6 +168,8 @@ impl Permission {
             Permission::ImportVouchers => "vouchers:import",
             Permission::PlaceOrders => "orders:place",
             Permission::ReadOrders => "orders:read",
+            Permission::ArchiveVouchers => "vouchers:archive",
+            Permission::RequestReopen => "orders:request_reopen",
         }
     }
 
@@ -295,13 +306,20 @@ impl Role {
             ],
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata],
-            Role::Support => &[RevealMasked, ReadMetadata, ReadCatalog, ReadOrders],
+            Role::Support => &[
+                RevealMasked,
+                ReadMetadata,
+                ReadCatalog,
+                ReadOrders,
+                RequestReopen,
+            ],
             Role::StockManager => &[
                 ReadCatalog,
                 ManageCatalog,
                 ImportVouchers,
                 Tokenize,
                 ReadOrders,
+                ArchiveVouchers,
             ],
         };
         list.iter().copied().collect()

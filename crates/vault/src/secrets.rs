@@ -155,7 +155,7 @@ struct Prepared {
     fingerprint: [u8; 32],
 }
 
-fn record_context(tenant: &str, class: &str, token: &str, version: u32) -> Vec<u8> {
+pub(crate) fn record_context(tenant: &str, class: &str, token: &str, version: u32) -> Vec<u8> {
     context(
         "secret-record",
         &[
@@ -872,23 +872,7 @@ impl Vault {
                 .await?;
             return Err(VaultError::Dormant);
         }
-        let opened = async {
-            let envelope = self
-                .stores
-                .vault
-                .get(token)
-                .await?
-                .ok_or(VaultError::Integrity)?;
-            let key = u
-                .keyring
-                .get(&rec.tenant, &rec.class, rec.key_version)
-                .await?;
-            Ok::<_, VaultError>(key.open(
-                &record_context(&rec.tenant, &rec.class, token, rec.key_version),
-                &envelope,
-            )?)
-        }
-        .await;
+        let opened = self.open_record(&u, &rec).await;
         let opened = match (opened, redaction) {
             (Ok(v), Redaction::Masked) => mask(&v),
             (other, _) => other,
@@ -1003,6 +987,7 @@ impl Vault {
         // be retried and finish. The other order would leave the ciphertext
         // behind a token that answers 404 to every later delete.
         self.stores.vault.delete(token).await?;
+        self.stores.archive.delete(token).await?;
         self.stores.central.mark_deleted(token, &rec.tenant).await?;
         Ok(())
     }

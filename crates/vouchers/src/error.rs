@@ -32,6 +32,12 @@ pub enum VoucherError {
     /// The order's state does not allow this; the message says why.
     #[error("{0}")]
     OrderState(String),
+    /// Four eyes: whoever asked for a re-opening cannot approve it.
+    #[error("a re-opening must be approved by someone other than who asked for it")]
+    SamePerson,
+    /// The voucher was redelivered as often as a day allows.
+    #[error("this voucher has been redelivered as often as allowed in 24 hours; try again later")]
+    RedeliveryLimit,
 }
 
 impl VoucherError {
@@ -46,6 +52,8 @@ impl VoucherError {
             VoucherError::IdempotencyConflict => "order.idempotency_conflict",
             VoucherError::OrderNotFound => "order.not_found",
             VoucherError::OrderState(_) => "order.state",
+            VoucherError::SamePerson => "order.same_person",
+            VoucherError::RedeliveryLimit => "order.redelivery_limit",
         }
     }
 }

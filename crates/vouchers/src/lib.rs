@@ -18,6 +18,7 @@
     )
 )]
 
+pub mod archive;
 pub mod catalog;
 pub mod error;
 mod guard;

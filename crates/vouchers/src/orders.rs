@@ -24,7 +24,7 @@
 
 use std::sync::Arc;
 
-use strongroom_audit::Outcome;
+use strongroom_audit::{AuditEvent, Outcome};
 use strongroom_crypto::digest::sha256_hex;
 use strongroom_crypto::random;
 use strongroom_store::{
@@ -49,6 +49,10 @@ pub struct OrderConfig {
     pub link_ttl_secs: u64,
     /// How many times a reveal link can be opened.
     pub link_views: i64,
+    /// Redeliveries of one voucher allowed in 24 hours.
+    pub max_redeliveries_per_day: i64,
+    /// Delivered vouchers older than this move to the archive vault, seconds.
+    pub archive_after_secs: u64,
 }
 
 impl Default for OrderConfig {
@@ -58,6 +62,8 @@ impl Default for OrderConfig {
             reservation_secs: 120,
             link_ttl_secs: 72 * 3600,
             link_views: 3,
+            max_redeliveries_per_day: 3,
+            archive_after_secs: 30 * 86_400,
         }
     }
 }
@@ -166,6 +172,23 @@ fn check_ref(what: &str, value: &str) -> Result<(), VoucherError> {
     Ok(())
 }
 
+/// The vault tokens an order hands over: its code and, if any, its PIN.
+fn order_tokens(order: &OrderRecord) -> Vec<&str> {
+    std::iter::once(order.token.as_str())
+        .chain(order.pin_token.as_deref())
+        .collect()
+}
+
+fn check_reason(reason: &str) -> Result<&str, VoucherError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(VoucherError::Invalid(
+            "reason is required (1 to 500 characters, without control characters)".into(),
+        ));
+    }
+    Ok(reason)
+}
+
 fn secs_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
@@ -196,6 +219,22 @@ impl Orders {
     ) -> Result<(), VoucherError> {
         let vault = &self.vault;
         guard::record(vault, ctx, who, action, tenant, target, outcome, reason).await
+    }
+
+    /// Records a refusal (or failure) of `action` on `on` (tenant, target)
+    /// with its stable `code`.
+    async fn refuse(
+        &self,
+        ctx: &RequestContext,
+        who: Option<&Principal>,
+        action: &str,
+        on: (Option<&str>, Option<&str>),
+        outcome: Outcome,
+        code: &str,
+    ) -> Result<(), VoucherError> {
+        let reason = Some(code.to_owned());
+        self.audit(ctx, who, action, on.0, on.1, outcome, reason)
+            .await
     }
 
     /// Checks `permission`, recording a refusal.
@@ -285,6 +324,8 @@ impl Orders {
             link_views_left: 0,
             link_expires_at: 0,
             cancel_reason: None,
+            reopen_requested_by: String::new(),
+            reopen_reason: String::new(),
         };
         let asked_hash = order.request_hash.clone();
         let threshold = product.low_stock_threshold;
@@ -292,27 +333,25 @@ impl Orders {
         match central.place_order(order, threshold).await? {
             PlaceOutcome::OutOfStock => {
                 let target = format!("{}/{}", product.sku, new.face_value);
-                self.audit(
+                self.refuse(
                     ctx,
                     Some(who),
                     ACTION,
-                    Some(&tenant),
-                    Some(&target),
+                    (Some(&tenant), Some(&target)),
                     Outcome::Failed,
-                    Some("order.out_of_stock".into()),
+                    "order.out_of_stock",
                 )
                 .await?;
                 Err(VoucherError::OutOfStock)
             }
             PlaceOutcome::Existing(order) if order.request_hash != asked_hash => {
-                self.audit(
+                self.refuse(
                     ctx,
                     Some(who),
                     ACTION,
-                    Some(&tenant),
-                    Some(&order.id),
+                    (Some(&tenant), Some(&order.id)),
                     Outcome::Denied,
-                    Some("order.idempotency_conflict".into()),
+                    "order.idempotency_conflict",
                 )
                 .await?;
                 Err(VoucherError::IdempotencyConflict)
@@ -328,13 +367,14 @@ impl Orders {
                     Some(format!("repeated request: voucher {}", order.voucher_id)),
                 )
                 .await?;
-                self.deliver(who, ctx, order, false).await
+                self.deliver(who, ctx, order, false, Vec::new()).await
             }
             PlaceOutcome::Placed {
                 order,
                 available_after,
             } => {
-                self.audit(
+                // Written with the delivery's own records, in one append.
+                let mut along = vec![self.vault.event(
                     ctx,
                     Some(who),
                     ACTION,
@@ -342,27 +382,25 @@ impl Orders {
                     Some(&order.id),
                     Outcome::Allowed,
                     Some(format!("voucher {}", order.voucher_id)),
-                )
-                .await?;
+                )];
                 // Exactly at the crossing: one event per fall below, not one
                 // per order while stock stays low.
                 if threshold > 0 && available_after == threshold - 1 {
-                    self.stock_low(ctx, who, &product, new.face_value, available_after)
-                        .await?;
+                    along.push(self.stock_low(ctx, who, &product, new.face_value, available_after));
                 }
-                self.deliver(who, ctx, order, true).await
+                self.deliver(who, ctx, order, true, along).await
             }
         }
     }
 
-    async fn stock_low(
+    fn stock_low(
         &self,
         ctx: &RequestContext,
         who: &Principal,
         product: &ProductRecord,
         face_value: i64,
         available: i64,
-    ) -> Result<(), VoucherError> {
+    ) -> AuditEvent {
         tracing::warn!(
             tenant = %product.tenant,
             sku = %product.sku,
@@ -371,7 +409,7 @@ impl Orders {
             threshold = product.low_stock_threshold,
             "stock.low"
         );
-        self.audit(
+        self.vault.event(
             ctx,
             Some(who),
             "stock.low",
@@ -383,7 +421,6 @@ impl Orders {
                 product.low_stock_threshold
             )),
         )
-        .await
     }
 
     /// The product of `tenant` with `sku`.
@@ -398,25 +435,43 @@ impl Orders {
             .ok_or(VoucherError::NotFound("no product with that SKU"))
     }
 
-    /// Takes an order as far as delivery: opens the code's window and
-    /// marks it delivered if it is still reserved, then hands the code over.
+    /// Takes an order as far as delivery: if it is still reserved, the
+    /// vault grants (and audits, with `along`) opening the code's window and
+    /// the order is marked delivered with it; then the code is handed over.
     async fn deliver(
         &self,
         who: &Principal,
         ctx: &RequestContext,
         order: OrderRecord,
         created: bool,
+        along: Vec<AuditEvent>,
     ) -> Result<Placed, VoucherError> {
         let mut order = order;
+        if order.state != "reserved" && !along.is_empty() {
+            self.vault.record_all(&along).await?;
+        }
+        // The code and PIN when this call delivered them itself.
+        let mut handed: Option<(Vec<SecretBytes>, i64)> = None;
         if order.state == "reserved" {
             let now = self.vault.clock().now_ms();
             let until = now.saturating_add(secs_ms(self.config.delivered_window_secs));
             let reason = format!("order {} delivered", order.id);
-            for token in std::iter::once(&order.token).chain(order.pin_token.as_ref()) {
-                self.vault
-                    .set_delivery_window(who, ctx, &order.tenant, token, until, &reason)
-                    .await?;
-            }
+            let tokens = order_tokens(&order);
+            let by_code = order.delivery == "code";
+            let grant = self
+                .vault
+                .grant_delivery_window(
+                    who,
+                    ctx,
+                    &order.tenant,
+                    &tokens,
+                    until,
+                    by_code,
+                    &reason,
+                    along,
+                )
+                .await?;
+            let window = (grant.tokens().to_vec(), grant.until());
             let link = (order.delivery == "link").then(|| {
                 let ttl = self
                     .config
@@ -426,10 +481,16 @@ impl Orders {
             });
             let central = &self.vault.stores().central;
             order = match central
-                .mark_delivered(&order.id, &order.tenant, &who.id, now, link)
+                .mark_delivered(&order.id, &order.tenant, &who.id, now, link, window)
                 .await?
             {
-                Some(delivered) => delivered,
+                Some(delivered) => {
+                    if by_code {
+                        let values = self.vault.open_granted(ctx, who, &grant).await?;
+                        handed = Some((values, grant.until()));
+                    }
+                    delivered
+                }
                 // A concurrent repeat delivered it, or it was released.
                 None => central
                     .order_by_id(&order.id, &TenantScope::one(&order.tenant))
@@ -453,6 +514,15 @@ impl Orders {
             placed.link = Some(self.vault.sign_link(&o.id, o.link_expires_at)?);
             return Ok(placed);
         }
+        if let Some((values, until)) = handed {
+            let mut values = values.into_iter();
+            placed.code = values.next();
+            placed.pin = values.next();
+            placed.revealable_until = Some(until);
+            return Ok(placed);
+        }
+        // A repeated request: the code is revealed again, if its window is
+        // still open.
         let purpose = format!("order {}", o.id);
         let code = self
             .vault
@@ -492,14 +562,13 @@ impl Orders {
         match found {
             Some(o) => Ok(o),
             None => {
-                self.audit(
+                self.refuse(
                     ctx,
                     Some(who),
                     ACTION,
-                    None,
-                    Some(id),
+                    (None, Some(id)),
                     Outcome::Denied,
-                    Some("order.not_found".into()),
+                    "order.not_found",
                 )
                 .await?;
                 Err(VoucherError::OrderNotFound)
@@ -600,14 +669,13 @@ impl Orders {
             .order_by_id(id, &TenantScope::of(&who.tenants))
             .await?
         else {
-            self.audit(
+            self.refuse(
                 ctx,
                 Some(who),
                 ACTION,
-                None,
-                Some(id),
+                (None, Some(id)),
                 Outcome::Denied,
-                Some("order.not_found".into()),
+                "order.not_found",
             )
             .await?;
             return Err(VoucherError::OrderNotFound);
@@ -640,25 +708,259 @@ impl Orders {
         order: &OrderRecord,
         reason: &str,
     ) -> Result<Option<OrderRecord>, VoucherError> {
+        // The window closes with the cancellation, in one transaction: a
+        // delivery that opened it half-way leaves nothing open behind.
         let now = self.vault.clock().now_ms();
-        let Some(cancelled) = self
+        let why = format!("order {} cancelled", order.id);
+        let tokens = order_tokens(order);
+        let grant = self
+            .vault
+            .grant_delivery_window(
+                who,
+                ctx,
+                &order.tenant,
+                &tokens,
+                now,
+                false,
+                &why,
+                Vec::new(),
+            )
+            .await?;
+        let window = (grant.tokens().to_vec(), grant.until());
+        Ok(self
             .vault
             .stores()
             .central
-            .cancel_order(&order.id, &order.tenant, &who.id, reason, now)
+            .cancel_order(&order.id, &order.tenant, &who.id, reason, now, window)
+            .await?)
+    }
+
+    /// An order of the caller's tenants, auditing a miss under `action`.
+    async fn find(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+        id: &str,
+    ) -> Result<OrderRecord, VoucherError> {
+        let found = self
+            .vault
+            .stores()
+            .central
+            .order_by_id(id, &TenantScope::of(&who.tenants))
+            .await?;
+        match found {
+            Some(o) => Ok(o),
+            None => {
+                let reason = Some("order.not_found".into());
+                self.audit(
+                    ctx,
+                    Some(who),
+                    action,
+                    None,
+                    Some(id),
+                    Outcome::Denied,
+                    reason,
+                )
+                .await?;
+                Err(VoucherError::OrderNotFound)
+            }
+        }
+    }
+
+    /// Asks for a delivered order's code to be re-opened after its window
+    /// closed (permission `orders:request_reopen`, support's). A security
+    /// officer other than the asker approves ([`Orders::approve_reopen`]).
+    pub async fn request_reopen(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<OrderRecord, VoucherError> {
+        const ACTION: &str = "order.reopen_request";
+        self.authorize(ctx, who, ACTION, Permission::RequestReopen)
+            .await?;
+        let reason = check_reason(reason)?;
+        let order = self.find(who, ctx, ACTION, id).await?;
+        let reason_text = Some(reason.to_owned());
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            reason_text,
+        )
+        .await?;
+        self.vault
+            .stores()
+            .central
+            .request_reopen(id, &order.tenant, &who.id, reason)
             .await?
-        else {
-            return Ok(None);
-        };
-        // Cancelled first, so no delivery can follow; then the window, which
-        // a delivery in progress may have opened, is closed.
-        let why = format!("order {} cancelled", order.id);
-        for token in std::iter::once(&order.token).chain(order.pin_token.as_ref()) {
+            .ok_or_else(|| {
+                VoucherError::OrderState(format!(
+                    "order {id} is {}: only a delivered order's code can be re-opened",
+                    order.state
+                ))
+            })
+    }
+
+    /// Approves a waiting re-opening: the code's (and PIN's) window opens
+    /// again for the delivered window. Needs `secrets:reactivate`, and
+    /// someone other than who asked.
+    pub async fn approve_reopen(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> Result<OrderRecord, VoucherError> {
+        const ACTION: &str = "order.reopen_approve";
+        self.authorize(ctx, who, ACTION, Permission::Reactivate)
+            .await?;
+        let order = self.find(who, ctx, ACTION, id).await?;
+        if order.reopen_requested_by.is_empty() {
+            return Err(VoucherError::OrderState(format!(
+                "no re-opening of order {id} is waiting for approval"
+            )));
+        }
+        if order.reopen_requested_by == who.id {
+            let reason = Some("order.same_person".into());
+            self.audit(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&order.tenant),
+                Some(id),
+                Outcome::Denied,
+                reason,
+            )
+            .await?;
+            return Err(VoucherError::SamePerson);
+        }
+        if !self
+            .vault
+            .stores()
+            .central
+            .clear_reopen(id, &order.tenant, &order.reopen_requested_by)
+            .await?
+        {
+            return Err(VoucherError::OrderState(format!(
+                "the re-opening of order {id} was decided meanwhile"
+            )));
+        }
+        let reason = format!(
+            "order {id} re-opened: {} (asked by {})",
+            order.reopen_reason, order.reopen_requested_by
+        );
+        for token in order_tokens(&order) {
             self.vault
-                .set_delivery_window(who, ctx, &order.tenant, token, now, &why)
+                .reactivate(who, ctx, token, self.config.delivered_window_secs, &reason)
                 .await?;
         }
-        Ok(Some(cancelled))
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            Some(reason),
+        )
+        .await?;
+        let mut order = order;
+        order.reopen_requested_by.clear();
+        order.reopen_reason.clear();
+        Ok(order)
+    }
+
+    /// Hands a delivered order's code over again, from the live vault or
+    /// the archive: the code itself (`delivery: code`, with
+    /// `secrets:reveal`) or a fresh reveal link. The code's window must be
+    /// open (re-opened under four eyes once it closed); at most
+    /// [`OrderConfig::max_redeliveries_per_day`] per voucher; every
+    /// redelivery joins the voucher's history.
+    pub async fn redeliver(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<Placed, VoucherError> {
+        const ACTION: &str = "order.redeliver";
+        self.authorize(ctx, who, ACTION, Permission::PlaceOrders)
+            .await?;
+        let reason = check_reason(reason)?;
+        let order = self.find(who, ctx, ACTION, id).await?;
+        if order.delivery == "code" {
+            self.authorize(ctx, who, ACTION, Permission::Reveal).await?;
+        }
+        if order.state != "delivered" {
+            return Err(VoucherError::OrderState(format!(
+                "order {id} is {}: only a delivered order can be redelivered",
+                order.state
+            )));
+        }
+        let central = &self.vault.stores().central;
+        let now = self.vault.clock().now_ms();
+        let open = central
+            .get_secret(&order.token, &TenantScope::one(&order.tenant))
+            .await?
+            .found()
+            .is_some_and(|s| now < s.window_closes_at);
+        if !open {
+            let reason = Some("vault.dormant".into());
+            self.audit(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&order.tenant),
+                Some(id),
+                Outcome::Denied,
+                reason,
+            )
+            .await?;
+            return Err(VaultError::Dormant.into());
+        }
+        let link = (order.delivery == "link").then(|| {
+            let ttl = self.config.link_ttl_secs;
+            (self.config.link_views, now.saturating_add(secs_ms(ttl)))
+        });
+        let max = self.config.max_redeliveries_per_day;
+        if !central
+            .record_redelivery(&order, &who.id, reason, now, max, link)
+            .await?
+        {
+            let reason = Some("order.redelivery_limit".into());
+            self.audit(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&order.tenant),
+                Some(id),
+                Outcome::Denied,
+                reason,
+            )
+            .await?;
+            return Err(VoucherError::RedeliveryLimit);
+        }
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            Some(reason.to_owned()),
+        )
+        .await?;
+        let mut order = order;
+        if let Some((views, expires)) = link {
+            order.link_views_left = views;
+            order.link_expires_at = expires;
+        }
+        self.deliver(who, ctx, order, false, Vec::new()).await
     }
 
     /// Releases reservations never delivered within their time (a request

@@ -27,6 +27,10 @@ impl From<VoucherError> for ApiError {
             VoucherError::NotFound(message) => {
                 ApiError::new(StatusCode::NOT_FOUND, "catalog.not_found", message)
             }
+            VoucherError::SamePerson => ApiError::new(StatusCode::FORBIDDEN, code, e.to_string()),
+            VoucherError::RedeliveryLimit => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string())
+            }
             VoucherError::OrderNotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, code, e.to_string())
             }

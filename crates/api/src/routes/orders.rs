@@ -227,6 +227,20 @@ pub async fn place(
         delivery,
     };
     let placed: Placed = orders(&state).place(&who, &ctx, new).await?;
+    let status = if placed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    handed_over(&state, status, &placed)
+}
+
+/// An order with what it hands over: its code or its reveal link.
+fn handed_over(
+    state: &ApiState,
+    status: StatusCode,
+    placed: &Placed,
+) -> Result<Response, ApiError> {
     let mut order = view(&placed.order);
     order.code = placed.code.as_ref().map(text).transpose()?;
     order.pin = placed.pin.as_ref().map(text).transpose()?;
@@ -235,11 +249,6 @@ pub async fn place(
         .link
         .as_ref()
         .map(|l| format!("{}/v/{l}", state.config.public_url.trim_end_matches('/')));
-    let status = if placed.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     json_body(status, &order)
 }
 
@@ -378,4 +387,159 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let order = orders(&state).cancel(&who, &ctx, &id, &body.reason).await?;
     json_body(StatusCode::OK, &view(&order))
+}
+
+/// Body of `POST /v1/orders/{id}/redeliver` and `POST /v1/orders/{id}/reopen`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reasoned {
+    /// Why, for the voucher's history and the audit log.
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+/// `POST /v1/orders/{id}/redeliver`: hands a delivered order's code over
+/// again (from the live vault or the archive), as the order was delivered.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/redeliver",
+    tag = "orders",
+    request_body = Reasoned,
+    params(("id" = String, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order with its code, or a fresh reveal link (never cached)", body = Order),
+        (status = 400, response = crate::openapi::Invalid),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`order.not_found`: no such order for this caller", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`order.state`: not delivered; `vault.dormant`: the code's window closed (ask for re-opening)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`order.redelivery_limit`: redelivered as often as 24 hours allow, or `request.rate_limited`", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn redeliver(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Reasoned>,
+) -> Result<Response, ApiError> {
+    let placed = orders(&state)
+        .redeliver(&who, &ctx, &id, &body.reason)
+        .await?;
+    handed_over(&state, StatusCode::OK, &placed)
+}
+
+/// `POST /v1/orders/{id}/reopen`: asks for a delivered order's closed
+/// reveal window to be re-opened; a security officer other than the asker
+/// approves.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/reopen",
+    tag = "orders",
+    request_body = Reasoned,
+    params(("id" = String, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Asked; waiting for a security officer", body = Order),
+        (status = 400, response = crate::openapi::Invalid),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`order.not_found`: no such order for this caller", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`order.state`: not a delivered order", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn reopen(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Reasoned>,
+) -> Result<Response, ApiError> {
+    let order = orders(&state)
+        .request_reopen(&who, &ctx, &id, &body.reason)
+        .await?;
+    json_body(StatusCode::ACCEPTED, &view(&order))
+}
+
+/// `POST /v1/orders/{id}/reopen/approve`: re-opens the code's window for
+/// the delivered window (four eyes: not by whoever asked).
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/reopen/approve",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Re-opened", body = Order),
+        (status = 403, description = "`auth.forbidden`, or `order.same_person`: the asker cannot approve", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`order.not_found`: no such order for this caller", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`order.state`: no re-opening is waiting", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn approve_reopen(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order = orders(&state).approve_reopen(&who, &ctx, &id).await?;
+    json_body(StatusCode::OK, &view(&order))
+}
+
+/// Body of `POST /v1/vouchers/archive`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    /// Archive vouchers delivered more than this many days ago (default:
+    /// the server's `archive_after_days`).
+    #[schema(minimum = 0, maximum = 3650)]
+    older_than_days: Option<u32>,
+    /// At most this many vouchers (default 100, at most 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// `POST /v1/vouchers/archive`.
+#[derive(Serialize, ToSchema)]
+pub struct ArchiveResult {
+    /// Vouchers moved to the archive vault by this call.
+    pub archived: u64,
+    /// Vouchers past the age still in the live vault: call again while
+    /// this is above 0.
+    pub remaining: i64,
+}
+
+/// `POST /v1/vouchers/archive`: moves delivered vouchers older than an age
+/// to the archive vault, one batch per call.
+#[utoipa::path(
+    post,
+    path = "/v1/vouchers/archive",
+    tag = "orders",
+    request_body = ArchiveRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One batch archived", body = ArchiveResult),
+        (status = 400, response = crate::openapi::Invalid),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
+pub async fn archive(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    ApiJson(body): ApiJson<ArchiveRequest>,
+) -> Result<axum::Json<ArchiveResult>, ApiError> {
+    let age = match body.older_than_days {
+        Some(days) if days > 3650 => {
+            return Err(ApiError::invalid("older_than_days is 0 to 3650"));
+        }
+        Some(days) => u64::from(days) * 86_400,
+        None => state.config.orders.archive_after_secs,
+    };
+    let limit = body.limit.unwrap_or(strongroom_vouchers::archive::BATCH);
+    let batch =
+        strongroom_vouchers::archive::archive_batch(&state.vault, &who, &ctx, age, limit).await?;
+    Ok(axum::Json(ArchiveResult {
+        archived: batch.archived,
+        remaining: batch.remaining,
+    }))
 }

@@ -164,12 +164,16 @@ const MIGRATIONS: Migrations = &[
          link_views_left INTEGER NOT NULL,
          link_expires_at INTEGER NOT NULL,
          cancel_reason TEXT,
+         reopen_requested_by TEXT NOT NULL DEFAULT '',
+         reopen_reason TEXT NOT NULL DEFAULT '',
          UNIQUE (client_id, external_ref)
      );
      CREATE INDEX orders_reserved ON orders (state, reserved_until);
+     CREATE INDEX orders_delivered ON orders (state, delivered_at);
      CREATE INDEX orders_customer ON orders (tenant, customer_ref);
      CREATE TABLE voucher_events (
          seq INTEGER PRIMARY KEY,
+         kind TEXT NOT NULL DEFAULT 'transition',
          voucher_id TEXT NOT NULL,
          tenant TEXT NOT NULL,
          at INTEGER NOT NULL,
@@ -338,7 +342,9 @@ fn scoped_rows<T>(
     tenant_of: impl Fn(&T) -> &str,
     from_row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare(select).map_err(StoreError::backend(what))?;
+    let mut stmt = conn
+        .prepare_cached(select)
+        .map_err(StoreError::backend(what))?;
     let rows = stmt
         .query_map([], from_row)
         .map_err(StoreError::backend(what))?;

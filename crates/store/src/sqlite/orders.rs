@@ -18,7 +18,8 @@ macro_rules! order_columns {
     () => {
         "id, tenant, client_id, external_ref, request_hash, product_id, sku, face_value, currency, \
          customer_ref, delivery, state, voucher_id, token, pin_token, expires_at, created_at, \
-         reserved_until, delivered_at, updated_at, link_views_left, link_expires_at, cancel_reason"
+         reserved_until, delivered_at, updated_at, link_views_left, link_expires_at, cancel_reason, \
+         reopen_requested_by, reopen_reason"
     };
 }
 
@@ -47,6 +48,8 @@ fn order_from_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
         link_views_left: r.get(20)?,
         link_expires_at: r.get(21)?,
         cancel_reason: r.get(22)?,
+        reopen_requested_by: r.get(23)?,
+        reopen_reason: r.get(24)?,
     })
 }
 
@@ -64,7 +67,7 @@ fn order_where(conn: &Connection, id: &str) -> StoreResult<Option<OrderRecord>> 
 fn record_event(conn: &Connection, e: &VoucherEvent) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO voucher_events (voucher_id, tenant, at, actor, from_state, to_state, \
-         reason, order_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         reason, order_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -75,7 +78,8 @@ fn record_event(conn: &Connection, e: &VoucherEvent) -> StoreResult<()> {
             e.from_state,
             e.to_state,
             e.reason,
-            e.order_id
+            e.order_id,
+            e.kind
         ])
     })
     .map(|_| ())
@@ -169,7 +173,7 @@ fn insert_order(conn: &Connection, o: &OrderRecord) -> StoreResult<()> {
         "INSERT INTO orders (",
         order_columns!(),
         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-         ?18, ?19, ?20, ?21, ?22, ?23)"
+         ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -195,7 +199,9 @@ fn insert_order(conn: &Connection, o: &OrderRecord) -> StoreResult<()> {
             o.updated_at,
             o.link_views_left,
             o.link_expires_at,
-            o.cancel_reason
+            o.cancel_reason,
+            o.reopen_requested_by,
+            o.reopen_reason
         ])
     })
     .map(|_| ())
@@ -208,6 +214,8 @@ struct Reservation {
     set: &'static str,
     values: (Option<String>, i64, i64),
     to_state: &'static str,
+    /// Secrets whose reveal window closes then.
+    window: (Vec<String>, i64),
 }
 
 impl SqliteCentralStore {
@@ -241,6 +249,7 @@ impl SqliteCentralStore {
                     return Ok(None);
                 };
                 let event = VoucherEvent {
+                    kind: "transition".into(),
                     voucher_id: order.voucher_id.clone(),
                     tenant,
                     at,
@@ -252,6 +261,19 @@ impl SqliteCentralStore {
                 };
                 if !move_voucher(conn, &event, None)? {
                     return Err(StoreError::Conflict("voucher not reserved"));
+                }
+                let (tokens, closes_at) = change.window;
+                for token in tokens {
+                    let n = conn
+                        .prepare_cached(
+                            "UPDATE secrets SET window_closes_at = ?2 \
+                             WHERE token = ?1 AND tenant = ?3 AND state = 'active'",
+                        )
+                        .and_then(|mut s| s.execute(params![token, closes_at, event.tenant]))
+                        .map_err(StoreError::backend("set reveal window"))?;
+                    if n == 0 {
+                        return Err(StoreError::Conflict("no such secret in the tenant"));
+                    }
                 }
                 Ok(Some(order))
             })
@@ -289,6 +311,7 @@ impl OrderStore for SqliteCentralStore {
                 order.expires_at = expires_at;
                 order.state = "reserved".into();
                 let event = VoucherEvent {
+                    kind: "transition".into(),
                     voucher_id: order.voucher_id.clone(),
                     tenant: order.tenant.clone(),
                     at: order.created_at,
@@ -366,9 +389,11 @@ impl OrderStore for SqliteCentralStore {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>> {
         let (views, expires) = link.unwrap_or((0, 0));
         let change = Reservation {
+            window,
             set: "state = 'delivered', delivered_at = ?3, updated_at = ?3, \
                   link_views_left = ?5, link_expires_at = ?6, cancel_reason = ?4",
             values: (None, views, expires),
@@ -387,8 +412,10 @@ impl OrderStore for SqliteCentralStore {
         actor: &str,
         reason: &str,
         at: i64,
+        window: (Vec<String>, i64),
     ) -> StoreResult<Option<OrderRecord>> {
         let change = Reservation {
+            window,
             set: "state = 'cancelled', updated_at = ?3, cancel_reason = ?4, \
                   link_views_left = ?5, link_expires_at = ?6",
             values: (Some(reason.to_owned()), 0, 0),
@@ -471,6 +498,7 @@ impl OrderStore for SqliteCentralStore {
                 let mut moved = 0;
                 for (voucher_id, tenant) in due {
                     let event = VoucherEvent {
+                        kind: "transition".into(),
                         voucher_id,
                         tenant,
                         at: now,
@@ -497,8 +525,8 @@ impl OrderStore for SqliteCentralStore {
         self.db.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT voucher_id, tenant, at, actor, from_state, to_state, reason, order_id \
-                     FROM voucher_events WHERE voucher_id = ?1 AND tenant = ?2 ORDER BY seq",
+                    "SELECT voucher_id, tenant, at, actor, from_state, to_state, reason, order_id, \
+                     kind FROM voucher_events WHERE voucher_id = ?1 AND tenant = ?2 ORDER BY seq",
                 )
                 .map_err(StoreError::backend("read voucher history"))?;
             let rows = stmt
@@ -512,11 +540,185 @@ impl OrderStore for SqliteCentralStore {
                         to_state: r.get(5)?,
                         reason: r.get(6)?,
                         order_id: r.get(7)?,
+                        kind: r.get(8)?,
                     })
                 })
                 .map_err(StoreError::backend("read voucher history"))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::backend("read voucher history"))
         })
+    }
+
+    async fn archivable(&self, before: i64, limit: u32) -> StoreResult<Vec<OrderRecord>> {
+        self.db.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT o.id FROM orders o JOIN vouchers v ON v.id = o.voucher_id \
+                     WHERE o.state = 'delivered' AND o.delivered_at <= ?1 AND v.state = 'delivered' \
+                     ORDER BY o.delivered_at LIMIT ?2",
+                )
+                .map_err(StoreError::backend("find archivable orders"))?;
+            let ids = stmt
+                .query_map(params![before, limit], |r| r.get::<_, String>(0))
+                .map_err(StoreError::backend("find archivable orders"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::backend("find archivable orders"))?;
+            let mut orders = Vec::with_capacity(ids.len());
+            for id in ids {
+                orders.extend(order_where(conn, &id)?);
+            }
+            Ok(orders)
+        })
+    }
+
+    async fn count_archivable(&self, before: i64) -> StoreResult<i64> {
+        self.db.read(|conn| {
+            conn.prepare_cached(
+                "SELECT COUNT(*) FROM orders o JOIN vouchers v ON v.id = o.voucher_id \
+                 WHERE o.state = 'delivered' AND o.delivered_at <= ?1 AND v.state = 'delivered'",
+            )
+            .and_then(|mut s| s.query_row([before], |r| r.get(0)))
+            .map_err(StoreError::backend("count archivable orders"))
+        })
+    }
+
+    async fn mark_archived(
+        &self,
+        voucher_id: &str,
+        tenant: &str,
+        actor: &str,
+        at: i64,
+    ) -> StoreResult<bool> {
+        let event = VoucherEvent {
+            kind: "transition".into(),
+            voucher_id: voucher_id.to_owned(),
+            tenant: tenant.to_owned(),
+            at,
+            actor: actor.to_owned(),
+            from_state: "delivered".into(),
+            to_state: "archived".into(),
+            reason: "moved to the archive vault".into(),
+            order_id: None,
+        };
+        self.db
+            .write(move |conn| {
+                let owned: bool = conn
+                    .prepare_cached("SELECT COUNT(*) FROM vouchers WHERE id = ?1 AND tenant = ?2")
+                    .and_then(|mut s| {
+                        s.query_row([&event.voucher_id, &event.tenant], |r| r.get::<_, i64>(0))
+                    })
+                    .map(|n| n > 0)
+                    .map_err(StoreError::backend("archive voucher"))?;
+                if !owned {
+                    return Ok(false);
+                }
+                move_voucher(conn, &event, None)
+            })
+            .await
+    }
+
+    async fn request_reopen(
+        &self,
+        id: &str,
+        tenant: &str,
+        by: &str,
+        reason: &str,
+    ) -> StoreResult<Option<OrderRecord>> {
+        let (id, tenant, by, reason) = (
+            id.to_owned(),
+            tenant.to_owned(),
+            by.to_owned(),
+            reason.to_owned(),
+        );
+        self.db
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE orders SET reopen_requested_by = ?3, reopen_reason = ?4 \
+                         WHERE id = ?1 AND tenant = ?2 AND state = 'delivered'",
+                    )
+                    .and_then(|mut s| s.execute(params![id, tenant, by, reason]))
+                    .map_err(StoreError::backend("request reopening"))?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                order_where(conn, &id)
+            })
+            .await
+    }
+
+    async fn clear_reopen(&self, id: &str, tenant: &str, by: &str) -> StoreResult<bool> {
+        let (id, tenant, by) = (id.to_owned(), tenant.to_owned(), by.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE orders SET reopen_requested_by = '', reopen_reason = '' \
+                     WHERE id = ?1 AND tenant = ?2 AND reopen_requested_by = ?3 AND ?3 != ''",
+                )
+                .and_then(|mut s| s.execute(params![id, tenant, by]))
+                .map(|n| n > 0)
+                .map_err(StoreError::backend("clear reopening"))
+            })
+            .await
+    }
+
+    async fn record_redelivery(
+        &self,
+        order: &OrderRecord,
+        actor: &str,
+        reason: &str,
+        at: i64,
+        max_per_day: i64,
+        link: Option<(i64, i64)>,
+    ) -> StoreResult<bool> {
+        let (id, tenant, voucher_id) = (
+            order.id.clone(),
+            order.tenant.clone(),
+            order.voucher_id.clone(),
+        );
+        let (actor, reason) = (actor.to_owned(), reason.to_owned());
+        self.db
+            .write(move |conn| {
+                let state: Option<String> = conn
+                    .prepare_cached("SELECT state FROM vouchers WHERE id = ?1 AND tenant = ?2")
+                    .and_then(|mut s| s.query_row([&voucher_id, &tenant], |r| r.get(0)).optional())
+                    .map_err(StoreError::backend("redeliver"))?;
+                let Some(state) = state else {
+                    return Ok(false);
+                };
+                let recent: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM voucher_events WHERE voucher_id = ?1 \
+                         AND kind = 'redelivery' AND at > ?2",
+                    )
+                    .and_then(|mut s| s.query_row(params![voucher_id, at - 86_400_000], |r| r.get(0)))
+                    .map_err(StoreError::backend("redeliver"))?;
+                if recent >= max_per_day {
+                    return Ok(false);
+                }
+                record_event(
+                    conn,
+                    &VoucherEvent {
+                        kind: "redelivery".into(),
+                        voucher_id: voucher_id.clone(),
+                        tenant: tenant.clone(),
+                        at,
+                        actor,
+                        from_state: state.clone(),
+                        to_state: state,
+                        reason: format!("redelivered: {reason}"),
+                        order_id: Some(id.clone()),
+                    },
+                )?;
+                if let Some((views, expires)) = link {
+                    conn.prepare_cached(
+                        "UPDATE orders SET link_views_left = ?2, link_expires_at = ?3 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id, views, expires]))
+                    .map_err(StoreError::backend("redeliver"))?;
+                }
+                Ok(true)
+            })
+            .await
     }
 }

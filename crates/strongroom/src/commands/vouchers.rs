@@ -60,6 +60,48 @@ pub async fn run(cmd: VouchersCommand) -> Result<i32> {
             let report = answer?;
             Ok(print_report(&report, dry_run))
         }
+        VouchersCommand::Archive {
+            older_than_days,
+            client,
+        } => archive(older_than_days, client).await.map(|()| 0),
+    }
+}
+
+/// Archives batch after batch until none is left, with a progress bar.
+async fn archive(older_than_days: Option<u32>, client: crate::cli::ClientArgs) -> Result<()> {
+    let c = Client::new(&client, "stock_manager")?;
+    let body = serde_json::json!({ "older_than_days": older_than_days, "limit": 500 });
+    let mut done = 0u64;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    loop {
+        let v = c
+            .call(
+                reqwest::Method::POST,
+                "/v1/vouchers/archive",
+                Some(body.clone()),
+            )
+            .await?;
+        let archived = v.get("archived").and_then(Value::as_u64).unwrap_or(0);
+        let remaining = v.get("remaining").and_then(Value::as_u64).unwrap_or(0);
+        done += archived;
+        let bar = bar.get_or_insert_with(|| {
+            indicatif::ProgressBar::new(done + remaining).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} archiving {pos}/{len} [{bar:30}] {per_sec}, {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            )
+        });
+        bar.set_length(done + remaining);
+        bar.set_position(done);
+        if remaining == 0 || archived == 0 {
+            bar.finish_and_clear();
+            println!(
+                "Archived {done} vouchers; {remaining} past the age remain in the live vault."
+            );
+            return Ok(());
+        }
     }
 }
 

@@ -547,4 +547,60 @@ async fn vouchers_catalogue_and_import_at_the_command_line() {
         !stdout.contains("CLI-0003"),
         "the summary must not repeat codes: {stdout}"
     );
+
+    // One is sold; an operator archives it by hand, with progress.
+    let shop = h.principal("shop", &["fulfilment"], &["dev"]).await;
+    let (status, order) = shop
+        .post(
+            "/v1/orders",
+            serde_json::json!({"external_ref": "cli-1", "sku": "ACME-GIFT", "face_value": 2500,
+                               "currency": "GBP", "customer_ref": "c", "delivery": "code"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{order}");
+    let (status, archivist) = h
+        .admin()
+        .await
+        .post(
+            "/v1/principals",
+            serde_json::json!({"name": "archivist", "roles": ["stock_manager"], "tenants": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{archivist}");
+    let (ca, url) = (h.server.ca_cert_path.clone().unwrap(), h.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "vouchers",
+                "archive",
+                "--older-than-days",
+                "0",
+                "--url",
+                &url,
+                "--ca-cert",
+            ])
+            .arg(&ca)
+            .env(
+                "STRONGROOM_CLIENT_ID",
+                archivist["client_id"].as_str().unwrap(),
+            )
+            .env(
+                "STRONGROOM_CLIENT_SECRET",
+                archivist["client_secret"].as_str().unwrap(),
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("Archived 1 vouchers; 0 past the age remain"),
+        "{said}"
+    );
 }

@@ -492,6 +492,58 @@ async fn leak_check(store: TestStore) {
     assert_eq!(report["accepted"], 1000, "{report}");
     let imported: Vec<String> = imported.into_iter().flat_map(|(c, p)| [c, p]).collect();
 
+    // The storefront orders 40 of them, by code and by reveal link (each
+    // link opened), the archive job moves them to the archive vault, and
+    // some are redelivered from there.
+    let mut by_code = Vec::new();
+    for i in 0..40 {
+        let delivery = if i % 2 == 0 { "code" } else { "link" };
+        let (s, o) = svc
+            .post(
+                "/v1/orders",
+                json!({"external_ref": format!("leak-{i}"), "sku": "ACME-GIFT", "face_value": 2500,
+                       "currency": "GBP", "customer_ref": "c", "delivery": delivery}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{o}");
+        if delivery == "link" {
+            let page = http.get(o["link"].as_str().unwrap()).send().await.unwrap();
+            assert_eq!(page.status(), StatusCode::OK);
+        } else {
+            by_code.push((o["id"].as_str().unwrap().to_owned(), o["code"].clone()));
+        }
+    }
+    let (s, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "archivist", "roles": ["stock_manager"], "tenants": ["*"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let archivist = login(
+        made["client_id"].as_str().unwrap().to_owned(),
+        made["client_secret"].as_str().unwrap().to_owned(),
+    )
+    .await;
+    let (s, run) = archivist
+        .post(
+            "/v1/vouchers/archive",
+            json!({"older_than_days": 0, "limit": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{run}");
+    assert_eq!(run["archived"], 40, "{run}");
+    for (id, code) in by_code.iter().take(5) {
+        let (s, again) = svc
+            .post(
+                &format!("/v1/orders/{id}/redeliver"),
+                json!({"reason": "leak check"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{again}");
+        assert_eq!(&again["code"], code);
+    }
+
     // Reveals put values into responses; they must not reach the log either.
     for i in (0..10_000).step_by(97) {
         let (s, body) = svc.reveal(&tokens[i]).await;

@@ -62,6 +62,8 @@ enum Target {
     Order,
     /// A reveal link of a delivered order of tenant `dev`.
     Link,
+    /// A delivered order of tenant `dev` whose re-opening support asked for.
+    ReopenAsked,
 }
 
 struct Row {
@@ -139,6 +141,7 @@ const SEALERS: Who = Who::Roles(&["admin", "security_officer"]);
 const ROLE_READERS: Who = Who::Roles(&["admin", "security_officer"]);
 const STOCK: Who = Who::Roles(&["stock_manager"]);
 const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support", "fulfilment"]);
+const SUPPORT: Who = Who::Roles(&["support"]);
 const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"]);
 
 fn table() -> Vec<Row> {
@@ -258,6 +261,22 @@ fn table() -> Vec<Row> {
             .body(|_| json!({"reason": "matrix"}))
             .wrong_tenant(404),
         row(M::GET, "/v/{link}", ANYONE, 200).on(Link),
+        row(M::POST, "/v1/orders/{id}/redeliver", FULFIL, 200)
+            .on(Order)
+            .body(|_| json!({"reason": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/orders/{id}/reopen", SUPPORT, 202)
+            .on(Order)
+            .body(|_| json!({"reason": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/orders/{id}/reopen/approve", OFFICER, 200)
+            .on(ReopenAsked)
+            .wrong_tenant(404),
+        // Archiving spans every tenant, so only stock managers bound to `*`
+        // may (orders.rs shows one succeed); this one is bound to `dev`.
+        row(M::POST, "/v1/vouchers/archive", STOCK, 403)
+            .body(|_| json!({"older_than_days": 0}))
+            .wrong_tenant(403),
         // Last: a success seals the vault, and the server is restarted.
         row(M::POST, "/v1/sys/seal", SEALERS, 204).seals(),
     ]
@@ -351,7 +370,13 @@ async fn credentials(h: &Harness, name: &str, role: &str, tenant: &str) -> (Stri
 
 /// Makes a fresh target and returns the name that goes into the path (or
 /// the body). `stock` manages the catalogue of `dev`.
-async fn make_target(h: &Harness, target: Target, stock: &Caller, shop: &Caller) -> Option<String> {
+async fn make_target(
+    h: &Harness,
+    target: Target,
+    stock: &Caller,
+    shop: &Caller,
+    support: &Caller,
+) -> Option<String> {
     let admin = h.admin().await;
     let retailer = || async {
         let (status, body) = stock
@@ -397,7 +422,7 @@ async fn make_target(h: &Harness, target: Target, stock: &Caller, shop: &Caller)
         }
         Target::Retailer => retailer().await,
         Target::StockedProduct => stocked_product(stock, &retailer().await).await,
-        Target::Order | Target::Link => {
+        Target::Order | Target::Link | Target::ReopenAsked => {
             let sku = stocked_product(stock, &retailer().await).await;
             let (status, body) = shop
                 .post(
@@ -407,8 +432,18 @@ async fn make_target(h: &Harness, target: Target, stock: &Caller, shop: &Caller)
                 )
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
-            if matches!(target, Target::Order) {
-                body["id"].as_str().unwrap().to_owned()
+            let id = body["id"].as_str().unwrap().to_owned();
+            if matches!(target, Target::ReopenAsked) {
+                let (status, asked) = support
+                    .post(
+                        &format!("/v1/orders/{id}/reopen"),
+                        json!({"reason": "matrix"}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+                id
+            } else if matches!(target, Target::Order) {
+                id
             } else {
                 let link = body["link"].as_str().unwrap();
                 link.rsplit_once("/v/").unwrap().1.to_owned()
@@ -543,10 +578,11 @@ async fn every_endpoint_answers_every_caller_as_the_table_says(store) {
     let mut callers = Callers::make(&h).await;
     let stock = h.principal("m-fixtures", &["stock_manager"], &["dev"]).await;
     let shop = h.principal("m-shop", &["fulfilment"], &["dev"]).await;
+    let support = h.principal("m-asker", &["support"], &["dev"]).await;
     let mut wrong = Vec::new();
     for row in &rows {
         for (who, expected) in expectations(row) {
-            let target = make_target(&h, row.target, &stock, &shop).await;
+            let target = make_target(&h, row.target, &stock, &shop, &support).await;
             let path = path_for(row.path, target.as_deref());
             assert!(!path.contains('{'), "{path}: a path parameter the table does not fill");
             let caller = callers.caller(&h, &who).await;

@@ -363,7 +363,7 @@ async fn reservations_are_cancelled_or_released_back_to_stock(store) {
         currency: "GBP".into(), customer_ref: "c".into(), delivery: "code".into(), state: "reserved".into(),
         voucher_id: String::new(), token: String::new(), pin_token: None, expires_at: None, created_at: now,
         reserved_until: now + 120_000, delivered_at: 0, updated_at: now, link_views_left: 0, link_expires_at: 0,
-        cancel_reason: None,
+        cancel_reason: None, reopen_requested_by: String::new(), reopen_reason: String::new(),
     };
     let placed = central.place_order(stuck("or_stuck1", "stuck-1"), 0).await.unwrap();
     assert!(matches!(placed, strongroom_store::PlaceOutcome::Placed { .. }), "{placed:?}");
@@ -466,5 +466,117 @@ async fn a_reveal_link_shows_the_code_within_its_limits_then_refuses(store) {
     assert!(rows.iter().any(|(_, b, _)| b.contains("link.invalid")));
     assert!(rows.iter().any(|(_, b, _)| b.contains("link.expired")));
     assert!(!rows.iter().any(|(_, b, _)| b.contains("LINK-CODE")));
+}
+}
+
+on_each_backend! {
+async fn archive_then_redeliver_returns_the_same_code_after_four_eyes(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = catalogue(&h, 0).await;
+    import(&stock, &[("ARCH-CODE-0001-XYZ".into(), "", "2468")]).await;
+    let (shop, client_id, secret) = storefront_login(&h).await;
+    let (status, o) = shop.post("/v1/orders", order("arch-1", "code")).await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    let id = o["id"].as_str().unwrap().to_owned();
+    let events = h.server.stores.central.voucher_events(o["voucher_id"].as_str().unwrap(), "dev").await.unwrap();
+    assert_eq!(events.len(), 2);
+
+    // A month on, the archive job moves it (only operators bound to * may).
+    h.clock.advance_secs(31 * 86_400);
+    let (status, body) = h.principal("archivist-dev", &["stock_manager"], &["dev"]).await
+        .post("/v1/vouchers/archive", json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "auth.forbidden"), "{body}");
+    let archivist = h.principal("archivist", &["stock_manager"], &["*"]).await;
+    let (status, run) = archivist.post("/v1/vouchers/archive", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!((&run["archived"], &run["remaining"]), (&json!(1), &json!(0)), "{run}");
+    let (_, again) = archivist.post("/v1/vouchers/archive", json!({})).await;
+    assert_eq!(again["archived"], 0, "{again}");
+
+    // The code left the live vault; the archive holds it sealed.
+    let rows = h.audit_rows().await;
+    let token = rows.iter().find_map(|(_, b, _)| {
+        let v: Value = serde_json::from_str(b).ok()?;
+        (v["action"] == "secret.archive" && v["outcome"] == "allowed").then(|| v["target"].as_str().unwrap().to_owned())
+    }).unwrap();
+    assert!(h.server.stores.vault.get(&token).await.unwrap().is_none(), "still in the live vault");
+    let sealed = h.server.stores.archive.get(&token).await.unwrap().expect("in the archive");
+    assert!(!sealed.windows(8).any(|w| w == b"ARCH-COD"), "archived in clear");
+    let (_, report) = archivist.get("/v1/stock").await;
+    let line = report["lines"].as_array().unwrap().iter().find(|l| l["face_value"] == 2500).unwrap().clone();
+    assert_eq!((&line["archived"], &line["delivered"]), (&json!(1), &json!(0)), "{line}");
+
+    // Its window closed long ago: redelivery waits for four eyes.
+    let shop = h.login(&client_id, &secret).await;
+    let redeliver = |c: Caller, r: &'static str| {
+        let path = format!("/v1/orders/{id}/redeliver");
+        async move { c.post(&path, json!({"reason": r})).await }
+    };
+    let (status, body) = redeliver(shop.clone(), "customer lost the email").await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "vault.dormant"), "{body}");
+    let support = h.principal("support-1", &["support"], &["dev"]).await;
+    let (status, body) = support.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "auth.forbidden"), "{body}");
+    let (status, body) = support.post(&format!("/v1/orders/{id}/reopen"), json!({"reason": "ticket 4411: never received"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // One person on both sides is refused.
+    let both = h.principal("both", &["support", "security_officer"], &["dev"]).await;
+    let (status, body) = both.post(&format!("/v1/orders/{id}/reopen"), json!({"reason": "self-serve"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = both.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "order.same_person"), "{body}");
+    let (status, body) = support.post(&format!("/v1/orders/{id}/reopen"), json!({"reason": "ticket 4411: never received"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let officer = h.approver().await;
+    let (status, body) = officer.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = officer.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "order.state"), "approved once: {body}");
+
+    // Redelivered from the archive: the same code and PIN.
+    let (status, body) = redeliver(shop.clone(), "customer lost the email").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["code"], &body["pin"]), (&json!("ARCH-CODE-0001-XYZ"), &json!("2468")), "{body}");
+    for _ in 0..2 {
+        let (status, _) = redeliver(shop.clone(), "again").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = redeliver(shop.clone(), "a fourth time").await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, "order.redelivery_limit"), "{body}");
+
+    // The voucher's whole story, with who and why.
+    let (_, got) = shop.get(&format!("/v1/orders/{id}")).await;
+    let history: Vec<(&str, &str)> = got["history"].as_array().unwrap().iter()
+        .map(|e| (e["to"].as_str().unwrap(), e["reason"].as_str().unwrap())).collect();
+    assert_eq!(history.iter().filter(|(_, r)| r.starts_with("redelivered")).count(), 3, "{history:?}");
+    assert!(history.iter().any(|(to, r)| *to == "archived" && r.contains("archive")), "{history:?}");
+    let rows = h.audit_rows().await;
+    for action in ["order.reopen_request", "order.reopen_approve", "secret.reactivate", "order.redeliver"] {
+        assert!(rows.iter().any(|(_, b, _)| b.contains(&format!("\"{action}\""))), "{action} not audited");
+    }
+    assert!(!rows.iter().any(|(_, b, _)| b.contains("ARCH-CODE")));
+}
+}
+
+on_each_backend! {
+async fn a_link_order_is_redelivered_with_a_fresh_link(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = catalogue(&h, 0).await;
+    import(&stock, &[("RELINK-CODE-0001".into(), "", "")]).await;
+    let shop = storefront(&h).await;
+    let (status, o) = shop.post("/v1/orders", order("relink-1", "link")).await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    let link = o["link"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(h.http.get(&link).send().await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(h.http.get(&link).send().await.unwrap().status(), StatusCode::GONE);
+    let id = o["id"].as_str().unwrap();
+    let (status, again) = shop.post(&format!("/v1/orders/{id}/redeliver"), json!({"reason": "customer asked"})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["link_views_left"], 3, "{again}");
+    let fresh = again["link"].as_str().unwrap();
+    let page = h.http.get(fresh).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("RELINK-CODE-0001"), "{page}");
 }
 }
