@@ -910,6 +910,71 @@ impl Vault {
         })
     }
 
+    /// For each value, its keyed fingerprint and whether the vault already
+    /// holds it in (tenant, class): what storing it would call a duplicate.
+    /// For checking a file before importing it (a dry run); needs
+    /// `secrets:tokenize`, as storing would. Each call is audited with how
+    /// many values it checked and found (never which).
+    pub async fn find_held(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        tenant: Option<&str>,
+        class: &str,
+        values: &[&SecretBytes],
+    ) -> Result<Vec<([u8; 32], bool)>, VaultError> {
+        let u = self.unsealed()?;
+        const ACTION: &str = "secret.find_held";
+        let checked = who
+            .require(Permission::Tokenize)
+            .and_then(|_| who.resolve_tenant(tenant))
+            .and_then(|t| DataClass::parse(class).map(|c| (t, c)));
+        let (tenant, class) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                u.audit
+                    .append_one(self.event(
+                        ctx,
+                        Some(who),
+                        ACTION,
+                        None,
+                        None,
+                        Outcome::Denied,
+                        Some(e.code().into()),
+                    ))
+                    .await?;
+                return Err(e);
+            }
+        };
+        let fp_key = u.keyring.fingerprint_key(&tenant).await?;
+        let fingerprints: Vec<[u8; 32]> = values
+            .iter()
+            .map(|v| fp_key.tag(&[class.as_str().as_bytes(), v.expose()]))
+            .collect();
+        let found = self
+            .stores
+            .central
+            .find_fingerprints(&tenant, class.as_str(), &fingerprints)
+            .await?;
+        let held = found.iter().filter(|f| f.is_some()).count();
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&tenant),
+                None,
+                Outcome::Allowed,
+                Some(format!("{} checked, {held} held", values.len())),
+            ))
+            .await?;
+        Ok(fingerprints
+            .into_iter()
+            .zip(found)
+            .map(|(fp, f)| (fp, f.is_some()))
+            .collect())
+    }
+
     /// A secret's metadata, never its value.
     pub async fn describe(
         &self,

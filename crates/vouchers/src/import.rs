@@ -130,6 +130,10 @@ pub struct ImportJob {
     pending: Vec<ValidRow>,
     problems: Vec<RowProblem>,
     batches: u64,
+    /// A dry run's fingerprints so far (their first 16 bytes: 16 bytes a
+    /// row, and a collision among a file's rows is a 2^-128 chance), to
+    /// find a code repeated within the file.
+    seen: std::collections::HashSet<[u8; 16]>,
 }
 
 impl ImportJob {
@@ -256,6 +260,7 @@ impl ImportJob {
             pending: Vec::with_capacity(BATCH_ROWS),
             problems: Vec::new(),
             batches: 0,
+            seen: std::collections::HashSet::new(),
         })
     }
 
@@ -434,7 +439,23 @@ impl ImportJob {
             return Ok(());
         }
         if self.dry_run {
-            self.record.accepted += i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            // Duplicates as storing would find them: held already (by keyed
+            // fingerprint), or earlier in this file.
+            let codes: Vec<&SecretBytes> = rows.iter().map(|r| &r.code).collect();
+            let tenant = Some(self.record.tenant.as_str());
+            let held = self
+                .vault
+                .find_held(&self.who, &self.ctx, tenant, "voucher_code", &codes)
+                .await?;
+            for (r, (fingerprint, held)) in rows.iter().zip(held) {
+                let mut prefix = [0u8; 16];
+                prefix.copy_from_slice(fingerprint.get(..16).unwrap_or(&[0; 16]));
+                if held || !self.seen.insert(prefix) {
+                    self.duplicate(r.row);
+                } else {
+                    self.record.accepted += 1;
+                }
+            }
             return Ok(());
         }
         let tenant = self.record.tenant.clone();

@@ -130,6 +130,21 @@ async fn a_dry_run_checks_everything_and_stores_nothing(store) {
     let (status, report) = upload(&stock, "retailer=Acme", file).await;
     assert_eq!(status, StatusCode::CREATED, "{report}");
     assert_eq!((&report["accepted"], &report["duplicates"]), (&json!(1), &json!(0)));
+
+    // A dry run finds duplicates as the import would: codes already held
+    // and codes repeated within the file, by row, never by value.
+    let file = "sku,code,face_value,currency\nACME-GIFT,ACME-DRY-0001,25.00,GBP\n\
+                ACME-GIFT,ACME-DRY-0003,25.00,GBP\nACME-GIFT,ACME-DRY-0003,25.00,GBP\n\
+                ACME-GIFT,ACME-DRY-0004,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&dry_run=true", file).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!((&report["accepted"], &report["duplicates"]), (&json!(2), &json!(2)), "{report}");
+    let rows: Vec<u64> = report["problems"].as_array().unwrap().iter().map(|p| p["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, vec![2, 4], "{report}");
+    assert!(!report.to_string().contains("ACME-DRY"), "{report}");
+    let (status, real) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{real}");
+    assert_eq!((&real["accepted"], &real["duplicates"]), (&report["accepted"], &report["duplicates"]), "the dry run foretold it: {real}");
 }
 }
 
