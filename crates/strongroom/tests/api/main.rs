@@ -17,6 +17,7 @@ mod browser;
 mod catalog;
 mod cli;
 mod conformance;
+mod crash;
 mod custom_roles;
 mod imports;
 mod integrity;
