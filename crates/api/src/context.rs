@@ -62,14 +62,27 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // A page that set its own (stricter or equal) policy keeps it.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
     response
+}
+
+/// A path as the audit log may keep it: a reveal link (`/v/…`) is a
+/// credential to a code, so only its route is kept.
+fn audited_path(path: &str) -> &str {
+    if path.starts_with("/v/") {
+        "/v/{link}"
+    } else {
+        path
+    }
 }
 
 /// Counts every request against its client address (a stricter bucket for
@@ -111,7 +124,7 @@ pub async fn limit_by_address(
                     None,
                     "request.rate_limited",
                     None,
-                    Some(path),
+                    Some(audited_path(path)),
                     strongroom_audit::Outcome::Denied,
                     Some(format!("{scope} limit for {addr}")),
                 );

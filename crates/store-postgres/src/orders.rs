@@ -379,16 +379,17 @@ impl OrderStore for PgCentralStore {
         rows.iter().map(order_from_row).collect()
     }
 
-    async fn use_link_view(&self, id: &str, now: i64) -> StoreResult<LinkView> {
+    async fn use_link_view(&self, id: &str, issued: i64, now: i64) -> StoreResult<LinkView> {
         // One statement: the decrement and its conditions are atomic.
         let counted: Option<i64> = sqlx::query_scalar(sql(&format!(
             "UPDATE {} SET link_views_left = link_views_left - 1 WHERE id = $1 \
              AND state = 'delivered' AND delivery = 'link' AND link_views_left > 0 \
-             AND link_expires_at > $2 RETURNING link_views_left",
+             AND link_expires_at > $2 AND link_expires_at = $3 RETURNING link_views_left",
             self.orders
         )))
         .bind(id)
         .bind(now)
+        .bind(issued)
         .fetch_optional(self.db.pool())
         .await
         .map_err(db_error("count reveal link view"))?;
@@ -406,6 +407,7 @@ impl OrderStore for PgCentralStore {
         .map_err(db_error("read reveal link"))?;
         Ok(match row {
             None => LinkView::Missing,
+            Some((_, expires)) if expires != issued => LinkView::Replaced,
             Some((_, expires)) if now >= expires => LinkView::Expired,
             Some(_) => LinkView::UsedUp,
         })

@@ -135,6 +135,9 @@ pub enum LinkView {
     UsedUp,
     /// Past its expiry.
     Expired,
+    /// A newer link was issued for the order (a redelivery): this one no
+    /// longer works.
+    Replaced,
     /// No delivered link order of that id.
     Missing,
 }
@@ -197,8 +200,9 @@ pub trait OrderStore: Send + Sync {
     async fn stale_reservations(&self, now: i64, limit: u32) -> StoreResult<Vec<OrderRecord>>;
 
     /// Counts one view of a delivered order's reveal link at `now`, if it
-    /// has views left and has not expired; atomically across nodes.
-    async fn use_link_view(&self, id: &str, now: i64) -> StoreResult<LinkView>;
+    /// is the order's current link (the one expiring at `expires_at`), has
+    /// views left and has not expired; atomically across nodes.
+    async fn use_link_view(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<LinkView>;
 
     /// Marks up to `limit` available vouchers whose code expired before
     /// `now` as expired, recording each transition. Returns how many.

@@ -343,10 +343,16 @@ impl ServerConfig {
         if !(1..=3650).contains(&v.archive_after_days) {
             anyhow::bail!("vouchers.archive_after_days must be between 1 and 3650");
         }
-        if let Some(url) = &v.public_url
-            && !(url.starts_with("https://") || url.starts_with("http://localhost"))
-        {
-            anyhow::bail!("vouchers.public_url must be an https:// address");
+        if let Some(url) = &v.public_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| anyhow::anyhow!("vouchers.public_url is not a URL: {e}"))?;
+            let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            let ok = parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback);
+            if !ok || parsed.host_str().is_none() {
+                anyhow::bail!(
+                    "vouchers.public_url must be an https:// address (plain http only on localhost)"
+                );
+            }
         }
         if self.limits.max_batch_items == 0 || self.limits.max_batch_items > 10_000 {
             anyhow::bail!("limits.max_batch_items must be between 1 and 10000");

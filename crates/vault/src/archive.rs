@@ -114,6 +114,9 @@ impl Vault {
                 .put_many(vec![(token.to_owned(), stored)])
                 .await?;
         }
+        // The archived copy must open before the live one goes: a damaged
+        // or planted record must not leave the code readable nowhere.
+        self.open_archived(&u, &rec).await?;
         self.stores.vault.delete(token).await?;
         Ok(())
     }
@@ -133,6 +136,15 @@ impl Vault {
             let ad = record_context(&rec.tenant, &rec.class, &rec.token, rec.key_version);
             return Ok(key.open(&ad, &envelope)?);
         }
+        self.open_archived(u, rec).await
+    }
+
+    /// Opens a record's archived envelope.
+    async fn open_archived(
+        &self,
+        u: &Unsealed,
+        rec: &SecretRecord,
+    ) -> Result<SecretBytes, VaultError> {
         let stored = self
             .stores
             .archive

@@ -1058,6 +1058,9 @@ impl Vault {
     }
 
     /// Re-opens (or extends) a secret's reveal window for `window_secs` from now.
+    /// A voucher's code or PIN from stock is refused here: it is re-opened
+    /// only through its order, under four eyes
+    /// ([`Vault::reactivate_on_request`]).
     pub async fn reactivate(
         &self,
         who: &Principal,
@@ -1066,11 +1069,68 @@ impl Vault {
         window_secs: u64,
         reason: &str,
     ) -> Result<SecretInfo, VaultError> {
+        self.reactivate_checked(who, ctx, token, window_secs, reason, None)
+            .await
+    }
+
+    /// Re-opens a voucher's code (or PIN) at the request of `requested_by`,
+    /// who must be someone other than `who`: the second pair of eyes.
+    pub async fn reactivate_on_request(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+        window_secs: u64,
+        reason: &str,
+        requested_by: &str,
+    ) -> Result<SecretInfo, VaultError> {
+        self.reactivate_checked(who, ctx, token, window_secs, reason, Some(requested_by))
+            .await
+    }
+
+    async fn reactivate_checked(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+        window_secs: u64,
+        reason: &str,
+        requested_by: Option<&str>,
+    ) -> Result<SecretInfo, VaultError> {
         let u = self.unsealed()?;
         const ACTION: &str = "secret.reactivate";
         let rec = self
             .authorize_on(&u, who, ctx, ACTION, Permission::Reactivate, token)
             .await?;
+        // Stock carries the product it belongs to in its metadata.
+        let stock = rec
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .is_some_and(|m| m.get("sku").is_some());
+        let refusal = match requested_by {
+            None if stock => Some(VaultError::Forbidden(
+                "re-opening a voucher's code alone: it is re-opened through its order, asked by support and approved by a security officer",
+            )),
+            Some(asker) if asker == who.id => Some(VaultError::Forbidden(
+                "approving a re-opening one asked for oneself",
+            )),
+            _ => None,
+        };
+        if let Some(e) = refusal {
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&rec.tenant),
+                    Some(token),
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
         let reason = reason.trim();
         let invalid = if window_secs == 0 || window_secs > self.config.max_reveal_window_secs {
             Some(format!(

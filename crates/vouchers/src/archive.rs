@@ -60,10 +60,21 @@ pub async fn archive_batch(
     let central = &vault.stores().central;
     let due = central.archivable(before, limit).await?;
     let mut archived = 0;
-    for order in &due {
+    'orders: for order in &due {
         let tokens = std::iter::once(&order.token).chain(order.pin_token.as_ref());
         for token in tokens {
-            vault.archive(who, ctx, &order.tenant, token).await?;
+            // One voucher that cannot be archived (its code deleted, say)
+            // must not hold up the others; it is logged and stays delivered.
+            if let Err(e) = vault.archive(who, ctx, &order.tenant, token).await {
+                if matches!(
+                    e,
+                    VaultError::Sealed | VaultError::AuditUnavailable | VaultError::Store(_)
+                ) {
+                    return Err(e.into());
+                }
+                tracing::error!(order = %order.id, code = e.code(), "could not archive a voucher");
+                continue 'orders;
+            }
         }
         let at = vault.clock().now_ms();
         if central

@@ -151,6 +151,8 @@ pub enum LinkRefusal {
     Expired,
     /// Opened as many times as allowed.
     UsedUp,
+    /// A newer link was sent for the order (a redelivery).
+    Replaced,
     /// The vault is sealed or a store failed: try again later.
     Unavailable,
 }
@@ -839,6 +841,21 @@ impl Orders {
             .await?;
             return Err(VoucherError::SamePerson);
         }
+        let reason = format!(
+            "order {id} re-opened: {} (asked by {})",
+            order.reopen_reason, order.reopen_requested_by
+        );
+        // Recorded before it takes effect (the request is used up here).
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            Some(reason.clone()),
+        )
+        .await?;
         if !self
             .vault
             .stores()
@@ -850,25 +867,15 @@ impl Orders {
                 "the re-opening of order {id} was decided meanwhile"
             )));
         }
-        let reason = format!(
-            "order {id} re-opened: {} (asked by {})",
-            order.reopen_reason, order.reopen_requested_by
-        );
         for token in order_tokens(&order) {
+            let (window, asker) = (
+                self.config.delivered_window_secs,
+                &order.reopen_requested_by,
+            );
             self.vault
-                .reactivate(who, ctx, token, self.config.delivered_window_secs, &reason)
+                .reactivate_on_request(who, ctx, token, window, &reason, asker)
                 .await?;
         }
-        self.audit(
-            ctx,
-            Some(who),
-            ACTION,
-            Some(&order.tenant),
-            Some(id),
-            Outcome::Allowed,
-            Some(reason),
-        )
-        .await?;
         let mut order = order;
         order.reopen_requested_by.clear();
         order.reopen_reason.clear();
@@ -923,10 +930,26 @@ impl Orders {
             .await?;
             return Err(VaultError::Dormant.into());
         }
+        // A new link has a new expiry (which its MAC covers), never the
+        // old one's: the old link then stops working.
         let link = (order.delivery == "link").then(|| {
             let ttl = self.config.link_ttl_secs;
-            (self.config.link_views, now.saturating_add(secs_ms(ttl)))
+            let expires = now
+                .saturating_add(secs_ms(ttl))
+                .max(order.link_expires_at.saturating_add(1));
+            (self.config.link_views, expires)
         });
+        // Recorded before the store changes anything (a fresh link's views).
+        self.audit(
+            ctx,
+            Some(who),
+            ACTION,
+            Some(&order.tenant),
+            Some(id),
+            Outcome::Allowed,
+            Some(reason.to_owned()),
+        )
+        .await?;
         let max = self.config.max_redeliveries_per_day;
         if !central
             .record_redelivery(&order, &who.id, reason, now, max, link)
@@ -945,16 +968,6 @@ impl Orders {
             .await?;
             return Err(VoucherError::RedeliveryLimit);
         }
-        self.audit(
-            ctx,
-            Some(who),
-            ACTION,
-            Some(&order.tenant),
-            Some(id),
-            Outcome::Allowed,
-            Some(reason.to_owned()),
-        )
-        .await?;
         let mut order = order;
         if let Some((views, expires)) = link {
             order.link_views_left = views;
@@ -981,13 +994,20 @@ impl Orders {
                 .await?;
             let batch = stale.len();
             for order in stale {
-                if self
+                // One order that cannot be released (its code deleted, say)
+                // must not hold up the others.
+                match self
                     .release(&system, ctx, &order, "reservation expired before delivery")
-                    .await?
-                    .is_some()
+                    .await
                 {
-                    released += 1;
-                    tracing::warn!(order = %order.id, "released a reservation never delivered");
+                    Ok(Some(_)) => {
+                        released += 1;
+                        tracing::warn!(order = %order.id, "released a reservation never delivered");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(order = %order.id, code = e.code(), "could not release a stale reservation");
+                    }
                 }
             }
             if batch < 100 {
@@ -1039,6 +1059,7 @@ impl Orders {
                 LinkRefusal::Invalid => "link.invalid",
                 LinkRefusal::Expired => "link.expired",
                 LinkRefusal::UsedUp => "link.used_up",
+                LinkRefusal::Replaced => "link.replaced",
                 LinkRefusal::Unavailable => "link.unavailable",
             };
             let event = self.vault.event(
@@ -1068,10 +1089,11 @@ impl Orders {
             return Err(refuse(LinkRefusal::Expired, Some(&id)).await);
         }
         let central = &self.vault.stores().central;
-        match central.use_link_view(&id, now).await {
+        match central.use_link_view(&id, claim.expires_at(), now).await {
             Ok(LinkView::Counted(_)) => {}
             Ok(LinkView::UsedUp) => return Err(refuse(LinkRefusal::UsedUp, Some(&id)).await),
             Ok(LinkView::Expired) => return Err(refuse(LinkRefusal::Expired, Some(&id)).await),
+            Ok(LinkView::Replaced) => return Err(refuse(LinkRefusal::Replaced, Some(&id)).await),
             Ok(LinkView::Missing) => return Err(refuse(LinkRefusal::Invalid, Some(&id)).await),
             Err(_) => return Err(LinkRefusal::Unavailable),
         }

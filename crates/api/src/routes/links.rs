@@ -104,7 +104,7 @@ fn shown(p: &LinkPage) -> Result<String, StatusCode> {
     responses(
         (status = 200, description = "A page showing the code (each view counts; HEAD does not)", content_type = "text/html", body = String),
         (status = 404, description = "A page saying the link is not valid", content_type = "text/html", body = String),
-        (status = 410, description = "A page saying the link has expired or been used up", content_type = "text/html", body = String),
+        (status = 410, description = "A page saying the link has expired, been used up or been replaced by a newer one", content_type = "text/html", body = String),
         (status = 503, description = "A page asking to try again later (the vault is sealed or unavailable)", content_type = "text/html", body = String)
     )
 )]
@@ -138,6 +138,11 @@ pub async fn open(
             StatusCode::GONE,
             "This link has been used up",
             "It has been opened as many times as allowed. Please contact the shop's customer support.",
+        ),
+        Err(LinkRefusal::Replaced) => refused(
+            StatusCode::GONE,
+            "This link has been replaced",
+            "A newer link was sent for this voucher; please use that one.",
         ),
         Err(LinkRefusal::Unavailable) => refused(
             StatusCode::SERVICE_UNAVAILABLE,

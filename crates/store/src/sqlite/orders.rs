@@ -445,7 +445,7 @@ impl OrderStore for SqliteCentralStore {
         })
     }
 
-    async fn use_link_view(&self, id: &str, now: i64) -> StoreResult<LinkView> {
+    async fn use_link_view(&self, id: &str, issued: i64, now: i64) -> StoreResult<LinkView> {
         let id = id.to_owned();
         self.db
             .write(move |conn| {
@@ -462,6 +462,9 @@ impl OrderStore for SqliteCentralStore {
                 let Some((left, expires)) = row else {
                     return Ok(LinkView::Missing);
                 };
+                if expires != issued {
+                    return Ok(LinkView::Replaced);
+                }
                 if now >= expires {
                     return Ok(LinkView::Expired);
                 }

@@ -528,6 +528,9 @@ async fn archive_then_redeliver_returns_the_same_code_after_four_eyes(store) {
     let (status, body) = support.post(&format!("/v1/orders/{id}/reopen"), json!({"reason": "ticket 4411: never received"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let officer = h.approver().await;
+    // An officer alone cannot re-open a voucher's code around the order.
+    let (status, body) = officer.post(&format!("/v1/secrets/{token}/reactivate"), json!({"window_secs": 600, "reason": "alone"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "auth.forbidden"), "{body}");
     let (status, body) = officer.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = officer.post(&format!("/v1/orders/{id}/reopen/approve"), json!({})).await;
@@ -576,7 +579,13 @@ async fn a_link_order_is_redelivered_with_a_fresh_link(store) {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["link_views_left"], 3, "{again}");
     let fresh = again["link"].as_str().unwrap();
+    assert_ne!(fresh, link);
     let page = h.http.get(fresh).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("RELINK-CODE-0001"), "{page}");
+    // The old link is not revived by the redelivery's fresh views.
+    let old = h.http.get(&link).send().await.unwrap();
+    assert_eq!(old.status(), StatusCode::GONE);
+    let page = old.text().await.unwrap();
+    assert!(page.contains("replaced") && !page.contains("RELINK-CODE"), "{page}");
 }
 }
