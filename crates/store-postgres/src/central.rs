@@ -641,8 +641,11 @@ impl CentralStore for PgCentralStore {
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
                  $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], \
                  $12::bigint[]) \
-             ON CONFLICT (token) DO NOTHING RETURNING token",
-            self.vouchers
+             ON CONFLICT (token) DO UPDATE SET import_id = excluded.import_id, \
+                 state = excluded.state WHERE {v}.state = 'staged' AND {v}.tenant = excluded.tenant \
+             RETURNING token",
+            self.vouchers,
+            v = self.vouchers
         )))
         .bind(column(|v| v.id.clone()))
         .bind(column(|v| v.tenant.clone()))

@@ -631,4 +631,50 @@ impl OrderStore for PgCentralStore {
         tx.commit().await.map_err(e)?;
         Ok(true)
     }
+
+    async fn promote_staged(&self, import_id: &str, tenant: &str) -> StoreResult<u64> {
+        let done = sqlx::query(sql(&format!(
+            "UPDATE {} SET state = 'available' \
+             WHERE import_id = $1 AND tenant = $2 AND state = 'staged'",
+            self.vouchers
+        )))
+        .bind(import_id)
+        .bind(tenant)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("stock an import"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn staged(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Option<String>)>> {
+        sqlx::query_as(sql(&format!(
+            "SELECT id, token, pin_token FROM {} \
+             WHERE import_id = $1 AND tenant = $2 AND state = 'staged' LIMIT $3",
+            self.vouchers
+        )))
+        .bind(import_id)
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(db_error("read staged vouchers"))
+    }
+
+    async fn remove_staged(&self, import_id: &str, ids: &[String]) -> StoreResult<u64> {
+        let done = sqlx::query(sql(&format!(
+            "DELETE FROM {} WHERE id = ANY($1) AND import_id = $2 AND state = 'staged'",
+            self.vouchers
+        )))
+        .bind(ids)
+        .bind(import_id)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("remove staged vouchers"))?;
+        Ok(done.rows_affected())
+    }
 }

@@ -291,6 +291,8 @@ const CENTRAL: &[&str] = &[
      CREATE INDEX vouchers_expiry ON {schema}.vouchers (state, expires_at);
      GRANT SELECT, INSERT, UPDATE ON {schema}.orders TO {role};
      GRANT SELECT, INSERT ON {schema}.voucher_events TO {role};
+     -- An all-or-nothing import that stocks nothing removes what it staged.
+     GRANT DELETE ON {schema}.vouchers TO {role};
      GRANT USAGE ON SEQUENCE {schema}.voucher_events_seq_seq TO {role}",
 ];
 

@@ -247,6 +247,23 @@ pub trait OrderStore: Send + Sync {
     /// if another decision came first.
     async fn clear_reopen(&self, id: &str, tenant: &str, by: &str) -> StoreResult<bool>;
 
+    /// Makes the vouchers an all-or-nothing import staged available, in one
+    /// transaction. Returns how many.
+    async fn promote_staged(&self, import_id: &str, tenant: &str) -> StoreResult<u64>;
+
+    /// Up to `limit` vouchers an import staged: (voucher id, code token,
+    /// PIN token).
+    async fn staged(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Option<String>)>>;
+
+    /// Removes staged vouchers (an all-or-nothing import that stocks
+    /// nothing); only rows still staged by `import_id`.
+    async fn remove_staged(&self, import_id: &str, ids: &[String]) -> StoreResult<u64>;
+
     /// Records a redelivery of a delivered order's voucher (event kind
     /// `redelivery`), unless `max_per_day` were recorded for the voucher in
     /// the 24 hours before `at`; with `link`, the order gets a fresh reveal

@@ -409,7 +409,9 @@ pub trait CentralStore: crate::OrderStore {
 
     /// Adds vouchers, each in its own right: one per token. Returns, per
     /// record, whether it was added (false: a voucher with that token
-    /// already exists).
+    /// already exists). A voucher still `staged` by an import that never
+    /// finished is taken over instead (its import and state replaced): the
+    /// same file run again finishes that import's work.
     async fn insert_vouchers(&self, vouchers: Vec<VoucherRecord>) -> StoreResult<Vec<bool>>;
 
     /// Records an import job, or its new counts and status.

@@ -141,6 +141,10 @@ pub enum VouchersCommand {
         /// Check every row and report, store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Stock the file only if every row is accepted; if any is refused,
+        /// stock none of it.
+        #[arg(long)]
+        all_or_nothing: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -1057,6 +1057,77 @@ impl Vault {
         Ok(())
     }
 
+    /// Erases the codes (and PINs) an all-or-nothing import stored before it
+    /// found a refused row: only secrets of `tenant` that import stored
+    /// (their metadata names it) and that were never revealable. Needs
+    /// `vouchers:import`; one audit record for them all, before any goes.
+    pub async fn discard_imported(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        tenant: &str,
+        import_id: &str,
+        tokens: &[&str],
+    ) -> Result<(), VaultError> {
+        let u = self.unsealed()?;
+        const ACTION: &str = "secret.discard_import";
+        let mut checked = who.require(Permission::ImportVouchers);
+        let mut records = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            if checked.is_err() {
+                break;
+            }
+            let found = self
+                .stores
+                .central
+                .get_secret(token, &TenantScope::one(tenant))
+                .await?
+                .found();
+            let ours = found.filter(|rec| {
+                let named = rec
+                    .metadata
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                    .and_then(|m| m.get("import").and_then(|i| i.as_str().map(str::to_owned)));
+                rec.state == SecretState::Active
+                    && rec.window_closes_at <= rec.created_at
+                    && named.as_deref() == Some(import_id)
+            });
+            match ours {
+                Some(rec) => records.push(rec),
+                None => {
+                    checked = Err(VaultError::Forbidden(
+                        "discarding a secret that import did not store",
+                    ))
+                }
+            }
+        }
+        let (outcome, reason) = match &checked {
+            Ok(()) => (
+                Outcome::Allowed,
+                format!("{} secrets of an import that stocked nothing", tokens.len()),
+            ),
+            Err(e) => (Outcome::Denied, e.code().to_owned()),
+        };
+        u.audit
+            .append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(tenant),
+                Some(import_id),
+                outcome,
+                Some(reason),
+            ))
+            .await?;
+        checked?;
+        for rec in records {
+            self.stores.vault.delete(&rec.token).await?;
+            self.stores.central.mark_deleted(&rec.token, tenant).await?;
+        }
+        Ok(())
+    }
+
     /// Re-opens (or extends) a secret's reveal window for `window_secs` from now.
     /// A voucher's code or PIN from stock is refused here: it is re-opened
     /// only through its order, under four eyes

@@ -62,6 +62,10 @@ pub struct ImportOptions {
     pub retailer: String,
     /// Check every row, store nothing.
     pub dry_run: bool,
+    /// Stock every row or none: valid rows are staged (not yet stock) and
+    /// made available together at the end, or erased if any row was
+    /// refused.
+    pub all_or_nothing: bool,
 }
 
 /// One refused row.
@@ -80,7 +84,8 @@ pub struct RowProblem {
 pub struct ImportReport {
     /// The job's id.
     pub import_id: String,
-    /// `completed`, `dry_run` or `failed`.
+    /// `completed`, `dry_run`, `discarded` (all or nothing, and a row was
+    /// refused: nothing stocked) or `failed`.
     pub status: String,
     /// Data rows read.
     pub rows: u64,
@@ -124,6 +129,7 @@ pub struct ImportJob {
     ctx: RequestContext,
     record: ImportRecord,
     dry_run: bool,
+    all_or_nothing: bool,
     products: Vec<ProductRecord>,
     by_sku: HashMap<String, usize>,
     columns: Option<Columns>,
@@ -254,6 +260,7 @@ impl ImportJob {
             ctx: ctx.clone(),
             record,
             dry_run: options.dry_run,
+            all_or_nothing: options.all_or_nothing,
             products,
             by_sku,
             columns: None,
@@ -598,7 +605,12 @@ impl ImportJob {
                 pin_token: pin_tokens.get_mut(i).and_then(Option::take),
                 expires_at,
                 serial,
-                state: "available".into(),
+                state: if self.all_or_nothing {
+                    "staged"
+                } else {
+                    "available"
+                }
+                .into(),
                 import_id: import_id.clone(),
                 created_at: now,
             });
@@ -699,6 +711,18 @@ impl ImportJob {
         self.record.finished_at = self.vault.clock().now_ms();
         if !self.dry_run {
             self.record.status = "completed".into();
+            if self.all_or_nothing {
+                let central = &self.vault.stores().central;
+                if self.record.rejected + self.record.duplicates == 0 {
+                    central
+                        .promote_staged(&self.record.id, &self.record.tenant)
+                        .await?;
+                } else {
+                    self.discard_staged().await?;
+                    self.record.status = "discarded".into();
+                    self.record.accepted = 0;
+                }
+            }
             self.vault
                 .stores()
                 .central
@@ -731,8 +755,37 @@ impl ImportJob {
         })
     }
 
-    /// Marks the job failed (after an error that stopped it).
+    /// Erases what an all-or-nothing import staged: its vouchers and the
+    /// codes and PINs behind them.
+    async fn discard_staged(&self) -> Result<(), VoucherError> {
+        let central = &self.vault.stores().central;
+        let (id, tenant) = (&self.record.id, &self.record.tenant);
+        loop {
+            let staged = central.staged(id, tenant, BATCH_ROWS as u32).await?;
+            if staged.is_empty() {
+                return Ok(());
+            }
+            let tokens: Vec<&str> = staged
+                .iter()
+                .flat_map(|(_, code, pin)| std::iter::once(code.as_str()).chain(pin.as_deref()))
+                .collect();
+            self.vault
+                .discard_imported(&self.who, &self.ctx, tenant, id, &tokens)
+                .await?;
+            let ids: Vec<String> = staged.into_iter().map(|(v, _, _)| v).collect();
+            central.remove_staged(id, &ids).await?;
+        }
+    }
+
+    /// Marks the job failed (after an error that stopped it); an
+    /// all-or-nothing import erases what it staged.
     pub async fn fail(&mut self, why: &str) {
+        if self.all_or_nothing
+            && !self.dry_run
+            && let Err(e) = self.discard_staged().await
+        {
+            tracing::error!(error = %e, import = %self.record.id, "could not erase what a failed all-or-nothing import staged");
+        }
         self.record.status = "failed".into();
         self.record.finished_at = self.vault.clock().now_ms();
         if !self.dry_run

@@ -73,7 +73,8 @@ pub struct Problem {
 pub struct ImportResult {
     /// The job's id.
     pub import_id: String,
-    /// `completed` or `dry_run`.
+    /// `completed`, `dry_run`, or `discarded` (all or nothing, and a row
+    /// was refused: nothing was stocked).
     pub status: String,
     /// Data rows read.
     pub rows: u64,
@@ -128,13 +129,14 @@ enum Parsed {
     params(
         ("retailer" = String, Query, description = "The retailer whose codes the file holds, by id or name"),
         ("tenant" = Option<String>, Query, description = "Tenant; may be left out by a caller bound to one"),
-        ("dry_run" = Option<bool>, Query, description = "Check every row, store nothing")
+        ("dry_run" = Option<bool>, Query, description = "Check every row, store nothing"),
+        ("all_or_nothing" = Option<bool>, Query, description = "Stock every valid row only if no row is refused; otherwise stock none")
     ),
     request_body(content = String, content_type = "text/csv", description = "Header row `sku,code,face_value,currency[,pin,expires_at,serial]`, then one voucher per row"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Imported: the report", body = ImportResult),
-        (status = 200, description = "Dry run: the report of what would be imported", body = ImportResult),
+        (status = 200, description = "Dry run: the report of what would be imported; or all or nothing with a refused row (`status: discarded`): the report, nothing stocked", body = ImportResult),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, description = "`catalog.not_found`: no such retailer in the tenant", body = crate::openapi::ErrorBody)
     )
@@ -152,10 +154,16 @@ pub async fn import(
         Some("true") => true,
         Some(_) => return Err(ApiError::invalid("dry_run is true or false")),
     };
+    let all_or_nothing = match query.get("all_or_nothing").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("all_or_nothing is true or false")),
+    };
     let options = ImportOptions {
         tenant: query.get("tenant").cloned(),
         retailer: query.get("retailer").cloned().unwrap_or_default(),
         dry_run,
+        all_or_nothing,
     };
     let Ok(_permit) = state.import_permits.clone().try_acquire_owned() else {
         return Err(ApiError::rate_limited(5));
@@ -277,7 +285,7 @@ pub async fn import(
         return Err(e.into());
     }
     let report = job.finish().await?;
-    let status = if dry_run {
+    let status = if dry_run || report.status == "discarded" {
         StatusCode::OK
     } else {
         StatusCode::CREATED

@@ -644,7 +644,9 @@ impl CentralStore for SqliteCentralStore {
                             "INSERT INTO vouchers (id, tenant, product_id, face_value, currency, token, \
                              pin_token, expires_at, serial, state, import_id, created_at) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                             ON CONFLICT (token) DO NOTHING",
+                             ON CONFLICT (token) DO UPDATE SET import_id = excluded.import_id, \
+                             state = excluded.state WHERE vouchers.state = 'staged' \
+                             AND vouchers.tenant = excluded.tenant",
                         )
                         .map_err(StoreError::backend("insert vouchers"))?;
                     for v in &vouchers {

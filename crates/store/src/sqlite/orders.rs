@@ -724,4 +724,63 @@ impl OrderStore for SqliteCentralStore {
             })
             .await
     }
+
+    async fn promote_staged(&self, import_id: &str, tenant: &str) -> StoreResult<u64> {
+        let (import_id, tenant) = (import_id.to_owned(), tenant.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE vouchers SET state = 'available' \
+                     WHERE import_id = ?1 AND tenant = ?2 AND state = 'staged'",
+                    params![import_id, tenant],
+                )
+                .map(|n| n as u64)
+                .map_err(StoreError::backend("stock an import"))
+            })
+            .await
+    }
+
+    async fn staged(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Option<String>)>> {
+        self.db.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, token, pin_token FROM vouchers \
+                     WHERE import_id = ?1 AND tenant = ?2 AND state = 'staged' LIMIT ?3",
+                )
+                .map_err(StoreError::backend("read staged vouchers"))?;
+            let rows = stmt
+                .query_map(params![import_id, tenant, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(StoreError::backend("read staged vouchers"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::backend("read staged vouchers"))
+        })
+    }
+
+    async fn remove_staged(&self, import_id: &str, ids: &[String]) -> StoreResult<u64> {
+        let (import_id, ids) = (import_id.to_owned(), ids.to_vec());
+        self.db
+            .write(move |conn| {
+                let mut removed = 0;
+                let mut stmt = conn
+                    .prepare_cached(
+                        "DELETE FROM vouchers WHERE id = ?1 AND import_id = ?2 AND state = 'staged'",
+                    )
+                    .map_err(StoreError::backend("remove staged vouchers"))?;
+                for id in ids {
+                    removed += stmt
+                        .execute(params![id, import_id])
+                        .map_err(StoreError::backend("remove staged vouchers"))?
+                        as u64;
+                }
+                Ok(removed)
+            })
+            .await
+    }
 }

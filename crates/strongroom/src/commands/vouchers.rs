@@ -21,6 +21,7 @@ pub async fn run(cmd: VouchersCommand) -> Result<i32> {
             retailer,
             tenant,
             dry_run,
+            all_or_nothing,
             client,
         } => {
             let c = Client::new(&client, "stock_manager")?;
@@ -48,6 +49,9 @@ pub async fn run(cmd: VouchersCommand) -> Result<i32> {
             }
             if dry_run {
                 query.push_str("&dry_run=true");
+            }
+            if all_or_nothing {
+                query.push_str("&all_or_nothing=true");
             }
             let answer = c
                 .upload(
@@ -258,6 +262,9 @@ fn print_report(report: &Value, dry_run: bool) -> i32 {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    if report.get("status").and_then(Value::as_str) == Some("discarded") {
+        println!("\n  All or nothing: rows were refused, so none of the file was stocked.");
+    }
     if !problems.is_empty() {
         println!("\n  row  column       reason");
         for p in problems.iter().take(SHOWN_PROBLEMS) {

@@ -371,3 +371,107 @@ async fn a_file_of_several_batches_is_stored_exactly_once(store) {
     assert_eq!(line(&r, "ACME-GIFT", 2500)["available"], 2498);
 }
 }
+
+on_each_backend! {
+async fn all_or_nothing_stocks_every_row_or_none(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let available = |report: &Value| {
+        report["lines"].as_array().unwrap().iter()
+            .find(|l| l["face_value"] == 2500).unwrap()["available"].clone()
+    };
+    // One refused row: nothing of the file is stocked, and its codes are
+    // erased from the vault (so a corrected file imports them).
+    let bad = "sku,code,pin,face_value,currency\nACME-GIFT,AON-0001-AAAA,1111,25.00,GBP\n\
+               ACME-GIFT,AON-0002-BBBB,,25.00,GBP\nACME-GIFT,AON-0003-CCCC,,99.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&all_or_nothing=true", bad).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["status"], "discarded", "{report}");
+    assert_eq!((&report["accepted"], &report["rejected"]), (&json!(0), &json!(1)), "{report}");
+    let (_, stock_report) = stock.get("/v1/stock").await;
+    assert_eq!(available(&stock_report), 0, "{stock_report}");
+    assert!(h.audit_rows().await.iter().any(|(_, b, _)| b.contains("secret.discard_import")));
+
+    let good = "sku,code,pin,face_value,currency\nACME-GIFT,AON-0001-AAAA,1111,25.00,GBP\n\
+                ACME-GIFT,AON-0002-BBBB,,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&all_or_nothing=true", good).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!((&report["status"], &report["accepted"], &report["duplicates"]), (&json!("completed"), &json!(2), &json!(0)), "{report}");
+    let (_, stock_report) = stock.get("/v1/stock").await;
+    assert_eq!(available(&stock_report), 2, "{stock_report}");
+
+    // A duplicate is a refused row too: the new code with it is not stocked.
+    let dup = "sku,code,face_value,currency\nACME-GIFT,AON-0004-DDDD,25.00,GBP\nACME-GIFT,AON-0002-BBBB,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&all_or_nothing=true", dup).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!((&report["status"], &report["duplicates"]), (&json!("discarded"), &json!(1)), "{report}");
+    let (_, stock_report) = stock.get("/v1/stock").await;
+    assert_eq!(available(&stock_report), 2, "{stock_report}");
+    let (status, report) = upload(&stock, "retailer=Acme", "sku,code,face_value,currency\nACME-GIFT,AON-0004-DDDD,25.00,GBP\n").await;
+    assert_eq!((status, &report["accepted"]), (StatusCode::CREATED, &json!(1)), "{report}");
+}
+}
+
+on_each_backend! {
+async fn an_interrupted_all_or_nothing_import_is_taken_over_by_running_it_again(store) {
+    use strongroom_store::{ImportRecord, VoucherRecord};
+    use strongroom_vault::{NewSecret, OnDuplicate, RequestContext, SecretBytes};
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let (_, me) = stock.get("/v1/auth/whoami").await;
+    let stock_id = me["id"].as_str().unwrap().to_owned();
+    let (_, retailers) = stock.get("/v1/retailers").await;
+    let retailer_id = retailers["retailers"][0]["id"].as_str().unwrap().to_owned();
+    let (_, products) = stock.get("/v1/products").await;
+    let product_id = products["products"][0]["id"].as_str().unwrap().to_owned();
+    let central = h.server.vault.stores().central.clone();
+    central
+        .put_import(ImportRecord {
+            id: "im_staging".into(), tenant: "dev".into(), retailer_id, status: "running".into(),
+            rows: 0, accepted: 0, rejected: 0, duplicates: 0, created_by: stock_id.clone(),
+            created_at: 0, finished_at: 0,
+        })
+        .await
+        .unwrap();
+    // It had stored one code and staged its voucher when it stopped.
+    let who = strongroom_vault::Principal {
+        id: stock_id, name: "stock-1".into(), roles: vec!["stock_manager".into()],
+        permissions: strongroom_vault::Role::StockManager.permissions(),
+        tenants: vec!["dev".into()], human: false, mfa_recent: false,
+    };
+    let mut provenance = serde_json::Map::new();
+    provenance.insert("import".into(), "im_staging".into());
+    provenance.insert("sku".into(), "ACME-GIFT".into());
+    let stored = h.server.vault
+        .tokenize(&who, &RequestContext::default(), NewSecret {
+            tenant: Some("dev".into()), class: "voucher_code".into(),
+            value: SecretBytes::new(b"ACME-STAGED-0001".to_vec()), metadata: Some(provenance),
+            reveal_window_secs: Some(0), on_duplicate: OnDuplicate::Reject,
+        })
+        .await
+        .unwrap();
+    let added = central
+        .insert_vouchers(vec![VoucherRecord {
+            id: "vc_staged".into(), tenant: "dev".into(), product_id, face_value: 2500,
+            currency: "GBP".into(), token: stored.token, pin_token: None, expires_at: None,
+            serial: None, state: "staged".into(), import_id: "im_staging".into(), created_at: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(added, vec![true]);
+    let available = || async {
+        let (_, report) = stock.get("/v1/stock").await;
+        report["lines"].as_array().unwrap().iter()
+            .find(|l| l["face_value"] == 2500).unwrap()["available"].clone()
+    };
+    assert_eq!(available().await, 0, "staged is not stock");
+
+    let file = "sku,code,face_value,currency\nACME-GIFT,ACME-STAGED-0001,25.00,GBP\nACME-GIFT,ACME-STAGED-0002,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme&all_or_nothing=true", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!((&report["status"], &report["accepted"], &report["duplicates"]), (&json!("completed"), &json!(2), &json!(0)), "{report}");
+    assert_eq!(available().await, 2, "both codes in stock, once each");
+    let (_, again) = upload(&stock, "retailer=Acme&dry_run=true", file).await;
+    assert_eq!(again["duplicates"], 2, "{again}");
+}
+}
