@@ -589,3 +589,32 @@ async fn a_link_order_is_redelivered_with_a_fresh_link(store) {
     assert!(page.contains("replaced") && !page.contains("RELINK-CODE"), "{page}");
 }
 }
+
+on_each_backend! {
+async fn stock_past_its_expiry_is_marked_expired_and_never_sold(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = catalogue(&h, 0).await;
+    let tomorrow = time::OffsetDateTime::from_unix_timestamp(h.clock.now_ms() / 1000 + 86_400)
+        .unwrap()
+        .date()
+        .to_string();
+    import(&stock, &[("EXPIRING-CODE-001".into(), &tomorrow, ""), ("LASTING-CODE-0001".into(), "2099-01-01", "")]).await;
+    h.clock.advance_secs(3 * 86_400);
+    let orders = strongroom_vouchers::Orders::new(h.server.vault.clone(), Default::default());
+    let ctx = RequestContext { request_id: "test".into(), client_addr: None };
+    assert_eq!(orders.expire_stock(&ctx).await.unwrap(), 1);
+    assert_eq!(orders.expire_stock(&ctx).await.unwrap(), 0, "once");
+    // The order gets the code that has not expired, though the other expired first.
+    let shop = storefront(&h).await;
+    let (status, o) = shop.post("/v1/orders", order("exp-x", "code")).await;
+    assert_eq!((status, &o["code"]), (StatusCode::CREATED, &json!("LASTING-CODE-0001")), "{o}");
+    let (status, body) = shop.post("/v1/orders", order("exp-y", "code")).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "order.out_of_stock"), "{body}");
+    let stock = h.principal("stock-2", &["stock_manager"], &["dev"]).await;
+    let (_, report) = stock.get("/v1/stock").await;
+    let line = report["lines"].as_array().unwrap().iter().find(|l| l["face_value"] == 2500).unwrap().clone();
+    assert_eq!((&line["expired"], &line["available"], &line["delivered"]), (&json!(1), &json!(0), &json!(1)), "{line}");
+    let rows = h.audit_rows().await;
+    assert!(rows.iter().any(|(_, b, _)| b.contains("\"voucher.expire\"") && b.contains("system:expiry")));
+}
+}
