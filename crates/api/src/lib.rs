@@ -172,6 +172,7 @@ fn documented_routes(
         .routes(routes!(catalog::add_product, catalog::products))
         .routes(routes!(catalog::product))
         .routes(routes!(imports::import))
+        .routes(routes!(imports::void))
         .routes(routes!(catalog::stock))
         .routes(routes!(orders::place, orders::list))
         .routes(routes!(orders::get))

@@ -677,4 +677,35 @@ impl OrderStore for PgCentralStore {
         .map_err(db_error("remove staged vouchers"))?;
         Ok(done.rows_affected())
     }
+
+    async fn void_import(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        actor: &str,
+        reason: &str,
+        at: i64,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(sql(&format!(
+            "WITH held AS (
+                 SELECT id, state FROM {v} WHERE import_id = $1 AND tenant = $2
+                     AND state IN ('available', 'expired') FOR UPDATE),
+             voided AS (
+                 UPDATE {v} SET state = 'voided' FROM held WHERE {v}.id = held.id
+                 RETURNING {v}.id, held.state AS was)
+             INSERT INTO {ev} (voucher_id, tenant, at, actor, from_state, to_state, reason)
+             SELECT id, $2, $3, $4, was, 'voided', $5 FROM voided",
+            v = self.vouchers,
+            ev = self.voucher_events
+        )))
+        .bind(import_id)
+        .bind(tenant)
+        .bind(at)
+        .bind(actor)
+        .bind(format!("import {import_id} voided: {reason}"))
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("void vouchers"))?;
+        Ok(done.rows_affected())
+    }
 }

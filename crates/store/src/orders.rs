@@ -247,6 +247,18 @@ pub trait OrderStore: Send + Sync {
     /// if another decision came first.
     async fn clear_reopen(&self, id: &str, tenant: &str, by: &str) -> StoreResult<bool>;
 
+    /// Voids every voucher of an import of `tenant` that is still in stock
+    /// (available, or expired), recording each with `reason`. Returns how
+    /// many.
+    async fn void_import(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        actor: &str,
+        reason: &str,
+        at: i64,
+    ) -> StoreResult<u64>;
+
     /// Makes the vouchers an all-or-nothing import staged available, in one
     /// transaction. Returns how many.
     async fn promote_staged(&self, import_id: &str, tenant: &str) -> StoreResult<u64>;

@@ -178,3 +178,47 @@ pub async fn report(
         expiring_within_days,
     })
 }
+
+/// Voids every voucher of an import still in stock (a retailer recalled the
+/// file's codes): they leave stock for good, each with `reason` in its
+/// history. Needs `catalog:manage`. Returns how many.
+pub async fn void_import(
+    vault: &Arc<Vault>,
+    who: &Principal,
+    ctx: &RequestContext,
+    tenant: Option<&str>,
+    import_id: &str,
+    reason: &str,
+) -> Result<u64, VoucherError> {
+    const ACTION: &str = "voucher.void";
+    crate::guard::require(vault, ctx, who, ACTION, Permission::ManageCatalog).await?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(VoucherError::Invalid(
+            "reason is required (1 to 500 characters, without control characters)".into(),
+        ));
+    }
+    let tenant = who.resolve_tenant(tenant)?;
+    let central = &vault.stores().central;
+    if central.import_by_id(&tenant, import_id).await?.is_none() {
+        return Err(VoucherError::NotFound(
+            "no import of that id in this tenant",
+        ));
+    }
+    let why = Some(reason.to_owned());
+    crate::guard::record(
+        vault,
+        ctx,
+        Some(who),
+        ACTION,
+        Some(&tenant),
+        Some(import_id),
+        Outcome::Allowed,
+        why,
+    )
+    .await?;
+    let now = vault.clock().now_ms();
+    Ok(central
+        .void_import(import_id, &tenant, &who.id, reason, now)
+        .await?)
+}

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strongroom_vouchers::{ImportJob, ImportOptions, ImportReport, VoucherError};
 use utoipa::ToSchema;
 
@@ -291,4 +291,57 @@ pub async fn import(
         StatusCode::CREATED
     };
     Ok((status, Json(report.into())))
+}
+
+/// Body of `POST /v1/imports/{id}/void`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidImport {
+    /// Tenant; may be left out by a caller bound to one.
+    tenant: Option<String>,
+    /// Why, for each voucher's history (e.g. "recalled by the retailer").
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+/// `POST /v1/imports/{id}/void`.
+#[derive(Serialize, ToSchema)]
+pub struct Voided {
+    /// Vouchers taken out of stock.
+    pub voided: u64,
+}
+
+/// `POST /v1/imports/{id}/void`: takes every voucher of an import still in
+/// stock out of it for good (a retailer recalled the file's codes).
+#[utoipa::path(
+    post,
+    path = "/v1/imports/{id}/void",
+    tag = "catalog",
+    request_body = VoidImport,
+    params(("id" = String, Path, description = "The import's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Voided", body = Voided),
+        (status = 400, response = crate::openapi::Invalid),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`catalog.not_found`: no such import in the tenant", body = crate::openapi::ErrorBody)
+    )
+)]
+pub async fn void(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    crate::json::ApiJson(body): crate::json::ApiJson<VoidImport>,
+) -> Result<Json<Voided>, ApiError> {
+    let voided = strongroom_vouchers::stock::void_import(
+        &state.vault,
+        &who,
+        &ctx,
+        body.tenant.as_deref(),
+        &id,
+        &body.reason,
+    )
+    .await?;
+    Ok(Json(Voided { voided }))
 }

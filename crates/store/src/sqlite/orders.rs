@@ -783,4 +783,51 @@ impl OrderStore for SqliteCentralStore {
             })
             .await
     }
+
+    async fn void_import(
+        &self,
+        import_id: &str,
+        tenant: &str,
+        actor: &str,
+        reason: &str,
+        at: i64,
+    ) -> StoreResult<u64> {
+        let (import_id, tenant) = (import_id.to_owned(), tenant.to_owned());
+        let (actor, reason) = (actor.to_owned(), reason.to_owned());
+        self.db
+            .write(move |conn| {
+                let held: Vec<(String, String)> = {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT id, state FROM vouchers WHERE import_id = ?1 AND tenant = ?2 \
+                             AND state IN ('available', 'expired')",
+                        )
+                        .map_err(StoreError::backend("void vouchers"))?;
+                    let rows = stmt
+                        .query_map(params![import_id, tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(StoreError::backend("void vouchers"))?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                        .map_err(StoreError::backend("void vouchers"))?
+                };
+                let mut voided = 0;
+                for (voucher_id, state) in held {
+                    let event = VoucherEvent {
+                        kind: "transition".into(),
+                        voucher_id,
+                        tenant: tenant.clone(),
+                        at,
+                        actor: actor.clone(),
+                        from_state: state,
+                        to_state: "voided".into(),
+                        reason: format!("import {import_id} voided: {reason}"),
+                        order_id: None,
+                    };
+                    if move_voucher(conn, &event, None)? {
+                        voided += 1;
+                    }
+                }
+                Ok(voided)
+            })
+            .await
+    }
 }

@@ -475,3 +475,29 @@ async fn an_interrupted_all_or_nothing_import_is_taken_over_by_running_it_again(
     assert_eq!(again["duplicates"], 2, "{again}");
 }
 }
+
+on_each_backend! {
+async fn a_recalled_import_is_voided_out_of_stock(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = stocked(&h).await;
+    let file = "sku,code,face_value,currency\nACME-GIFT,RECALL-0001,25.00,GBP\nACME-GIFT,RECALL-0002,25.00,GBP\n";
+    let (status, report) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    let id = report["import_id"].as_str().unwrap().to_owned();
+    let support = h.principal("support-1", &["support"], &["dev"]).await;
+    let (status, body) = support.post(&format!("/v1/imports/{id}/void"), json!({"reason": "recalled"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = stock.post("/v1/imports/im_nosuch/void", json!({"reason": "recalled"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "catalog.not_found"), "{body}");
+    let (status, body) = stock.post(&format!("/v1/imports/{id}/void"), json!({"reason": "recalled by Acme"})).await;
+    assert_eq!((status, &body["voided"]), (StatusCode::OK, &json!(2)), "{body}");
+    let (_, again) = stock.post(&format!("/v1/imports/{id}/void"), json!({"reason": "twice"})).await;
+    assert_eq!(again["voided"], 0, "{again}");
+    let (_, report) = stock.get("/v1/stock").await;
+    let line = report["lines"].as_array().unwrap().iter().find(|l| l["face_value"] == 2500).unwrap().clone();
+    assert_eq!((&line["available"], &line["voided"]), (&json!(0), &json!(2)), "{line}");
+    // Voided codes are still held: importing them again is refused.
+    let (_, dup) = upload(&stock, "retailer=Acme", file).await;
+    assert_eq!(dup["duplicates"], 2, "{dup}");
+}
+}

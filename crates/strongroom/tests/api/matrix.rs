@@ -64,6 +64,8 @@ enum Target {
     Link,
     /// A delivered order of tenant `dev` whose re-opening support asked for.
     ReopenAsked,
+    /// An import of tenant `dev` (its id).
+    Import,
 }
 
 struct Row {
@@ -241,6 +243,10 @@ fn table() -> Vec<Row> {
             .on(Retailer)
             .csv("sku,code,face_value,currency\n")
             .wrong_tenant(404),
+        row(M::POST, "/v1/imports/{id}/void", STOCK, 200)
+            .on(Import)
+            .body(|_| json!({"tenant": "dev", "reason": "matrix"}))
+            .wrong_tenant(403),
         row(M::GET, "/v1/products/{sku}", CATALOG_READERS, 200)
             .on(Product)
             .wrong_tenant(404),
@@ -422,6 +428,20 @@ async fn make_target(
         }
         Target::Retailer => retailer().await,
         Target::StockedProduct => stocked_product(stock, &retailer().await).await,
+        Target::Import => {
+            let r = retailer().await;
+            let csv = "sku,code,face_value,currency\n";
+            let (status, body) = stock
+                .call_raw(
+                    Method::POST,
+                    &format!("/v1/imports?retailer={r}"),
+                    "text/csv",
+                    csv,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["import_id"].as_str().unwrap().to_owned()
+        }
         Target::Order | Target::Link | Target::ReopenAsked => {
             let sku = stocked_product(stock, &retailer().await).await;
             let (status, body) = shop
