@@ -644,9 +644,15 @@ impl CentralStore for SqliteCentralStore {
                             "INSERT INTO vouchers (id, tenant, product_id, face_value, currency, token, \
                              pin_token, expires_at, serial, state, import_id, created_at) \
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                             ON CONFLICT (token) DO UPDATE SET import_id = excluded.import_id, \
-                             state = excluded.state WHERE vouchers.state = 'staged' \
-                             AND vouchers.tenant = excluded.tenant",
+                             ON CONFLICT (token) DO NOTHING",
+                        )
+                        .map_err(StoreError::backend("insert vouchers"))?;
+                    // Only for a token already held: a voucher an unfinished
+                    // import staged is taken over.
+                    let mut take_over = conn
+                        .prepare_cached(
+                            "UPDATE vouchers SET import_id = ?2, state = ?3 \
+                             WHERE token = ?1 AND tenant = ?4 AND state = 'staged'",
                         )
                         .map_err(StoreError::backend("insert vouchers"))?;
                     for v in &vouchers {
@@ -666,6 +672,13 @@ impl CentralStore for SqliteCentralStore {
                                 v.created_at
                             ])
                             .map_err(StoreError::backend("insert vouchers"))?;
+                        let n = if n > 0 {
+                            n
+                        } else {
+                            take_over
+                                .execute(params![v.token, v.import_id, v.state, v.tenant])
+                                .map_err(StoreError::backend("insert vouchers"))?
+                        };
                         added.push(n > 0);
                     }
                 }
