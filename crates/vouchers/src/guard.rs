@@ -48,3 +48,15 @@ pub(crate) async fn require(
     }
     Ok(())
 }
+
+/// A reason a person gives for a change (kept in a voucher's history and
+/// the audit log): 1 to 500 characters, no control characters. Trimmed.
+pub(crate) fn check_reason(reason: &str) -> Result<&str, VoucherError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(VoucherError::Invalid(
+            "reason is required (1 to 500 characters, without control characters)".into(),
+        ));
+    }
+    Ok(reason)
+}

@@ -34,6 +34,7 @@ use strongroom_vault::{
     Permission, PermissionSet, Principal, Redaction, RequestContext, SecretBytes, Vault, VaultError,
 };
 
+use crate::guard::check_reason;
 use crate::money::currency_exponent;
 use crate::{VoucherError, guard};
 
@@ -179,16 +180,6 @@ fn order_tokens(order: &OrderRecord) -> Vec<&str> {
     std::iter::once(order.token.as_str())
         .chain(order.pin_token.as_deref())
         .collect()
-}
-
-fn check_reason(reason: &str) -> Result<&str, VoucherError> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(VoucherError::Invalid(
-            "reason is required (1 to 500 characters, without control characters)".into(),
-        ));
-    }
-    Ok(reason)
 }
 
 fn secs_ms(secs: u64) -> i64 {

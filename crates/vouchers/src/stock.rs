@@ -192,12 +192,7 @@ pub async fn void_import(
 ) -> Result<u64, VoucherError> {
     const ACTION: &str = "voucher.void";
     crate::guard::require(vault, ctx, who, ACTION, Permission::ManageCatalog).await?;
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(VoucherError::Invalid(
-            "reason is required (1 to 500 characters, without control characters)".into(),
-        ));
-    }
+    let reason = crate::guard::check_reason(reason)?;
     let tenant = who.resolve_tenant(tenant)?;
     let central = &vault.stores().central;
     if central.import_by_id(&tenant, import_id).await?.is_none() {
