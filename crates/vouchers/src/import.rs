@@ -28,7 +28,7 @@ use std::sync::Arc;
 use strongroom_audit::Outcome;
 use strongroom_crypto::random;
 use strongroom_store::{
-    ImportRecord, ProductRecord, RetailerRecord, Scoped, TenantScope, VoucherRecord,
+    ImportRecord, ProductRecord, RetailerRecord, Scoped, StoreError, TenantScope, VoucherRecord,
 };
 use strongroom_vault::{
     NewSecret, OnDuplicate, Permission, Principal, RequestContext, SecretBytes, Tokenized, Vault,
@@ -140,6 +140,14 @@ pub struct ImportJob {
     /// row, and a collision among a file's rows is a 2^-128 chance), to
     /// find a code repeated within the file.
     seen: std::collections::HashSet<[u8; 16]>,
+    /// The last batch's vouchers, on their way into stock.
+    stocking: Option<Stocking>,
+}
+
+/// A batch of vouchers being inserted, and the file rows they came from.
+struct Stocking {
+    rows: Vec<u64>,
+    insert: tokio::task::JoinHandle<Result<Vec<bool>, StoreError>>,
 }
 
 impl ImportJob {
@@ -268,6 +276,7 @@ impl ImportJob {
             problems: Vec::new(),
             batches: 0,
             seen: std::collections::HashSet::new(),
+            stocking: None,
         })
     }
 
@@ -616,21 +625,16 @@ impl ImportJob {
             });
             rows_of.push(row);
         }
-        let added = self
-            .vault
-            .stores()
-            .central
-            .insert_vouchers(vouchers)
-            .await?;
-        for (was_added, row) in added.into_iter().zip(rows_of) {
-            if was_added {
-                self.record.accepted += 1;
-            } else {
-                // Its voucher exists: a duplicate after all (a file
-                // imported before, or another import at the same time).
-                self.duplicate(row);
-            }
-        }
+        // The vouchers go into stock while the next batch is read and
+        // tokenized; its outcome is counted before that batch's. Codes
+        // are still tokenized one batch after another, so which of two equal
+        // codes is the duplicate does not depend on timing.
+        self.count_stocked().await?;
+        let central = Arc::clone(&self.vault.stores().central);
+        self.stocking = Some(Stocking {
+            rows: rows_of,
+            insert: tokio::spawn(async move { central.insert_vouchers(vouchers).await }),
+        });
         self.batches += 1;
         if self.batches.is_multiple_of(RECORD_EVERY_BATCHES) {
             self.vault
@@ -638,6 +642,27 @@ impl ImportJob {
                 .central
                 .put_import(self.record.clone())
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch going into stock, if any, and counts its rows.
+    async fn count_stocked(&mut self) -> Result<(), VoucherError> {
+        let Some(Stocking { rows, insert }) = self.stocking.take() else {
+            return Ok(());
+        };
+        let added = insert.await.map_err(|e| StoreError::Backend {
+            op: "insert vouchers",
+            detail: e.to_string(),
+        })??;
+        for (was_added, row) in added.into_iter().zip(rows) {
+            if was_added {
+                self.record.accepted += 1;
+            } else {
+                // Its voucher exists: a duplicate after all (a file
+                // imported before, or another import at the same time).
+                self.duplicate(row);
+            }
         }
         Ok(())
     }
@@ -704,7 +729,11 @@ impl ImportJob {
                 "the file is empty: it needs a header row and at least one row".into(),
             ));
         }
-        if let Err(e) = self.flush().await {
+        let flushed = match self.flush().await {
+            Ok(()) => self.count_stocked().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
             self.fail(e.code()).await;
             return Err(e);
         }
@@ -780,6 +809,11 @@ impl ImportJob {
     /// Marks the job failed (after an error that stopped it); an
     /// all-or-nothing import erases what it staged.
     pub async fn fail(&mut self, why: &str) {
+        // Let a batch on its way into stock land first, so that what is
+        // erased below includes it; its own error, if any, adds nothing.
+        if let Some(Stocking { insert, .. }) = self.stocking.take() {
+            let _ = insert.await;
+        }
         if self.all_or_nothing
             && !self.dry_run
             && let Err(e) = self.discard_staged().await
