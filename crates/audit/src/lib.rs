@@ -31,6 +31,8 @@
 )]
 
 mod event;
+pub mod export;
+pub mod search;
 mod verify;
 
 use std::sync::Arc;

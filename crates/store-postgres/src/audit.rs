@@ -294,11 +294,30 @@ impl AuditStore for PgAuditStore {
     }
 
     async fn read_from(&self, from: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>> {
+        self.read_records("seq >= $1 ORDER BY seq", from, limit)
+            .await
+    }
+
+    async fn read_back(&self, before: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>> {
+        self.read_records("seq < $1 ORDER BY seq DESC", before, limit)
+            .await
+    }
+}
+
+impl PgAuditStore {
+    /// One of the two range reads: `range` bounds `seq` by `$1` and orders.
+    async fn read_records(
+        &self,
+        range: &str,
+        bound: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredAuditRecord>> {
         let rows = sqlx::query(sql(&format!(
-            "SELECT seq, body, mac FROM {} WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, body, mac FROM {} WHERE {range} LIMIT $2",
             self.table
         )))
-        .bind(to_i64(from)?)
+        // BIGINT is signed: a bound past i64::MAX means "no bound".
+        .bind(i64::try_from(bound).unwrap_or(i64::MAX))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.db.pool())
         .await

@@ -12,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
     LinkView, OrderFilter, OrderRecord, OrderStore, PlaceOutcome, StoreError, StoreResult,
-    TenantScope, VoucherEvent,
+    TenantScope, VoucherEvent, VoucherIdentity,
 };
 
 use crate::central::{PgCentralStore, scope_param};
@@ -434,6 +434,35 @@ impl OrderStore for PgCentralStore {
         .await
         .map_err(db_error("expire vouchers"))?;
         Ok(done.rows_affected())
+    }
+
+    async fn voucher_identity(
+        &self,
+        voucher_id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<VoucherIdentity>> {
+        let e = db_error("read voucher");
+        let row = sqlx::query(sql(&format!(
+            "SELECT id, tenant, token, pin_token, import_id, state, created_at FROM {} WHERE id = $1",
+            self.vouchers
+        )))
+        .bind(voucher_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(e)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let found = VoucherIdentity {
+            id: r.try_get(0).map_err(e)?,
+            tenant: r.try_get(1).map_err(e)?,
+            token: r.try_get(2).map_err(e)?,
+            pin_token: r.try_get(3).map_err(e)?,
+            import_id: r.try_get(4).map_err(e)?,
+            state: r.try_get(5).map_err(e)?,
+            created_at: r.try_get(6).map_err(e)?,
+        };
+        Ok(scope.admits(&found.tenant).then_some(found))
     }
 
     async fn voucher_events(

@@ -82,6 +82,26 @@ pub enum PlaceOutcome {
     OutOfStock,
 }
 
+/// What the audit log knows a voucher by: its id, the tokens of its code
+/// and PIN, and the import that brought it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherIdentity {
+    /// The voucher.
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Token of its code.
+    pub token: String,
+    /// Token of its PIN, if it has one.
+    pub pin_token: Option<String>,
+    /// The import that stocked it.
+    pub import_id: String,
+    /// State now.
+    pub state: String,
+    /// When it was stocked, Unix ms.
+    pub created_at: i64,
+}
+
 /// One change of a voucher's state (or a redelivery): who made it and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoucherEvent {
@@ -207,6 +227,13 @@ pub trait OrderStore: Send + Sync {
     /// Marks up to `limit` available vouchers whose code expired before
     /// `now` as expired, recording each transition. Returns how many.
     async fn expire_vouchers(&self, now: i64, actor: &str, limit: u32) -> StoreResult<u64>;
+
+    /// A voucher's id, tokens and import, if it is in `scope`.
+    async fn voucher_identity(
+        &self,
+        voucher_id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<VoucherIdentity>>;
 
     /// A voucher's transitions, oldest first, if its tenant is `tenant`.
     async fn voucher_events(

@@ -601,6 +601,9 @@ pub trait AuditStore: Send + Sync {
     async fn append(&self, bodies: Vec<String>, chain: ChainFn) -> StoreResult<Vec<u64>>;
     /// Up to `limit` records with `seq >= from`, in order.
     async fn read_from(&self, from: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>>;
+    /// Up to `limit` records with `seq < before`, newest first: searches
+    /// start from the end of the log, where the questions usually are.
+    async fn read_back(&self, before: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>>;
 }
 
 /// The four stores a vault runs on, each behind its own credentials.

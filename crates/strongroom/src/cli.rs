@@ -446,4 +446,22 @@ pub enum AuditCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Export audit records of a time range from a running server, oldest
+    /// first, one per line with its sequence number (needs `audit:read`).
+    Export {
+        /// From this time (RFC 3339, e.g. 2026-11-01T00:00:00Z); default: the start.
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to this time, exclusive (RFC 3339); default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// `jsonl` (JSON Lines) or `cef` (ArcSight Common Event Format).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "cef"])]
+        format: String,
+        /// Write here instead of stdout (created; refused if it exists).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }

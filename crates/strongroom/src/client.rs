@@ -239,7 +239,43 @@ impl Client {
             return serde_json::from_slice(&bytes)
                 .context("the server sent a response that is not JSON");
         }
-        let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+        Err(refusal(status, &bytes))
+    }
+
+    /// Streams the body of a GET into `out` as it arrives (an export that
+    /// may be larger than memory); returns the bytes written.
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> Result<u64> {
+        let token = Zeroizing::new(self.token().await?);
+        let mut resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token.as_str())
+            .send()
+            .await
+            .map_err(|e| anyhow!("could not reach {}: {e}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.context("could not read the response")?;
+            return Err(refusal(status, &bytes));
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .context("the download was cut off; run it again")?
+        {
+            out.write_all(&chunk)
+                .context("could not write the output")?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+}
+
+/// The server's error answer as an error for a person.
+fn refusal(status: reqwest::StatusCode, bytes: &[u8]) -> anyhow::Error {
+    {
+        let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
         let err = parsed.as_ref().and_then(|v| v.get("error"));
         let code = err
             .and_then(|e| e.get("code"))
@@ -253,7 +289,7 @@ impl Client {
             .and_then(|e| e.get("request_id"))
             .and_then(Value::as_str)
             .unwrap_or("-");
-        bail!(
+        anyhow!(
             "{message} ({code}, HTTP {}, request {rid})",
             status.as_u16()
         )

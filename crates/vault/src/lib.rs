@@ -20,6 +20,7 @@
 )]
 
 mod archive;
+mod audit_access;
 mod class;
 mod clock;
 mod delivery;
@@ -38,6 +39,7 @@ use strongroom_crypto::shamir::Share;
 use strongroom_store::StoreSet;
 use tokio::sync::Mutex;
 
+pub use audit_access::MAX_SEARCH_LIMIT;
 pub use class::DataClass;
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
 pub use delivery::{LinkClaim, WindowGrant};

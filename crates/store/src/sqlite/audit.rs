@@ -62,23 +62,50 @@ impl AuditStore for SqliteAuditStore {
     }
 
     async fn read_from(&self, from: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>> {
-        self.db.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body, mac FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(StoreError::backend("read audit log"))?;
-            let rows = stmt
-                .query_map(params![from, limit as i64], |r| {
-                    Ok(StoredAuditRecord {
-                        seq: r.get(0)?,
-                        body: r.get(1)?,
-                        mac: r.get(2)?,
-                    })
-                })
-                .map_err(StoreError::backend("read audit log"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::backend("read audit log"))
+        self.db.read(move |conn| {
+            read_records(
+                conn,
+                "SELECT seq, body, mac FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+                from,
+                limit,
+            )
         })
     }
+
+    async fn read_back(&self, before: u64, limit: usize) -> StoreResult<Vec<StoredAuditRecord>> {
+        self.db.read(move |conn| {
+            read_records(
+                conn,
+                "SELECT seq, body, mac FROM audit_log WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                before,
+                limit,
+            )
+        })
+    }
+}
+
+/// Runs one of the two range reads: `sql` takes a sequence bound and a limit.
+fn read_records(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    bound: u64,
+    limit: usize,
+) -> StoreResult<Vec<StoredAuditRecord>> {
+    // SQLite integers are signed: a bound past i64::MAX means "no bound".
+    let bound = i64::try_from(bound).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(StoreError::backend("read audit log"))?;
+    let rows = stmt
+        .query_map(params![bound, limit], |r| {
+            Ok(StoredAuditRecord {
+                seq: r.get(0)?,
+                body: r.get(1)?,
+                mac: r.get(2)?,
+            })
+        })
+        .map_err(StoreError::backend("read audit log"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::backend("read audit log"))
 }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::central::SqliteCentralStore;
 use crate::{
     LinkView, OrderFilter, OrderRecord, OrderStore, PlaceOutcome, StoreError, StoreResult,
-    TenantScope, VoucherEvent,
+    TenantScope, VoucherEvent, VoucherIdentity,
 };
 
 macro_rules! order_columns {
@@ -518,6 +518,35 @@ impl OrderStore for SqliteCentralStore {
                 Ok(moved)
             })
             .await
+    }
+
+    async fn voucher_identity(
+        &self,
+        voucher_id: &str,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<VoucherIdentity>> {
+        let found = self.db.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, tenant, token, pin_token, import_id, state, created_at \
+                 FROM vouchers WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([voucher_id], |r| {
+                    Ok(VoucherIdentity {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        token: r.get(2)?,
+                        pin_token: r.get(3)?,
+                        import_id: r.get(4)?,
+                        state: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(StoreError::backend("read voucher"))
+        })?;
+        Ok(found.filter(|v| scope.admits(&v.tenant)))
     }
 
     async fn voucher_events(

@@ -1,4 +1,5 @@
-//! `strongroom audit verify`: checks the chain offline.
+//! `strongroom audit verify` checks the chain offline; `strongroom audit
+//! export` takes a time range of records from a running server.
 
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
@@ -17,6 +18,16 @@ use crate::storage::Backend;
 /// Runs an audit command. Returns the process exit code.
 pub async fn run(cmd: AuditCommand) -> Result<i32> {
     match cmd {
+        AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+            client,
+        } => {
+            export(since, until, &format, output, &client).await?;
+            Ok(0)
+        }
         AuditCommand::Verify { data_dir, config } => {
             let (dir, backend) = match (&config, &data_dir) {
                 (Some(path), _) => {
@@ -101,4 +112,57 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             }
         }
     }
+}
+
+/// Streams an export to a new file or stdout.
+async fn export(
+    since: Option<String>,
+    until: Option<String>,
+    format: &str,
+    output: Option<std::path::PathBuf>,
+    client: &crate::cli::ClientArgs,
+) -> Result<()> {
+    let time = |name: &str, t: &Option<String>| -> Result<Option<String>> {
+        t.as_ref()
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(|_| t.replace('+', "%2B"))
+                    .with_context(|| {
+                        format!("--{name} is an RFC 3339 time, e.g. 2026-11-01T00:00:00Z")
+                    })
+            })
+            .transpose()
+    };
+    let mut path = format!("/v1/audit/export?format={format}");
+    if let Some(since) = time("since", &since)? {
+        path.push_str(&format!("&since={since}"));
+    }
+    if let Some(until) = time("until", &until)? {
+        path.push_str(&format!("&until={until}"));
+    }
+    let c = crate::client::Client::new(client, "admin")?;
+    let written = match &output {
+        Some(file) => {
+            let mut out = std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(file)
+                    .with_context(|| {
+                        format!(
+                            "could not create {} (it must not exist yet)",
+                            file.display()
+                        )
+                    })?,
+            );
+            let n = c.download(&path, &mut out).await?;
+            std::io::Write::flush(&mut out).context("could not write the output")?;
+            n
+        }
+        None => c.download(&path, &mut std::io::stdout()).await?,
+    };
+    if let Some(file) = output {
+        eprintln!("Exported {written} bytes to {}", file.display());
+    }
+    Ok(())
 }

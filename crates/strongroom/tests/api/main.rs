@@ -12,6 +12,7 @@
 mod harness;
 
 mod audit_chain;
+mod audit_search;
 mod auth;
 mod browser;
 mod catalog;

@@ -62,6 +62,8 @@ enum Target {
     Order,
     /// A reveal link of a delivered order of tenant `dev`.
     Link,
+    /// The voucher of a delivered order of tenant `dev` (its id).
+    Voucher,
     /// A delivered order of tenant `dev` whose re-opening support asked for.
     ReopenAsked,
     /// An import of tenant `dev` (its id).
@@ -226,6 +228,12 @@ fn table() -> Vec<Row> {
             .body(|_| json!({"permissions": ["secrets:reveal"]}))
             .wrong_tenant(403),
         row(M::GET, "/v1/audit/verify", AUDITOR, 200),
+        // A caller bound to another tenant reads that tenant's records only.
+        row(M::GET, "/v1/audit", AUDITOR, 200),
+        row(M::GET, "/v1/audit/export", AUDITOR, 200),
+        row(M::GET, "/v1/vouchers/{id}/history", AUDITOR, 200)
+            .on(Voucher)
+            .wrong_tenant(404),
         row(M::POST, "/v1/retailers", STOCK, 201)
             .body(|_| json!({"tenant": "dev", "name": format!("retailer {}", random_code())}))
             .wrong_tenant(403),
@@ -442,7 +450,7 @@ async fn make_target(
             assert_eq!(status, StatusCode::CREATED, "{body}");
             body["import_id"].as_str().unwrap().to_owned()
         }
-        Target::Order | Target::Link | Target::ReopenAsked => {
+        Target::Order | Target::Link | Target::ReopenAsked | Target::Voucher => {
             let sku = stocked_product(stock, &retailer().await).await;
             let (status, body) = shop
                 .post(
@@ -464,6 +472,8 @@ async fn make_target(
                 id
             } else if matches!(target, Target::Order) {
                 id
+            } else if matches!(target, Target::Voucher) {
+                body["voucher_id"].as_str().unwrap().to_owned()
             } else {
                 let link = body["link"].as_str().unwrap();
                 link.rsplit_once("/v/").unwrap().1.to_owned()
