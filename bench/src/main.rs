@@ -56,6 +56,9 @@ struct Args {
     /// on that server, set up with `strongroom db setup`, and dropped after.
     #[arg(long)]
     postgres_admin: Option<String>,
+    /// Run the server without its detectors (to measure what they cost).
+    #[arg(long)]
+    no_detectors: bool,
 }
 
 fn main() -> Result<()> {
@@ -74,7 +77,8 @@ async fn run(args: Args) -> Result<()> {
         Some(admin) => Some(server::Database::create(admin, &args.strongroom).await?),
         None => None,
     };
-    let server = server::Server::start(&args.strongroom, database.as_ref()).await?;
+    let server =
+        server::Server::start(&args.strongroom, database.as_ref(), !args.no_detectors).await?;
     println!("server: pid {} at {}", server.pid(), server.url);
     println!(
         "machine: {} cores, {}; {} connections, {} s per scenario\n",

@@ -88,7 +88,11 @@ mod tempdir {
 
 impl Server {
     /// Starts the server and waits for its credentials file.
-    pub async fn start(binary: &Path, database: Option<&Database>) -> Result<Self> {
+    pub async fn start(
+        binary: &Path,
+        database: Option<&Database>,
+        detectors: bool,
+    ) -> Result<Self> {
         if !binary.exists() {
             bail!(
                 "{} not found: build it with `cargo build --release -p strongroom` (bench/run does)",
@@ -129,6 +133,19 @@ impl Server {
             ),
         ] {
             command.env(name, value);
+        }
+        // The detectors judge every record, as in production, but the load
+        // generator's one principal, revealing thousands a second from its
+        // first second, is no theft to freeze: its caps are out of reach.
+        if detectors {
+            for (name, value) in [
+                ("STRONGROOM_WATCH__REVEAL_RATE__HARD_CAP", "1000000000"),
+                ("STRONGROOM_WATCH__REVEAL_RATE__MIN_EXCESS", "1000000000"),
+            ] {
+                command.env(name, value);
+            }
+        } else {
+            command.env("STRONGROOM_WATCH__ENABLED", "false");
         }
         if let Some(db) = database {
             command.arg("--postgres").arg(&db.url);

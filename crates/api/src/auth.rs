@@ -211,6 +211,7 @@ pub fn verify(
     if state.revocations.is_revoked(&claims.sub) {
         return Err(Ok(TokenProblem::Revoked));
     }
+
     let human = claims.kind == crate::identity::KIND_USER;
     let now_ms = state.vault.clock().now_ms();
     let mfa_recent = human
@@ -226,6 +227,41 @@ pub fn verify(
         roles: claims.roles,
         tenants: claims.tenants,
     })
+}
+
+/// Reason code and error code of a frozen principal's requests.
+pub const FROZEN: &str = "auth.principal_frozen";
+
+fn frozen() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        FROZEN,
+        "this principal is frozen after a security alert; a security officer must lift the freeze",
+    )
+}
+
+/// Refuses (and audits) a token for a frozen principal: credentials alone
+/// must not get round a freeze.
+pub async fn refuse_if_frozen(
+    state: &ApiState,
+    ctx: &strongroom_vault::RequestContext,
+    principal: &Principal,
+    action: &str,
+) -> Result<(), ApiError> {
+    if !state.freezes.is_frozen(&principal.id) {
+        return Ok(());
+    }
+    let event = state.vault.event(
+        ctx,
+        Some(principal),
+        action,
+        None,
+        None,
+        strongroom_audit::Outcome::Denied,
+        Some(FROZEN.into()),
+    );
+    state.vault.record(event).await?;
+    Err(frozen())
 }
 
 /// The token of an `Authorization: Bearer` header, if any.
@@ -258,6 +294,13 @@ impl FromRequestParts<ApiState> for Authenticated {
         };
         match outcome {
             Ok(principal) => {
+                let ctx = parts
+                    .extensions
+                    .get::<strongroom_vault::RequestContext>()
+                    .cloned()
+                    .unwrap_or_default();
+                // Checked after the token, so the refusal names the principal.
+                refuse_if_frozen(state, &ctx, &principal, "auth.authenticate").await?;
                 let rate = state.rate_limits.principal_rate(&principal.roles);
                 if let Err(limited) = state
                     .rate_limits

@@ -105,6 +105,8 @@ pub struct ApiState {
     pub token_keys: Arc<auth::TokenKeyCache>,
     /// The abuse limits' buckets.
     pub rate_limits: Arc<ratelimit::RateLimits>,
+    /// Principals frozen after an alert, refused on every request.
+    pub freezes: Arc<strongroom_watch::Freezes>,
 }
 
 impl ApiState {
@@ -122,6 +124,7 @@ impl ApiState {
             batch_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
             import_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
             token_keys: Arc::default(),
+            freezes: Arc::default(),
         }
     }
 }
@@ -171,6 +174,10 @@ fn documented_routes(
         .routes(routes!(audit::search))
         .routes(routes!(audit::export))
         .routes(routes!(audit::voucher_history))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::freeze))
+        .routes(routes!(alerts::unfreeze))
         .routes(routes!(catalog::add_retailer, catalog::retailers))
         .routes(routes!(catalog::add_product, catalog::products))
         .routes(routes!(catalog::product))

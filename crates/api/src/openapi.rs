@@ -313,6 +313,48 @@ pub struct CreatedPrincipal {
     pub enrolment_code: Option<String>,
 }
 
+/// An alert raised by a detector.
+#[derive(ToSchema)]
+pub struct Alert {
+    /// Alert id (`al_…`).
+    pub id: String,
+    /// When it was raised (RFC 3339).
+    pub created_at: String,
+    /// The detector (`reveal_rate`, `sequential_access`, `off_hours`,
+    /// `denied_burst`, `failed_logins`, `suspicious_targets`,
+    /// `redelivery_spike`, `customer_vouchers`, `watch_overloaded`,
+    /// `audit_store_failure`).
+    pub detector: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// The principal id, or `addr:…`, `account:…`, `tenant:…`,
+    /// `customer:…`, `component:…`.
+    pub subject: String,
+    /// Tenant, if the records had one.
+    pub tenant: Option<String>,
+    /// One line for a person.
+    pub summary: String,
+    /// The figures behind it.
+    pub details: serde_json::Value,
+    /// Sequence number of the audit record that raised it.
+    pub audit_seq: i64,
+    /// `open` or `acknowledged`.
+    pub status: String,
+    /// Whether the alert froze its principal.
+    pub froze_subject: bool,
+    /// Who acknowledged it, when, and their note.
+    pub acknowledged: Option<serde_json::Value>,
+}
+
+/// `GET /v1/alerts`.
+#[derive(ToSchema)]
+pub struct AlertPage {
+    /// Newest first.
+    pub alerts: Vec<Alert>,
+    /// Pass as `before` for the next page; absent at the end.
+    pub next_before: Option<String>,
+}
+
 /// `GET /v1/principals`.
 #[derive(ToSchema)]
 pub struct PrincipalList {
@@ -528,6 +570,7 @@ pub fn base() -> OpenApi {
             (name = "principals", description = "Services and people, with dual control"),
             (name = "roles", description = "Named permissions and custom roles, with dual control"),
             (name = "audit", description = "The hash-chained audit log"),
+            (name = "alerts", description = "What the detectors raised; containment by freezing principals"),
             (name = "catalog", description = "Retailers, products (SKUs) and their face values"),
             (name = "orders", description = "The storefront's orders: allocation, delivery by code or reveal link")
         )

@@ -45,6 +45,11 @@ pub struct AuditEvent {
     /// Declared purpose of a reveal.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub purpose: Option<String>,
+    /// The storefront's reference of the customer an order is for (its own
+    /// opaque id, not a secret): lets detectors and investigators see one
+    /// customer receiving many vouchers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub customer: Option<String>,
     /// Client network address.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_addr: Option<String>,

@@ -150,6 +150,7 @@ mod tests {
             outcome: Outcome::Denied,
             reason: Some("a=b\\c\nd".into()),
             purpose: None,
+            customer: None,
             client_addr: Some("192.0.2.7".into()),
             items: None,
         }

@@ -67,11 +67,28 @@ pub fn chain_fn(key: Arc<MacKey>) -> ChainFn {
     })
 }
 
+/// Sees every record once it is durable: the live event stream that
+/// detectors and metrics read.
+///
+/// Called on the appending task, after the write and before the operation
+/// it records returns, so it must not block or wait: hand the records on
+/// (a bounded channel) and return. A tap never sees a record that was not
+/// written, and cannot stop one from being written.
+pub trait LiveTap: Send + Sync {
+    /// Records just made durable, in order, with their sequence numbers.
+    fn observe(&self, records: &[(u64, &AuditEvent)]);
+
+    /// An append failed: the operations it recorded were refused, and the
+    /// failure of audit logging is itself something to raise.
+    fn append_failed(&self, error: &AuditError);
+}
+
 /// A writable audit log: a store plus the chain key.
 #[derive(Clone)]
 pub struct AuditLog {
     store: Arc<dyn AuditStore>,
     chain: ChainFn,
+    tap: Option<Arc<dyn LiveTap>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -86,7 +103,14 @@ impl AuditLog {
         Self {
             store,
             chain: chain_fn(Arc::new(MacKey::new(audit_key))),
+            tap: None,
         }
+    }
+
+    /// The same log, with every durable record also shown to `tap`.
+    pub fn with_tap(mut self, tap: Arc<dyn LiveTap>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Appends events durably, in order; returns their sequence numbers.
@@ -95,7 +119,22 @@ impl AuditLog {
             .iter()
             .map(AuditEvent::to_body)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.store.append(bodies, self.chain.clone()).await?)
+        let seqs = match self.store.append(bodies, self.chain.clone()).await {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                let e = AuditError::Unavailable(e);
+                if let Some(tap) = &self.tap {
+                    tap.append_failed(&e);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(tap) = &self.tap {
+            let records: Vec<(u64, &AuditEvent)> =
+                seqs.iter().copied().zip(events.iter()).collect();
+            tap.observe(&records);
+        }
+        Ok(seqs)
     }
 
     /// Appends one event durably.

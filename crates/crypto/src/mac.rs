@@ -54,6 +54,31 @@ impl MacKey {
     }
 }
 
+/// Plain HMAC-SHA-256 of `parts` concatenated, under a key of any length:
+/// for signatures a receiver outside Strongroom checks with its own HMAC
+/// library (alert webhooks), where the length-prefixed [`MacKey::tag`]
+/// would be a needless peculiarity.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; TAG_LEN] {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(part);
+    }
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
+/// Checks a [`hmac_sha256`] tag in constant time.
+pub fn verify_hmac_sha256(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> Result<(), CryptoError> {
+    let expected = hmac_sha256(key, parts);
+    if subtle::ConstantTimeEq::ct_eq(expected.as_slice(), tag).into() {
+        Ok(())
+    } else {
+        Err(CryptoError::Integrity)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

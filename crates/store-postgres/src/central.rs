@@ -36,6 +36,7 @@ pub struct PgCentralStore {
     imports: String,
     pub(crate) orders: String,
     pub(crate) voucher_events: String,
+    pub(crate) schema: String,
     /// Concurrent inserts, merged into one statement per group.
     inserts: Coalescer<Arc<[SecretRecord]>, Vec<InsertOutcome>>,
     /// Concurrent duplicate look-ups, merged likewise.
@@ -98,6 +99,7 @@ impl PgCentralStore {
             vouchers: format!("{schema}.vouchers"),
             imports: format!("{schema}.imports"),
             orders: format!("{schema}.orders"),
+            schema: schema.to_owned(),
             voucher_events: format!("{schema}.voucher_events"),
             inserts,
             lookups,

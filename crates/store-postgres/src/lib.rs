@@ -30,6 +30,7 @@ pub mod records;
 pub mod schema;
 pub mod setup;
 pub mod testing;
+mod watch;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -294,6 +294,37 @@ const CENTRAL: &[&str] = &[
      -- An all-or-nothing import that stocks nothing removes what it staged.
      GRANT DELETE ON {schema}.vouchers TO {role};
      GRANT USAGE ON SEQUENCE {schema}.voucher_events_seq_seq TO {role}",
+    "CREATE TABLE {schema}.alerts (
+         id TEXT PRIMARY KEY,
+         created_at BIGINT NOT NULL,
+         detector TEXT NOT NULL,
+         severity TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         tenant TEXT,
+         summary TEXT NOT NULL,
+         details TEXT NOT NULL,
+         audit_seq BIGINT NOT NULL,
+         status TEXT NOT NULL,
+         acknowledged_by TEXT NOT NULL DEFAULT '',
+         acknowledged_at BIGINT NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         froze BOOLEAN NOT NULL DEFAULT false
+     );
+     CREATE TABLE {schema}.frozen_principals (
+         principal_id TEXT PRIMARY KEY,
+         frozen_at BIGINT NOT NULL,
+         alert_id TEXT NOT NULL,
+         frozen_by TEXT NOT NULL,
+         reason TEXT NOT NULL
+     );
+     CREATE TABLE {schema}.forwarder_cursors (
+         name TEXT PRIMARY KEY,
+         seq BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL
+     );
+     GRANT SELECT, INSERT, UPDATE ON {schema}.alerts TO {role};
+     GRANT SELECT, INSERT, DELETE ON {schema}.frozen_principals TO {role};
+     GRANT SELECT, INSERT, UPDATE ON {schema}.forwarder_cursors TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

@@ -25,7 +25,9 @@ mod error;
 mod orders;
 mod ports;
 pub mod sqlite;
+mod watch;
 
 pub use error::StoreError;
 pub use orders::*;
 pub use ports::*;
+pub use watch::*;

@@ -51,6 +51,8 @@ pub struct StartOptions {
     pub clock: Arc<dyn Clock>,
     /// Where the stores live.
     pub backend: Backend,
+    /// Detectors, alerts and containment.
+    pub watch: strongroom_watch::WatchConfig,
 }
 
 /// One identity in the dev credentials file.
@@ -97,6 +99,8 @@ pub struct RunningServer {
     pub ca_cert_path: Option<PathBuf>,
     /// Dev credentials (dev mode).
     pub dev_credentials: Option<DevCredentials>,
+    /// The detectors and the freezes.
+    pub watch: Arc<strongroom_watch::Watch>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -163,6 +167,10 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         opts.clock.clone(),
         opts.vault_config.clone(),
     ));
+    // Watching starts before the vault unseals, so no record goes unseen.
+    let freezes = Arc::new(strongroom_watch::Freezes::default());
+    let watch = strongroom_watch::Watch::start(opts.watch.clone(), vault.clone(), freezes.clone())
+        .context("could not start the detectors")?;
 
     let listener = TcpListener::bind(&opts.listen)
         .with_context(|| format!("could not listen on {}", opts.listen))?;
@@ -229,7 +237,8 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         api_config.public_url = url.clone();
     }
     let housekeeping = spawn_housekeeping(vault.clone(), api_config.orders.clone());
-    let state = ApiState::new(vault.clone(), api_config);
+    let mut state = ApiState::new(vault.clone(), api_config);
+    state.freezes = freezes.clone();
     if opts.api_config.rate_limits.redis_url.is_some() {
         let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
         state
@@ -241,10 +250,12 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let revocations = state.revocations.clone();
     revocations.refresh(vault.stores().central.as_ref()).await?;
     state.roles.refresh(vault.stores().central.as_ref()).await?;
+    freezes.refresh(vault.stores().central.as_ref()).await?;
     let refresher = {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
         let roles = state.roles.clone();
         let rate_limits = state.rate_limits.clone();
+        let freezes = freezes.clone();
         tokio::spawn(async move {
             let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
             loop {
@@ -256,11 +267,15 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
                 if let Err(e) = roles.refresh(central.as_ref()).await {
                     tracing::warn!(error = %e, "could not refresh the custom roles");
                 }
+                if let Err(e) = freezes.refresh(central.as_ref()).await {
+                    tracing::warn!(error = %e, "could not refresh the frozen principals");
+                }
             }
         })
     };
     let router = strongroom_api::router(state);
     let handle = Handle::new();
+    let watching = watch.clone();
     let serve_handle = handle.clone();
     let task = tokio::spawn(async move {
         let served = match tls {
@@ -272,6 +287,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         // The refresher and housekeeping live exactly as long as the server.
         refresher.abort();
         housekeeping.abort();
+        watching.stop();
         served
     });
     Ok(RunningServer {
@@ -282,6 +298,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         sqlite,
         ca_cert_path,
         dev_credentials,
+        watch,
         handle,
         task,
     })

@@ -36,6 +36,9 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// What the detectors raised: list and acknowledge alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// PostgreSQL: create schemas, roles and grants; apply migrations.
     #[command(subcommand)]
     Db(DbCommand),
@@ -381,6 +384,58 @@ pub enum PrincipalsCommand {
     /// Disable a principal by id.
     Disable {
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Freeze a principal: every request it makes is refused until it is
+    /// unfrozen (needs `principals:freeze`, a security officer's).
+    Freeze {
+        id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Lift a freeze, the detectors' or a person's, once the alert behind
+    /// it has been looked into.
+    Unfreeze {
+        id: String,
+        /// What was found (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `strongroom alerts …`.
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// List alerts, newest first (needs `alerts:read`: auditors and
+    /// security officers).
+    List {
+        /// `open` or `acknowledged`; default: both.
+        #[arg(long, value_parser = ["open", "acknowledged"])]
+        status: Option<String>,
+        /// Only this detector's alerts (`reveal_rate`, `off_hours`, …).
+        #[arg(long)]
+        detector: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the alerts as JSON, one per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Acknowledge an alert with a note of what was found and done.
+    Ack {
+        id: String,
+        /// What was found and done.
+        #[arg(long)]
+        note: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// Orders and reveal links (`[vouchers]`).
     #[serde(default)]
     pub vouchers: VoucherSettings,
+    /// Detectors, alerts and containment (`[watch]`); see docs/monitoring.md.
+    #[serde(default)]
+    pub watch: strongroom_watch::WatchConfig,
 }
 
 /// `[vouchers]`: how orders hand codes over.
@@ -247,7 +250,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -257,6 +260,7 @@ const SECTIONS: [&str; 9] = [
     "storage",
     "ratelimit",
     "vouchers",
+    "watch",
 ];
 
 impl ServerConfig {

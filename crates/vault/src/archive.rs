@@ -128,15 +128,25 @@ impl Vault {
         u: &Unsealed,
         rec: &SecretRecord,
     ) -> Result<SecretBytes, VaultError> {
+        Ok(self.open_record_from(u, rec).await?.0)
+    }
+
+    /// As [`Vault::open_record`], and whether it came from the archive (a
+    /// delivered code read again, which the detectors watch).
+    pub(crate) async fn open_record_from(
+        &self,
+        u: &Unsealed,
+        rec: &SecretRecord,
+    ) -> Result<(SecretBytes, bool), VaultError> {
         if let Some(envelope) = self.stores.vault.get(&rec.token).await? {
             let key = u
                 .keyring
                 .get(&rec.tenant, &rec.class, rec.key_version)
                 .await?;
             let ad = record_context(&rec.tenant, &rec.class, &rec.token, rec.key_version);
-            return Ok(key.open(&ad, &envelope)?);
+            return Ok((key.open(&ad, &envelope)?, false));
         }
-        self.open_archived(u, rec).await
+        Ok((self.open_archived(u, rec).await?, true))
     }
 
     /// Opens a record's archived envelope.

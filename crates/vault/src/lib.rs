@@ -109,6 +109,8 @@ pub struct Vault {
     state: RwLock<State>,
     /// Serialises unseal attempts.
     unsealing: Mutex<()>,
+    /// Shown every audit record once durable (detectors, metrics).
+    live_tap: std::sync::OnceLock<Arc<dyn strongroom_audit::LiveTap>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -129,7 +131,15 @@ impl Vault {
                 started_ms: 0,
             }),
             unsealing: Mutex::new(()),
+            live_tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shows every audit record, once durable, to `tap`, from the next
+    /// unseal on; set it before unsealing. Only one tap: false if one was
+    /// set already.
+    pub fn set_live_tap(&self, tap: Arc<dyn strongroom_audit::LiveTap>) -> bool {
+        self.live_tap.set(tap).is_ok()
     }
 
     /// The stores (for the identity layer, which keeps principals centrally).
@@ -265,7 +275,11 @@ impl Vault {
         root: &KeyBytes,
         ctx: &RequestContext,
     ) -> Result<(), VaultError> {
-        let unsealed = Arc::new(seal::open_unsealed(root, &self.stores, self.clock.clone()).await?);
+        let mut unsealed = seal::open_unsealed(root, &self.stores, self.clock.clone()).await?;
+        if let Some(tap) = self.live_tap.get() {
+            unsealed.audit = unsealed.audit.with_tap(tap.clone());
+        }
+        let unsealed = Arc::new(unsealed);
         unsealed
             .audit
             .append_one(self.event(ctx, None, "sys.unseal", None, None, Outcome::Allowed, None))
@@ -406,6 +420,7 @@ pub(crate) fn event_at(
         outcome,
         reason,
         purpose: None,
+        customer: None,
         client_addr: ctx.client_addr.clone(),
         items: None,
     }

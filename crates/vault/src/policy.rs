@@ -85,6 +85,12 @@ pub enum Permission {
     /// Ask for a delivered code's closed reveal window to be re-opened (a
     /// security officer approves).
     RequestReopen,
+    /// See the alerts the detectors raised.
+    ReadAlerts,
+    /// Acknowledge an alert, with a note of what was found.
+    AcknowledgeAlerts,
+    /// Freeze a principal, and lift a freeze (the detectors' or a person's).
+    FreezePrincipals,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -93,7 +99,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 22] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -113,6 +119,9 @@ impl Permission {
         Permission::ReadOrders,
         Permission::ArchiveVouchers,
         Permission::RequestReopen,
+        Permission::ReadAlerts,
+        Permission::AcknowledgeAlerts,
+        Permission::FreezePrincipals,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -134,8 +143,10 @@ impl Permission {
 
     /// Whether holding this needs a second person's approval: it reveals
     /// secrets (placing orders does, through reveal links), re-opens their
-    /// windows, destroys them, manages keys or approves others. An administrator alone must never be able to give
-    /// itself, or a credential it holds, any of these.
+    /// windows, destroys them, manages keys, approves others or lifts the
+    /// freeze of a principal the detectors contained. An administrator alone
+    /// must never be able to give itself, or a credential it holds, any of
+    /// these.
     pub fn needs_approval(self) -> bool {
         matches!(
             self,
@@ -145,6 +156,7 @@ impl Permission {
                 | Permission::RotateKeys
                 | Permission::Delete
                 | Permission::ApprovePrincipals
+                | Permission::FreezePrincipals
         )
     }
 
@@ -170,6 +182,9 @@ impl Permission {
             Permission::ReadOrders => "orders:read",
             Permission::ArchiveVouchers => "vouchers:archive",
             Permission::RequestReopen => "orders:request_reopen",
+            Permission::ReadAlerts => "alerts:read",
+            Permission::AcknowledgeAlerts => "alerts:acknowledge",
+            Permission::FreezePrincipals => "principals:freeze",
         }
     }
 
@@ -303,9 +318,12 @@ impl Role {
                 ReadMetadata,
                 Seal,
                 ApprovePrincipals,
+                ReadAlerts,
+                AcknowledgeAlerts,
+                FreezePrincipals,
             ],
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
-            Role::Auditor => &[ReadAudit, ReadMetadata],
+            Role::Auditor => &[ReadAudit, ReadMetadata, ReadAlerts],
             Role::Support => &[
                 RevealMasked,
                 ReadMetadata,

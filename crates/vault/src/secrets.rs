@@ -872,12 +872,12 @@ impl Vault {
                 .await?;
             return Err(VaultError::Dormant);
         }
-        let opened = self.open_record(&u, &rec).await;
+        let opened = self.open_record_from(&u, &rec).await;
         let opened = match (opened, redaction) {
-            (Ok(v), Redaction::Masked) => mask(&v),
+            (Ok((v, archived)), Redaction::Masked) => mask(&v).map(|v| (v, archived)),
             (other, _) => other,
         };
-        let value = match opened {
+        let (value, archived) = match opened {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(code = e.code(), "reveal failed after authorisation");
@@ -896,9 +896,14 @@ impl Vault {
             None,
         );
         allowed.purpose = Some(purpose.to_owned());
-        if redaction == Redaction::Masked {
-            allowed.reason = Some("redaction=masked".into());
-        }
+        // Notes the detectors read: a masked reveal, a code read back from
+        // the archive (delivered, so rarely wanted again).
+        allowed.reason = match (redaction == Redaction::Masked, archived) {
+            (true, true) => Some("redaction=masked; archived".into()),
+            (true, false) => Some("redaction=masked".into()),
+            (false, true) => Some("archived".into()),
+            (false, false) => None,
+        };
         u.audit.append_one(allowed).await?;
         Ok(Revealed {
             token: rec.token,

@@ -376,6 +376,9 @@ impl Orders {
                     Outcome::Allowed,
                     Some(format!("voucher {}", order.voucher_id)),
                 )];
+                if let Some(placed) = along.first_mut() {
+                    placed.customer = Some(order.customer_ref.clone());
+                }
                 // Exactly at the crossing: one event per fall below, not one
                 // per order while stock stays low.
                 if threshold > 0 && available_after == threshold - 1 {

@@ -145,7 +145,10 @@ fn time_param(q: &QueryMap, name: &str) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-fn number_param<T: std::str::FromStr>(q: &QueryMap, name: &str) -> Result<Option<T>, ApiError> {
+pub(crate) fn number_param<T: std::str::FromStr>(
+    q: &QueryMap,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
     q.get(name)
         .map(|n| {
             n.parse()

@@ -158,6 +158,7 @@ pub async fn token(
         ));
     };
     let principal = principal_of(record, &state.roles);
+    crate::auth::refuse_if_frozen(&state, &ctx, &principal, "auth.token").await?;
     let now = state.vault.clock().now_ms();
     let event = state.vault.event(
         &ctx,

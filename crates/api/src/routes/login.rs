@@ -400,6 +400,7 @@ pub async fn login(
         Ok(used) => used,
         Err(reason) => return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?),
     };
+    crate::auth::refuse_if_frozen(&state, &ctx, &who, ACTION).await?;
     audit(
         &state,
         &ctx,
@@ -468,6 +469,7 @@ pub async fn step_up(
     if let Err(reason) = use_factor(&state, &who.id, factor).await? {
         return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?);
     }
+    crate::auth::refuse_if_frozen(&state, &ctx, &who, ACTION).await?;
     audit(
         &state,
         &ctx,

@@ -1,6 +1,7 @@
 //! One module per path group; handlers are thin: extract, authenticate,
 //! call the vault, map the result.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
@@ -16,7 +17,7 @@ pub mod secrets;
 pub mod sys;
 
 use strongroom_audit::Outcome;
-use strongroom_vault::{Principal, RequestContext};
+use strongroom_vault::{Permission, Principal, RequestContext};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -36,5 +37,30 @@ pub(crate) async fn audit(
         .vault
         .event(ctx, who, action, None, target, outcome, reason);
     state.vault.record(event).await?;
+    Ok(())
+}
+
+/// Checks `permission` and records a refusal.
+pub(crate) async fn require(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    permission: Permission,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Err(e) = who.require(permission) {
+        audit(
+            state,
+            ctx,
+            Some(who),
+            action,
+            target,
+            Outcome::Denied,
+            Some(e.code().into()),
+        )
+        .await?;
+        return Err(e.into());
+    }
     Ok(())
 }

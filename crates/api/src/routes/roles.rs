@@ -78,31 +78,6 @@ fn changed_meanwhile() -> ApiError {
     )
 }
 
-/// Checks `permission` and records a refusal.
-async fn require(
-    state: &ApiState,
-    ctx: &RequestContext,
-    who: &Principal,
-    permission: Permission,
-    action: &str,
-    target: Option<&str>,
-) -> Result<(), ApiError> {
-    if let Err(e) = who.require(permission) {
-        super::audit(
-            state,
-            ctx,
-            Some(who),
-            action,
-            target,
-            Outcome::Denied,
-            Some(e.code().into()),
-        )
-        .await?;
-        return Err(e.into());
-    }
-    Ok(())
-}
-
 /// Custom roles apply in every tenant, so only a principal bound to every
 /// tenant may define or approve them: an administrator of one tenant must
 /// not change what principals of another may do.
@@ -167,7 +142,7 @@ pub async fn list(
     } else {
         Permission::ManageRoles
     };
-    require(&state, &ctx, &who, permission, ACTION, None).await?;
+    super::require(&state, &ctx, &who, permission, ACTION, None).await?;
     let custom = state
         .vault
         .stores()
@@ -219,7 +194,7 @@ pub async fn define(
     ApiJson(body): ApiJson<DefineRole>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     const ACTION: &str = "role.define";
-    require(
+    super::require(
         &state,
         &ctx,
         &who,
@@ -464,7 +439,7 @@ pub async fn approve(
     ApiJson(body): ApiJson<ApproveRole>,
 ) -> Result<Json<Value>, ApiError> {
     const ACTION: &str = "role.approve";
-    require(
+    super::require(
         &state,
         &ctx,
         &who,

@@ -186,6 +186,34 @@ const MIGRATIONS: Migrations = &[
      CREATE INDEX voucher_events_voucher ON voucher_events (voucher_id);
      ALTER TABLE vouchers ADD COLUMN order_id TEXT;
      CREATE INDEX vouchers_expiry ON vouchers (state, expires_at)",
+    "CREATE TABLE alerts (
+         id TEXT PRIMARY KEY,
+         created_at INTEGER NOT NULL,
+         detector TEXT NOT NULL,
+         severity TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         tenant TEXT,
+         summary TEXT NOT NULL,
+         details TEXT NOT NULL,
+         audit_seq INTEGER NOT NULL,
+         status TEXT NOT NULL,
+         acknowledged_by TEXT NOT NULL DEFAULT '',
+         acknowledged_at INTEGER NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         froze INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;
+     CREATE TABLE frozen_principals (
+         principal_id TEXT PRIMARY KEY,
+         frozen_at INTEGER NOT NULL,
+         alert_id TEXT NOT NULL,
+         frozen_by TEXT NOT NULL,
+         reason TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE forwarder_cursors (
+         name TEXT PRIMARY KEY,
+         seq INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL
+     ) WITHOUT ROWID",
 ];
 
 // Column lists as macros, so every statement is a literal built at compile time.

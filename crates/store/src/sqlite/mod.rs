@@ -6,6 +6,7 @@ mod engine;
 mod fingerprints;
 mod orders;
 mod records;
+mod watch;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod init;

@@ -134,6 +134,26 @@ pub async fn run(cmd: PrincipalsCommand) -> Result<()> {
                 .await?;
             println!("disabled {id}");
         }
+        PrincipalsCommand::Freeze { id, reason, client } => {
+            let c = Client::new(&client, "security_officer")?;
+            c.call(
+                Method::POST,
+                &format!("/v1/principals/{id}/freeze"),
+                Some(json!({ "reason": reason })),
+            )
+            .await?;
+            println!("frozen {id}: its requests are refused until it is unfrozen");
+        }
+        PrincipalsCommand::Unfreeze { id, reason, client } => {
+            let c = Client::new(&client, "security_officer")?;
+            c.call(
+                Method::POST,
+                &format!("/v1/principals/{id}/unfreeze"),
+                Some(json!({ "reason": reason })),
+            )
+            .await?;
+            println!("unfrozen {id}");
+        }
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         api_config: config.api_config(),
         clock: Arc::new(SystemClock),
         backend,
+        watch: config.watch.clone(),
     })
     .await?;
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use strongroom_watch::WatchConfig;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -120,6 +121,7 @@ pub struct Harness {
     pub creds: DevCredentials,
     pub store: TestStore,
     pub api_config: ApiConfig,
+    pub watch: WatchConfig,
 }
 
 impl Harness {
@@ -132,7 +134,8 @@ impl Harness {
         creds: Option<DevCredentials>,
         store: TestStore,
     ) -> Self {
-        Self::launch_with(dir, data, dev, clock, creds, store, test_api_config()).await
+        let settings = (test_api_config(), WatchConfig::default());
+        Self::launch_with(dir, data, dev, clock, creds, store, settings).await
     }
 
     async fn launch_with(
@@ -142,7 +145,7 @@ impl Harness {
         clock: ManualClock,
         creds: Option<DevCredentials>,
         store: TestStore,
-        api_config: ApiConfig,
+        (api_config, watch): (ApiConfig, WatchConfig),
     ) -> Self {
         let server = start(StartOptions {
             data_dir: data,
@@ -153,6 +156,7 @@ impl Harness {
             api_config: api_config.clone(),
             clock: Arc::new(clock.clone()),
             backend: store.backend(),
+            watch: watch.clone(),
         })
         .await
         .unwrap();
@@ -168,11 +172,17 @@ impl Harness {
             creds,
             store,
             api_config,
+            watch,
         }
     }
 
     /// A dev server with these API settings (rate limits, say).
     pub async fn dev_with(store: TestStore, api_config: ApiConfig) -> Self {
+        Self::dev_watched(store, api_config, WatchConfig::default()).await
+    }
+
+    /// A dev server with these API and detector settings.
+    pub async fn dev_watched(store: TestStore, api_config: ApiConfig, watch: WatchConfig) -> Self {
         let dir = TempDir::new().unwrap();
         let data = dir.path().join("data");
         Self::launch_with(
@@ -182,7 +192,7 @@ impl Harness {
             ManualClock::new(now_ms()),
             None,
             store,
-            api_config,
+            (api_config, watch),
         )
         .await
     }
@@ -204,11 +214,13 @@ impl Harness {
             creds,
             store,
             api_config,
+            watch,
             ..
         } = self;
         server.shutdown().await.unwrap();
         let data = dir.path().join("data");
-        Self::launch_with(dir, data, true, clock, Some(creds), store, api_config).await
+        let settings = (api_config, watch);
+        Self::launch_with(dir, data, true, clock, Some(creds), store, settings).await
     }
 
     /// Options to start another server on this harness's data directory.
@@ -222,6 +234,7 @@ impl Harness {
             api_config: test_api_config(),
             clock: Arc::new(self.clock.clone()),
             backend: self.store.backend(),
+            watch: self.watch.clone(),
         }
     }
 

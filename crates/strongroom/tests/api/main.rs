@@ -32,3 +32,4 @@ mod ratelimits;
 mod roles;
 mod seal;
 mod secrets;
+mod watch;

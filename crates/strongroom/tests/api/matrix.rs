@@ -68,6 +68,10 @@ enum Target {
     ReopenAsked,
     /// An import of tenant `dev` (its id).
     Import,
+    /// An open alert of tenant `dev` (its id).
+    Alert,
+    /// An ingest service of tenant `dev`, frozen.
+    FrozenService,
 }
 
 struct Row {
@@ -147,6 +151,7 @@ const STOCK: Who = Who::Roles(&["stock_manager"]);
 const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support", "fulfilment"]);
 const SUPPORT: Who = Who::Roles(&["support"]);
 const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"]);
+const ALERT_READERS: Who = Who::Roles(&["security_officer", "auditor"]);
 
 fn table() -> Vec<Row> {
     use Method as M;
@@ -233,6 +238,20 @@ fn table() -> Vec<Row> {
         row(M::GET, "/v1/audit/export", AUDITOR, 200),
         row(M::GET, "/v1/vouchers/{id}/history", AUDITOR, 200)
             .on(Voucher)
+            .wrong_tenant(404),
+        // A caller bound to another tenant sees that tenant's alerts only.
+        row(M::GET, "/v1/alerts", ALERT_READERS, 200),
+        row(M::POST, "/v1/alerts/{id}/acknowledge", OFFICER, 200)
+            .on(Alert)
+            .body(|_| json!({"note": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/principals/{id}/freeze", OFFICER, 204)
+            .on(Service)
+            .body(|_| json!({"reason": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/principals/{id}/unfreeze", OFFICER, 204)
+            .on(FrozenService)
+            .body(|_| json!({"reason": "matrix"}))
             .wrong_tenant(404),
         row(M::POST, "/v1/retailers", STOCK, 201)
             .body(|_| json!({"tenant": "dev", "name": format!("retailer {}", random_code())}))
@@ -420,6 +439,51 @@ async fn make_target(
         Target::Nothing => return None,
         Target::Secret => h.service().await.put(&random_code()).await,
         Target::Service => create(json!(["ingest"]), "service").await,
+        Target::FrozenService => {
+            let id = create(json!(["ingest"]), "service").await;
+            let frozen = h
+                .server
+                .vault
+                .stores()
+                .central
+                .freeze_principal(strongroom_store::FreezeRecord {
+                    principal_id: id.clone(),
+                    frozen_at: crate::harness::now_ms(),
+                    alert_id: String::new(),
+                    frozen_by: "matrix".into(),
+                    reason: "matrix".into(),
+                })
+                .await
+                .unwrap();
+            assert!(frozen);
+            id
+        }
+        Target::Alert => {
+            let id = strongroom_crypto::random::token("al_").unwrap();
+            h.server
+                .vault
+                .stores()
+                .central
+                .insert_alert(strongroom_store::AlertRecord {
+                    id: id.clone(),
+                    created_at: crate::harness::now_ms(),
+                    detector: "denied_burst".into(),
+                    severity: "high".into(),
+                    subject: "addr:192.0.2.1".into(),
+                    tenant: Some("dev".into()),
+                    summary: "matrix".into(),
+                    details: "{}".into(),
+                    audit_seq: 1,
+                    status: "open".into(),
+                    acknowledged_by: String::new(),
+                    acknowledged_at: 0,
+                    note: String::new(),
+                    froze: false,
+                })
+                .await
+                .unwrap();
+            id
+        }
         Target::PendingPrincipal => create(json!(["fulfilment"]), "service").await,
         Target::Person => create(json!(["auditor"]), "user").await,
         Target::NewRoleName => role_name(),

@@ -1,0 +1,362 @@
+//! The running watch: the tap on the audit stream, the task that runs the
+//! detectors, and what it does with a finding.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use strongroom_audit::{AuditError, AuditEvent, LiveTap, Outcome};
+use strongroom_store::{AlertRecord, FreezeRecord};
+use strongroom_vault::{Vault, rfc3339};
+use tokio::sync::mpsc;
+
+use crate::config::WatchConfig;
+use crate::detect::{Detectors, Finding};
+use crate::freezes::{FreezeOutcome, Freezes};
+use crate::webhook::WebhookSender;
+use crate::{Severity, Subject, WATCH_ACTOR, WatchError};
+
+/// Batches of records waiting for the detectors. At one batch per request,
+/// this is several seconds of a busy node's traffic.
+const QUEUE_BATCHES: usize = 65_536;
+
+/// What the watch has seen and done, for metrics.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Records the detectors judged.
+    pub observed: AtomicU64,
+    /// Records the detectors never saw because they had fallen behind.
+    pub missed: AtomicU64,
+    /// Failed audit appends.
+    pub audit_failures: AtomicU64,
+    /// Alerts raised, by detector.
+    pub alerts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl WatchStats {
+    /// Alerts raised so far, by detector.
+    pub fn alerts_by_detector(&self) -> BTreeMap<&'static str, u64> {
+        self.alerts.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+type Batch = Vec<(u64, AuditEvent)>;
+
+/// The tap on the audit stream and the handle of the detectors' task.
+pub struct Watch {
+    queue: Option<mpsc::Sender<Batch>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stats: Arc<WatchStats>,
+    freezes: Arc<Freezes>,
+    config: WatchConfig,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
+}
+
+impl LiveTap for Watch {
+    fn observe(&self, records: &[(u64, &AuditEvent)]) {
+        let Some(queue) = &self.queue else { return };
+        let batch: Batch = records.iter().map(|(s, e)| (*s, (*e).clone())).collect();
+        if queue.try_send(batch).is_err() {
+            self.stats
+                .missed
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn append_failed(&self, error: &AuditError) {
+        self.stats.audit_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %error, "audit store failure: operations are refused until it recovers");
+        let Some(queue) = &self.queue else { return };
+        // An empty batch wakes the task, which then reads the counter.
+        let _ = queue.try_send(Vec::new());
+    }
+}
+
+impl Watch {
+    /// Starts the detectors' task for `vault` and registers the watch as its
+    /// live tap (before the vault is unsealed). With detection disabled,
+    /// freezes are still enforced and may be set by hand. Must run inside a
+    /// Tokio runtime.
+    pub fn start(
+        config: WatchConfig,
+        vault: Arc<Vault>,
+        freezes: Arc<Freezes>,
+    ) -> Result<Arc<Self>, WatchError> {
+        let webhook = config
+            .webhook
+            .as_ref()
+            .map(WebhookSender::start)
+            .transpose()?;
+        let stats = Arc::new(WatchStats::default());
+        let mut task = None;
+        let queue = if config.enabled {
+            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            let raiser = Raiser {
+                vault: vault.clone(),
+                freezes: freezes.clone(),
+                stats: stats.clone(),
+                webhook,
+                config: config.clone(),
+            };
+            task = Some(tokio::spawn(run(
+                rx,
+                Detectors::new(config.clone()),
+                raiser,
+            )));
+            Some(tx)
+        } else {
+            None
+        };
+        let watch = Arc::new(Self {
+            queue,
+            task: Mutex::new(task),
+            stats,
+            freezes,
+            config,
+        });
+        if !vault.set_live_tap(watch.clone()) {
+            return Err(WatchError::Config(
+                "the vault already has a live tap".into(),
+            ));
+        }
+        Ok(watch)
+    }
+
+    /// Stops the detectors' task (the server is shutting down); records
+    /// still queued are not judged.
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+
+    /// What the watch has seen and done.
+    pub fn stats(&self) -> &Arc<WatchStats> {
+        &self.stats
+    }
+
+    /// The frozen principals.
+    pub fn freezes(&self) -> &Arc<Freezes> {
+        &self.freezes
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &WatchConfig {
+        &self.config
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Batch>, mut detectors: Detectors, raiser: Raiser) {
+    let (mut missed_seen, mut failures_seen) = (0u64, 0u64);
+    while let Some(batch) = rx.recv().await {
+        for (seq, event) in batch {
+            if event.actor == WATCH_ACTOR {
+                continue;
+            }
+            raiser.stats.observed.fetch_add(1, Ordering::Relaxed);
+            for finding in detectors.observe(&event) {
+                raiser.raise(finding, seq).await;
+            }
+        }
+        let missed = raiser.stats.missed.load(Ordering::Relaxed);
+        if missed > missed_seen {
+            let finding = Finding {
+                detector: "watch_overloaded",
+                severity: Severity::High,
+                subject: Subject::Component("watch".into()),
+                tenant: None,
+                summary: format!(
+                    "the detectors fell behind and missed {} audit records; they are in the \
+                     audit log, but were not judged",
+                    missed - missed_seen
+                ),
+                details: json!({ "missed_total": missed }),
+            };
+            missed_seen = missed;
+            raiser.raise(finding, 0).await;
+        }
+        let failures = raiser.stats.audit_failures.load(Ordering::Relaxed);
+        if failures > failures_seen {
+            let finding = Finding {
+                detector: "audit_store_failure",
+                severity: Severity::Critical,
+                subject: Subject::Component("audit_store".into()),
+                tenant: None,
+                summary: format!(
+                    "{} audit appends failed; every operation they recorded was refused",
+                    failures - failures_seen
+                ),
+                details: json!({ "failures_total": failures }),
+            };
+            failures_seen = failures;
+            raiser.raise(finding, 0).await;
+        }
+    }
+}
+
+/// Turns a finding into an alert, a freeze, records, a log line and a
+/// webhook call.
+struct Raiser {
+    vault: Arc<Vault>,
+    freezes: Arc<Freezes>,
+    stats: Arc<WatchStats>,
+    webhook: Option<WebhookSender>,
+    config: WatchConfig,
+}
+
+impl Raiser {
+    async fn raise(&self, f: Finding, seq: u64) {
+        let now = self.vault.clock().now_ms();
+        let id =
+            match strongroom_crypto::random::timed_token("al_", u64::try_from(now).unwrap_or(0)) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, detector = f.detector, "could not name an alert");
+                    return;
+                }
+            };
+        let central = &self.vault.stores().central;
+        // Contain first: the principal is refused from this moment.
+        let mut froze = false;
+        if let Some(principal) = f.subject.principal()
+            && self.config.freeze_at.freezes(f.severity)
+        {
+            let freeze = FreezeRecord {
+                principal_id: principal.to_owned(),
+                frozen_at: now,
+                alert_id: id.clone(),
+                frozen_by: WATCH_ACTOR.into(),
+                reason: f.summary.clone(),
+            };
+            froze = match self.freezes.freeze(central.as_ref(), freeze).await {
+                Ok(FreezeOutcome::Changed) => true,
+                Ok(FreezeOutcome::Unchanged) => false,
+                Err(e) => {
+                    // Frozen on this node all the same.
+                    tracing::error!(error = %e, principal, "freeze could not be stored");
+                    true
+                }
+            };
+        }
+        let alert = AlertRecord {
+            id: id.clone(),
+            created_at: now,
+            detector: f.detector.to_owned(),
+            severity: f.severity.as_str().to_owned(),
+            subject: f.subject.key(),
+            tenant: f.tenant.clone(),
+            summary: f.summary.clone(),
+            details: f.details.to_string(),
+            audit_seq: i64::try_from(seq).unwrap_or(0),
+            status: "open".into(),
+            acknowledged_by: String::new(),
+            acknowledged_at: 0,
+            note: String::new(),
+            froze,
+        };
+        if let Ok(mut counts) = self.stats.alerts.lock() {
+            *counts.entry(f.detector).or_default() += 1;
+        }
+        tracing::warn!(
+            alert = %id,
+            detector = f.detector,
+            severity = f.severity.as_str(),
+            subject = %alert.subject,
+            froze,
+            "{}",
+            f.summary
+        );
+        let body = alert_json(&alert).to_string().into_bytes();
+        if let Err(e) = central.insert_alert(alert).await {
+            tracing::error!(alert = %id, error = %e, "alert could not be stored");
+        }
+        let mut events = vec![watch_event(
+            now,
+            "alert.raised",
+            f.tenant.as_deref(),
+            &id,
+            format!(
+                "{} {}: {}",
+                f.detector,
+                f.severity.as_str(),
+                f.subject.key()
+            ),
+        )];
+        if froze && let Some(principal) = f.subject.principal() {
+            events.push(watch_event(
+                now,
+                "principal.freeze",
+                f.tenant.as_deref(),
+                principal,
+                format!("alert {id} ({})", f.detector),
+            ));
+        }
+        if let Err(e) = self.vault.record_all(&events).await {
+            tracing::error!(alert = %id, error = %e, "alert could not be audited");
+        }
+        if let Some(webhook) = &self.webhook {
+            webhook.send(id, body);
+        }
+    }
+}
+
+fn watch_event(
+    now: i64,
+    action: &str,
+    tenant: Option<&str>,
+    target: &str,
+    reason: String,
+) -> AuditEvent {
+    AuditEvent {
+        time: rfc3339(now),
+        request_id: String::new(),
+        actor: WATCH_ACTOR.into(),
+        actor_name: None,
+        action: action.into(),
+        tenant: tenant.map(str::to_owned),
+        target: Some(target.to_owned()),
+        outcome: Outcome::Allowed,
+        reason: Some(reason),
+        purpose: None,
+        customer: None,
+        client_addr: None,
+        items: None,
+    }
+}
+
+/// An alert as the API, the CLI and the webhook show it.
+pub fn alert_json(a: &AlertRecord) -> Value {
+    let details: Value = serde_json::from_str(&a.details).unwrap_or(Value::Null);
+    let mut v = json!({
+        "id": a.id,
+        "created_at": rfc3339(a.created_at),
+        "detector": a.detector,
+        "severity": a.severity,
+        "subject": a.subject,
+        "tenant": a.tenant,
+        "summary": a.summary,
+        "details": details,
+        "audit_seq": a.audit_seq,
+        "status": a.status,
+        "froze_subject": a.froze,
+    });
+    if a.status == "acknowledged"
+        && let Some(map) = v.as_object_mut()
+    {
+        map.insert(
+            "acknowledged".into(),
+            json!({
+                "by": a.acknowledged_by,
+                "at": rfc3339(a.acknowledged_at),
+                "note": a.note,
+            }),
+        );
+    }
+    v
+}
