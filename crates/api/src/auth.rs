@@ -299,8 +299,6 @@ impl FromRequestParts<ApiState> for Authenticated {
                     .get::<strongroom_vault::RequestContext>()
                     .cloned()
                     .unwrap_or_default();
-                // Checked after the token, so the refusal names the principal.
-                refuse_if_frozen(state, &ctx, &principal, "auth.authenticate").await?;
                 let rate = state.rate_limits.principal_rate(&principal.roles);
                 if let Err(limited) = state
                     .rate_limits
@@ -308,11 +306,6 @@ impl FromRequestParts<ApiState> for Authenticated {
                     .await
                 {
                     if limited.first_this_minute {
-                        let ctx = parts
-                            .extensions
-                            .get::<strongroom_vault::RequestContext>()
-                            .cloned()
-                            .unwrap_or_default();
                         let event = state.vault.event(
                             &ctx,
                             Some(&principal),
@@ -326,6 +319,10 @@ impl FromRequestParts<ApiState> for Authenticated {
                     }
                     return Err(ApiError::rate_limited(limited.retry_after_secs));
                 }
+                // After the rate limit, so a frozen principal cannot flood
+                // the audit log with refusals; after the token, so the
+                // refusal names the principal.
+                refuse_if_frozen(state, &ctx, &principal, "auth.authenticate").await?;
                 Ok(Authenticated(principal))
             }
             Err(Err(vault_error)) => Err(vault_error.into()),

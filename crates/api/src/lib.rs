@@ -171,6 +171,7 @@ fn documented_routes(
         .routes(routes!(roles::define))
         .routes(routes!(roles::approve))
         .routes(routes!(audit::verify))
+        .routes(routes!(audit::checkpoint))
         .routes(routes!(audit::search))
         .routes(routes!(audit::export))
         .routes(routes!(audit::voucher_history))

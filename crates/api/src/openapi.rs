@@ -313,6 +313,23 @@ pub struct CreatedPrincipal {
     pub enrolment_code: Option<String>,
 }
 
+/// A signed checkpoint of the audit chain head.
+#[derive(ToSchema)]
+pub struct AuditCheckpoint {
+    /// The vault's id.
+    pub vault_id: String,
+    /// Sequence number of the record signed.
+    pub seq: u64,
+    /// Its chain MAC, hex.
+    pub mac: String,
+    /// When it was signed (RFC 3339).
+    pub signed_at: String,
+    /// The vault's Ed25519 public key, hex.
+    pub public_key: String,
+    /// Ed25519 signature over the other fields, hex.
+    pub signature: String,
+}
+
 /// An alert raised by a detector.
 #[derive(ToSchema)]
 pub struct Alert {

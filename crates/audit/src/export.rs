@@ -108,6 +108,7 @@ pub fn cef(seq: u64, event: &AuditEvent, version: &str) -> String {
         ("cs2Label", "cs2", "target", event.target.as_ref()),
         ("cs3Label", "cs3", "requestId", Some(&event.request_id)),
         ("cs4Label", "cs4", "purpose", event.purpose.as_ref()),
+        ("cs5Label", "cs5", "customer", event.customer.as_ref()),
     ];
     for (label_key, key, label, text) in labelled {
         if let Some(text) = text {

@@ -11,9 +11,10 @@
 //! first record that fails.
 //!
 //! # What the chain alone cannot show
-//! Cutting records off the *end* leaves a shorter, valid chain. Keeping a copy
-//! of the latest sequence number elsewhere (exported logs, monitoring) catches
-//! that; the verify report gives the last sequence number for that purpose.
+//! Cutting records off the *end* leaves a shorter, valid chain, and a holder
+//! of the chain key (any unsealed node has it) could rewrite it. Signed
+//! [`checkpoint`]s of the chain head, kept outside the audit store, catch
+//! both.
 //!
 //! # Fail closed
 //! [`AuditLog::append`] returns only once the records are durable; the vault
@@ -30,6 +31,7 @@
     )
 )]
 
+pub mod checkpoint;
 mod event;
 pub mod export;
 pub mod search;

@@ -10,6 +10,7 @@
 //! * [`kdf`]: HKDF-SHA-256 sub-key derivation from the root key.
 //! * [`mac`]: HMAC-SHA-256 for fingerprints and the audit chain.
 //! * [`digest`]: SHA-256 of public data (request hashes for idempotency).
+//! * [`sign`]: Ed25519 signatures of audit checkpoints.
 //! * [`shamir`]: k-of-n split of the root key into printable, checksummed shares.
 //! * [`random`]: the OS CSPRNG, and random tokens and identifiers.
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod mac;
 pub mod random;
 pub mod secret;
 pub mod shamir;
+pub mod sign;
 
 pub use error::CryptoError;
 pub use secret::{KeyBytes, SecretBytes};

@@ -53,6 +53,8 @@ pub struct StartOptions {
     pub backend: Backend,
     /// Detectors, alerts and containment.
     pub watch: strongroom_watch::WatchConfig,
+    /// How often the audit chain head is signed into the log (`None`: never).
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 /// One identity in the dev credentials file.
@@ -81,6 +83,10 @@ pub struct DevCredentials {
     /// Absent from credentials files written before it existed.
     #[serde(default)]
     pub stock_manager: Option<DevIdentity>,
+    /// Dev auditor of every tenant (audit log and alerts). Absent from
+    /// credentials files written before it existed.
+    #[serde(default)]
+    pub auditor: Option<DevIdentity>,
 }
 
 /// A running server.
@@ -237,6 +243,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         api_config.public_url = url.clone();
     }
     let housekeeping = spawn_housekeeping(vault.clone(), api_config.orders.clone());
+    let checkpoints = opts
+        .checkpoint_every
+        .map(|every| spawn_checkpoints(vault.clone(), every));
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
     if opts.api_config.rate_limits.redis_url.is_some() {
@@ -287,6 +296,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         // The refresher and housekeeping live exactly as long as the server.
         refresher.abort();
         housekeeping.abort();
+        if let Some(c) = checkpoints {
+            c.abort();
+        }
         watching.stop();
         served
     });
@@ -312,6 +324,24 @@ const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3
 /// reservations whose order never got delivered, marks stock whose code has
 /// expired, moves delivered vouchers past their age to the archive vault.
 /// Skipped while the vault is sealed.
+/// Signs the audit chain head into the log every `every` (see
+/// `Vault::record_checkpoint`), while unsealed.
+fn spawn_checkpoints(vault: Arc<Vault>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if !vault.is_unsealed() {
+                continue;
+            }
+            match vault.record_checkpoint().await {
+                Ok(Some(c)) => tracing::debug!(seq = c.seq, "audit checkpoint signed"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not sign an audit checkpoint"),
+            }
+        }
+    })
+}
+
 fn spawn_housekeeping(
     vault: Arc<Vault>,
     config: strongroom_vouchers::OrderConfig,
@@ -453,6 +483,7 @@ async fn dev_bootstrap(
                 service: mk(service),
                 security_officer: mk(officer),
                 stock_manager: None,
+                auditor: None,
             }
         }
     };
@@ -467,6 +498,21 @@ async fn dev_bootstrap(
         )
         .await?;
         creds.stock_manager = Some(DevIdentity {
+            client_id: made.record.client_id.clone(),
+            client_secret: made.client_secret.to_string(),
+        });
+    }
+    if creds.auditor.is_none() {
+        let suffix = strongroom_crypto::random::hex_id::<3>()?;
+        let made = create_principal(
+            vault,
+            &format!("dev-auditor-{suffix}"),
+            &["auditor"],
+            &["*"],
+            "dev bootstrap",
+        )
+        .await?;
+        creds.auditor = Some(DevIdentity {
             client_id: made.record.client_id.clone(),
             client_secret: made.client_secret.to_string(),
         });

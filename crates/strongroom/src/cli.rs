@@ -296,7 +296,7 @@ pub struct ClientArgs {
     #[arg(long, env = "STRONGROOM_CREDENTIALS", global = true)]
     pub credentials: Option<PathBuf>,
     /// Which identity in the credentials file to use: admin, service,
-    /// security_officer or stock_manager.
+    /// security_officer, stock_manager or auditor.
     #[arg(long = "as", global = true)]
     pub as_identity: Option<String>,
 }
@@ -500,6 +500,20 @@ pub enum AuditCommand {
         /// The server's configuration (for PostgreSQL stores).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A checkpoint file (from `strongroom audit checkpoint`): also
+        /// proves that no record up to it was removed or changed since,
+        /// even by someone who could rewrite the audit store.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Save a checkpoint of the audit chain head, signed by the vault, to
+    /// keep outside it (needs `audit:read`).
+    Checkpoint {
+        /// Write here (created; refused if it exists). Default: stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Export audit records of a time range from a running server, oldest
     /// first, one per line with its sequence number (needs `audit:read`).

@@ -80,8 +80,11 @@ impl Client {
                         "stock_manager" => c.stock_manager.as_ref().context(
                             "this dev credentials file has no stock_manager: restart `serve --dev` to add one",
                         )?,
+                        "auditor" => c.auditor.as_ref().context(
+                            "this dev credentials file has no auditor: restart `serve --dev` to add one",
+                        )?,
                         other => bail!(
-                            "--as {other}: choose admin, service, security_officer or stock_manager"
+                            "--as {other}: choose admin, service, security_officer, stock_manager or auditor"
                         ),
                     };
                     (

@@ -39,6 +39,26 @@ pub struct ServerConfig {
     /// Detectors, alerts and containment (`[watch]`); see docs/monitoring.md.
     #[serde(default)]
     pub watch: strongroom_watch::WatchConfig,
+    /// The audit log's checkpoints (`[audit]`).
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: signed checkpoints of the chain head.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How often the chain head is signed and the checkpoint written into
+    /// the log, seconds (0: never; at least 10 otherwise).
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_secs: 300,
+        }
+    }
 }
 
 /// `[vouchers]`: how orders hand codes over.
@@ -250,7 +270,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -261,6 +281,7 @@ const SECTIONS: [&str; 10] = [
     "ratelimit",
     "vouchers",
     "watch",
+    "audit",
 ];
 
 impl ServerConfig {
@@ -301,6 +322,9 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.audit.checkpoint_secs != 0 && self.audit.checkpoint_secs < 10 {
+            anyhow::bail!("audit.checkpoint_secs must be 0 (never) or at least 10");
+        }
         if !(60..=3600).contains(&self.limits.token_ttl_secs) {
             anyhow::bail!("limits.token_ttl_secs must be between 60 and 3600");
         }

@@ -8,8 +8,10 @@
 use strongroom_audit::Outcome;
 use strongroom_audit::search::{self, AuditFilter, ExportCursor, SCAN_BUDGET, SearchPage};
 
+use strongroom_audit::checkpoint::Checkpoint;
+
 use crate::policy::{ALL_TENANTS, Permission, Principal};
-use crate::{RequestContext, Vault, VaultError};
+use crate::{RequestContext, Vault, VaultError, VaultIdentity, rfc3339};
 
 /// Most records one search page returns.
 pub const MAX_SEARCH_LIMIT: usize = 1_000;
@@ -68,6 +70,84 @@ impl Vault {
             .append_one(self.event(ctx, Some(who), action, None, None, outcome, reason))
             .await?;
         allowed.map(|()| filter)
+    }
+}
+
+/// The actor of the periodic checkpoint records.
+pub const CHECKPOINT_ACTOR: &str = "system:checkpoint";
+/// The action of the periodic checkpoint records.
+pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
+
+impl Vault {
+    /// Signs the chain head as it is now; `None` for an empty log.
+    async fn sign_head(&self) -> Result<Option<Checkpoint>, VaultError> {
+        let u = self.unsealed()?;
+        let Some(head) = self.stores.audit.read_back(u64::MAX, 1).await?.pop() else {
+            return Ok(None);
+        };
+        let vault_id = VaultIdentity::load(&self.stores.vault)
+            .await?
+            .ok_or(VaultError::NotInitialized)?
+            .vault_id;
+        Ok(Some(Checkpoint::sign(
+            &u.checkpoint_key,
+            &vault_id,
+            head.seq,
+            &head.mac,
+            &rfc3339(self.clock.now_ms()),
+        )))
+    }
+
+    /// The periodic checkpoint: signs the chain head and writes the
+    /// checkpoint into the log itself (`audit.checkpoint`, the checkpoint as
+    /// its `reason`), so that forwarders carry it off-site with the records
+    /// it vouches for. Nothing is written when the only record since the
+    /// last checkpoint is that checkpoint: an idle log does not grow.
+    pub async fn record_checkpoint(&self) -> Result<Option<Checkpoint>, VaultError> {
+        let u = self.unsealed()?;
+        if let Some(head) = self.stores.audit.read_back(u64::MAX, 1).await?.pop()
+            && search::parse_record(&head)
+                .is_some_and(|(e, _)| e.action == CHECKPOINT_ACTION && e.actor == CHECKPOINT_ACTOR)
+        {
+            return Ok(None);
+        }
+        let Some(checkpoint) = self.sign_head().await? else {
+            return Ok(None);
+        };
+        let body = serde_json::to_string(&checkpoint)
+            .map_err(|_| VaultError::Invalid("checkpoint could not be encoded".into()))?;
+        let mut event = self.event(
+            &RequestContext::default(),
+            None,
+            CHECKPOINT_ACTION,
+            None,
+            Some(&checkpoint.seq.to_string()),
+            Outcome::Allowed,
+            Some(body),
+        );
+        event.actor = CHECKPOINT_ACTOR.into();
+        u.audit.append_one(event).await?;
+        Ok(Some(checkpoint))
+    }
+
+    /// A checkpoint of the chain head, signed now, for an auditor to keep
+    /// outside the vault (needs `audit:read`; audited).
+    pub async fn export_checkpoint(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<Checkpoint, VaultError> {
+        let u = self.unsealed()?;
+        self.audited_permission(
+            &u,
+            who,
+            ctx,
+            Permission::ReadAudit,
+            "audit.export_checkpoint",
+        )
+        .await?;
+        // The record of this request is in the log: the head is never empty.
+        self.sign_head().await?.ok_or(VaultError::Integrity)
     }
 }
 

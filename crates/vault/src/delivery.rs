@@ -25,6 +25,9 @@ use crate::policy::{Permission, PermissionSet, Principal};
 use crate::secrets::{Redaction, Revealed};
 use crate::{RequestContext, Vault, VaultError, rfc3339};
 
+/// The `reason` of the reveal records of an order's delivery.
+pub const DELIVERY_NOTE: &str = "delivery";
+
 /// What a valid reveal link says: only [`Vault::verify_link`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkClaim {
@@ -158,7 +161,9 @@ impl Vault {
                     Some(tenant),
                     Some(token),
                     Outcome::Allowed,
-                    None,
+                    // Set by the vault, never by a caller: the detectors
+                    // tell the vault's picks for orders from chosen reveals.
+                    Some(DELIVERY_NOTE.into()),
                 );
                 e.purpose = Some(reason.to_owned());
                 events.push(e);

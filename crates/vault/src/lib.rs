@@ -39,15 +39,15 @@ use strongroom_crypto::shamir::Share;
 use strongroom_store::StoreSet;
 use tokio::sync::Mutex;
 
-pub use audit_access::MAX_SEARCH_LIMIT;
+pub use audit_access::{CHECKPOINT_ACTION, CHECKPOINT_ACTOR, MAX_SEARCH_LIMIT};
 pub use class::DataClass;
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
-pub use delivery::{LinkClaim, WindowGrant};
+pub use delivery::{DELIVERY_NOTE, LinkClaim, WindowGrant};
 pub use error::VaultError;
 pub use policy::{Permission, PermissionSet, Principal, Role};
 pub use seal::{
     Initialized, SealMethod, SealStatus, TOKEN_SIGNING_PURPOSE, VaultIdentity, audit_key,
-    initialize,
+    checkpoint_key, initialize,
 };
 pub use secrets::{NewSecret, OnDuplicate, Redaction, Revealed, SecretInfo, Tokenized};
 pub use strongroom_crypto::SecretBytes;

@@ -94,6 +94,8 @@ pub struct Unsealed {
     pub audit_key: KeyBytes,
     /// Key that signs customers' reveal links.
     pub link_key: strongroom_crypto::mac::MacKey,
+    /// Key that signs checkpoints of the audit chain.
+    pub checkpoint_key: strongroom_crypto::sign::SigningKey,
     /// Unseal time, Unix ms: access tokens issued before it are refused, so
     /// sealing in an emergency also retires every outstanding token.
     pub unsealed_at_ms: i64,
@@ -211,6 +213,12 @@ pub fn audit_key(root: &KeyBytes) -> Result<KeyBytes, VaultError> {
     Ok(kdf::derive(root, AUDIT_KEY_PURPOSE)?)
 }
 
+/// Derives the audit checkpoint signing key (for offline verification).
+pub fn checkpoint_key(root: &KeyBytes) -> Result<strongroom_crypto::sign::SigningKey, VaultError> {
+    let seed = kdf::derive(root, strongroom_audit::checkpoint::CHECKPOINT_KEY_PURPOSE)?;
+    Ok(strongroom_crypto::sign::SigningKey::from_seed(&seed)?)
+}
+
 /// Builds the in-memory state of an unsealed vault from a checked root key.
 pub async fn open_unsealed(
     root: &KeyBytes,
@@ -230,6 +238,7 @@ pub async fn open_unsealed(
         operator_key,
         audit_key,
         link_key: strongroom_crypto::mac::MacKey::new(&kdf::derive(root, LINK_SIGNING_PURPOSE)?),
+        checkpoint_key: checkpoint_key(root)?,
         unsealed_at_ms: clock.now_ms(),
     })
 }

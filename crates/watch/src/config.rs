@@ -20,6 +20,9 @@ pub struct WatchConfig {
     pub cooldown_secs: u64,
     /// Reveals per principal against its learned baseline.
     pub reveal_rate: RevealRateConfig,
+    /// Codes delivered for orders per principal, likewise (high, not
+    /// critical: a flash sale must not freeze the shop).
+    pub delivery_rate: RevealRateConfig,
     /// Walking tokens in order.
     pub sequential: SequentialConfig,
     /// Activity in hours a principal is not usually active in.
@@ -45,6 +48,10 @@ impl Default for WatchConfig {
             freeze_at: FreezeAt::At(Severity::Critical),
             cooldown_secs: 600,
             reveal_rate: RevealRateConfig::default(),
+            delivery_rate: RevealRateConfig {
+                severity: Severity::High,
+                ..RevealRateConfig::default()
+            },
             sequential: SequentialConfig::default(),
             off_hours: OffHoursConfig::default(),
             denied: BurstConfig {

@@ -41,6 +41,7 @@ pub struct Finding {
 pub struct Detectors {
     config: WatchConfig,
     rates: HashMap<String, RateState>,
+    delivery_rates: HashMap<String, RateState>,
     runs: HashMap<String, RunState>,
     hours: HashMap<String, HourState>,
     denied: Windows,
@@ -50,8 +51,17 @@ pub struct Detectors {
     customers: Windows,
     /// Last alert per (detector, subject), Unix ms.
     raised: HashMap<(&'static str, String), i64>,
+    /// Alerts raised in the current minute, and the minute.
+    minute: (i64, u32),
+    /// Findings dropped for the per-minute limit, not yet reported.
+    suppressed: u64,
     seen: u64,
 }
+
+/// Most alerts the detectors raise in a minute. Someone spraying refusals
+/// from many addresses makes one alert per address: past this, findings are
+/// counted and reported, not raised one by one.
+pub const MAX_ALERTS_PER_MINUTE: u32 = 60;
 
 impl Detectors {
     /// Detectors configured by `config`.
@@ -73,9 +83,12 @@ impl Detectors {
             targets,
             config,
             rates: HashMap::new(),
+            delivery_rates: HashMap::new(),
             runs: HashMap::new(),
             hours: HashMap::new(),
             raised: HashMap::new(),
+            minute: (0, 0),
+            suppressed: 0,
             seen: 0,
         }
     }
@@ -91,7 +104,7 @@ impl Detectors {
             self.sweep(at);
         }
         let mut found = Vec::new();
-        self.reveal_rate(event, at, &mut found);
+        self.reveal_rates(event, at, &mut found);
         self.sequential(event, &mut found);
         self.off_hours(event, at, &mut found);
         self.denied_bursts(event, at, &mut found);
@@ -109,20 +122,57 @@ impl Detectors {
                 }
             }
         });
+        let minute = at.div_euclid(60_000);
+        if self.minute.0 != minute {
+            self.minute = (minute, 0);
+        }
+        found.retain(|_| {
+            if self.minute.1 < MAX_ALERTS_PER_MINUTE {
+                self.minute.1 += 1;
+                true
+            } else {
+                self.suppressed += 1;
+                false
+            }
+        });
         found
     }
 
-    fn reveal_rate(&mut self, event: &AuditEvent, at: i64, found: &mut Vec<Finding>) {
-        let c = &self.config.reveal_rate;
-        if !c.enabled || event.action != "secret.reveal" || event.outcome != Outcome::Allowed {
+    /// Findings dropped for [`MAX_ALERTS_PER_MINUTE`] since the last call.
+    pub fn take_suppressed(&mut self) -> u64 {
+        std::mem::take(&mut self.suppressed)
+    }
+
+    /// Reveals a caller chose (`reveal_rate`, which freezes by default) and
+    /// the vault's deliveries for orders (`delivery_rate`, which does not: a
+    /// flash sale must not stop the shop), each against its own baseline.
+    fn reveal_rates(&mut self, event: &AuditEvent, at: i64, found: &mut Vec<Finding>) {
+        if event.action != "secret.reveal" || event.outcome != Outcome::Allowed {
             return;
         }
         let Some(principal) = principal_of(event) else {
             return;
         };
+        let (c, rates, detector, what) = if is_delivery(event) {
+            (
+                &self.config.delivery_rate,
+                &mut self.delivery_rates,
+                "delivery_rate",
+                "delivered the codes of",
+            )
+        } else {
+            (
+                &self.config.reveal_rate,
+                &mut self.rates,
+                "reveal_rate",
+                "revealed",
+            )
+        };
+        if !c.enabled {
+            return;
+        }
         let bucket_ms = secs_ms(c.bucket_secs).max(1);
-        let state = self
-            .rates
+        let state = rates
             .entry(principal.to_owned())
             .or_insert_with(|| RateState::new(at / bucket_ms));
         state.advance(at / bucket_ms, c);
@@ -153,12 +203,12 @@ impl Detectors {
             )
         };
         found.push(Finding {
-            detector: "reveal_rate",
+            detector,
             severity: c.severity,
             subject: Subject::Principal(principal.to_owned()),
             tenant: event.tenant.clone(),
             summary: format!(
-                "{} revealed {} secrets in {} s ({per_sec:.0}/s), {why}",
+                "{} {what} {} secrets in {} s ({per_sec:.0}/s), {why}",
                 name_of(event),
                 state.count,
                 c.bucket_secs
@@ -179,10 +229,7 @@ impl Detectors {
         let c = &self.config.sequential;
         let chosen_by_caller = match event.action.as_str() {
             // A delivery's reveal is of the voucher the vault picked.
-            "secret.reveal" => !event
-                .purpose
-                .as_deref()
-                .is_some_and(|p| p.starts_with("order ")),
+            "secret.reveal" => !is_delivery(event),
             "secret.read_metadata" => true,
             _ => false,
         };
@@ -228,6 +275,7 @@ impl Detectors {
             .hours
             .entry(principal.to_owned())
             .or_insert_with(|| HourState::new(at));
+        state.last_at = at;
         let judged = state.total >= f64::from(c.min_events)
             && at - state.first_at >= i64::from(c.min_history_days) * DAY_MS;
         if judged {
@@ -265,17 +313,7 @@ impl Detectors {
         if reason == "auth.principal_frozen" {
             return;
         }
-        let subject = principal_of(event).map_or_else(
-            || {
-                Subject::Address(
-                    event
-                        .client_addr
-                        .clone()
-                        .unwrap_or_else(|| "unknown".into()),
-                )
-            },
-            |p| Subject::Principal(p.to_owned()),
-        );
+        let address = Subject::Address(address_block(event.client_addr.as_deref()));
         let login = matches!(
             event.action.as_str(),
             "auth.login" | "auth.token" | "auth.step_up" | "auth.authenticate"
@@ -298,12 +336,15 @@ impl Detectors {
         if !config.enabled {
             return;
         }
-        let mut keys = vec![subject.clone()];
-        // Guessing one person's password from many addresses is still one
-        // target: count failures per account named, too.
-        if login && let Some(target) = &event.target {
-            keys.push(Subject::Account(target.clone()));
-        }
+        // A failed login names the account tried, not who tried it: anyone
+        // can fail to log in as anyone, so those failures are counted per
+        // address and per account (which no alert can freeze), never
+        // against the principal. Other refusals are the caller's own.
+        let keys = match (login, principal_of(event)) {
+            (true, Some(account)) => vec![address, Subject::Account(account.to_owned())],
+            (false, Some(p)) => vec![Subject::Principal(p.to_owned())],
+            (_, None) => vec![address],
+        };
         for key in keys {
             let count = windows.hit(&key.key(), at);
             if count > config.threshold as usize {
@@ -448,6 +489,10 @@ impl Detectors {
             .saturating_mul(i64::from(c.reveal_rate.baseline_buckets))
             .saturating_mul(4);
         self.rates.retain(|_, s| now - s.last_at < rate_horizon);
+        self.delivery_rates
+            .retain(|_, s| now - s.last_at < rate_horizon);
+        // A principal unseen for a month starts its hours afresh.
+        self.hours.retain(|_, h| now - h.last_at < 30 * DAY_MS);
         self.runs.retain(|_, r| now - r.last_at < HOUR_MS);
         for w in [
             &mut self.denied,
@@ -475,9 +520,34 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// The principal behind a record, if one was authenticated.
+/// The principal behind a record, if one was authenticated: not a
+/// customer's reveal link (`link:…`, one per order) nor Strongroom itself.
 fn principal_of(event: &AuditEvent) -> Option<&str> {
-    (event.actor != "anonymous" && !event.actor.is_empty()).then_some(event.actor.as_str())
+    let a = event.actor.as_str();
+    let not_a_principal = a.is_empty()
+        || a == "anonymous"
+        || a == crate::WATCH_ACTOR
+        || a.starts_with("link:")
+        || a.starts_with("system:");
+    (!not_a_principal).then_some(a)
+}
+
+/// A reveal the vault made for an order's delivery (marked by the vault).
+fn is_delivery(event: &AuditEvent) -> bool {
+    event.reason.as_deref() == Some(strongroom_vault::DELIVERY_NOTE)
+}
+
+/// The address refusals are counted by: an IPv4 address, or the /64 of an
+/// IPv6 one (one subscriber's many addresses are one source).
+fn address_block(addr: Option<&str>) -> String {
+    match addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        Some(v4) => v4.to_string(),
+        None => addr.unwrap_or("unknown").to_owned(),
+    }
 }
 
 fn name_of(event: &AuditEvent) -> String {
@@ -599,6 +669,7 @@ struct HourState {
     counts: [f64; 24],
     total: f64,
     first_at: i64,
+    last_at: i64,
 }
 
 impl HourState {
@@ -611,6 +682,7 @@ impl HourState {
             counts: [0.0; 24],
             total: 0.0,
             first_at: at,
+            last_at: at,
         }
     }
 
@@ -713,13 +785,16 @@ mod tests {
     }
 
     fn quick() -> WatchConfig {
+        let fast = |severity| RevealRateConfig {
+            bucket_secs: 1,
+            warmup_buckets: 10,
+            min_excess: 10,
+            severity,
+            ..RevealRateConfig::default()
+        };
         WatchConfig {
-            reveal_rate: RevealRateConfig {
-                bucket_secs: 1,
-                warmup_buckets: 10,
-                min_excess: 10,
-                ..RevealRateConfig::default()
-            },
+            reveal_rate: fast(Severity::Critical),
+            delivery_rate: fast(Severity::High),
             ..WatchConfig::default()
         }
     }
@@ -827,16 +902,77 @@ mod tests {
     }
 
     #[test]
-    fn deliveries_in_stock_order_are_not_a_walk() {
+    fn deliveries_in_stock_order_are_not_a_walk_but_a_caller_cannot_pass_for_one() {
         let mut d = Detectors::new(WatchConfig::default());
         let mut raised = 0;
         for i in 0..100 {
             let mut e = reveal("shop", T0 + i * 1000);
             e.target = Some(format!("tok_{i:06}"));
-            e.purpose = Some(format!("order or_{i}"));
+            e.reason = Some(strongroom_vault::DELIVERY_NOTE.into());
             raised += d.observe(&e).len();
         }
         assert_eq!(raised, 0);
+        // A purpose is the caller's to write; it proves nothing.
+        let mut d = Detectors::new(WatchConfig::default());
+        let mut raised = 0;
+        for i in 0..100 {
+            let mut e = reveal("thief", T0 + i * 1000);
+            e.target = Some(format!("tok_{i:06}"));
+            e.purpose = Some(format!("order or_{i}"));
+            raised += d.observe(&e).len();
+        }
+        assert_eq!(raised, 1);
+    }
+
+    #[test]
+    fn a_flash_sale_is_reported_but_freezes_nothing() {
+        let mut d = Detectors::new(quick());
+        let delivery = |at| {
+            let mut e = reveal("shop", at);
+            e.reason = Some(strongroom_vault::DELIVERY_NOTE.into());
+            e
+        };
+        let mut raised = Vec::new();
+        for s in 0..60 {
+            for i in 0..5 {
+                raised.extend(d.observe(&delivery(T0 + s * 1000 + i * 200)));
+            }
+        }
+        for i in 0..300 {
+            raised.extend(d.observe(&delivery(T0 + 60_000 + i * 3)));
+        }
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].detector, "delivery_rate");
+        assert_eq!(raised[0].severity, Severity::High);
+        assert!(!WatchConfig::default().freeze_at.freezes(raised[0].severity));
+    }
+
+    #[test]
+    fn reveal_links_and_the_system_are_no_principals() {
+        let mut d = Detectors::new(WatchConfig::default());
+        for i in 0..1000 {
+            let mut e = reveal(&format!("link:or_{i}"), T0 + i);
+            e.action = "order.link_view".into();
+            d.observe(&e);
+            d.observe(&reveal("system:archive", T0 + i));
+        }
+        assert!(d.hours.is_empty() && d.rates.is_empty());
+    }
+
+    #[test]
+    fn a_spray_of_refusals_is_limited_to_sixty_alerts_a_minute() {
+        let mut d = Detectors::new(WatchConfig::default());
+        let mut raised = 0;
+        for addr in 0..100 {
+            for i in 0..21 {
+                let mut e = event("anonymous", "secret.reveal", Outcome::Denied, T0 + i);
+                e.client_addr = Some(format!("10.1.{}.{}", addr / 256, addr % 256));
+                raised += d.observe(&e).len();
+            }
+        }
+        assert_eq!(raised, MAX_ALERTS_PER_MINUTE as usize);
+        assert_eq!(d.take_suppressed(), 40);
+        assert_eq!(d.take_suppressed(), 0);
     }
 
     #[test]
@@ -897,15 +1033,27 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].detector, "denied_burst");
         let mut found = Vec::new();
+        // Someone guessing alice's password from eleven addresses: counted
+        // against the account, which no alert freezes, not the principal.
         for i in 0..11 {
-            let mut e = event("anonymous", "auth.login", Outcome::Denied, T0 + i * 1000);
+            let mut e = event("pr_alice", "auth.login", Outcome::Denied, T0 + i * 1000);
             e.client_addr = Some(format!("10.0.0.{i}"));
-            e.target = Some("alice".into());
             found.extend(d.observe(&e));
         }
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].detector, "failed_logins");
-        assert_eq!(found[0].subject, Subject::Account("alice".into()));
+        assert_eq!(found[0].subject, Subject::Account("pr_alice".into()));
+        assert_eq!(found[0].subject.principal(), None);
+        // One IPv6 subscriber rotating through its /64 is one address.
+        let mut d = Detectors::new(WatchConfig::default());
+        let from_one_block: usize = (0..11)
+            .map(|i| {
+                let mut e = event("anonymous", "auth.login", Outcome::Denied, T0 + i);
+                e.client_addr = Some(format!("2001:db8:1:2::{i:x}"));
+                d.observe(&e).len()
+            })
+            .sum();
+        assert_eq!(from_one_block, 1);
         // Spread out beyond the window, the same number is no burst.
         let mut d = Detectors::new(WatchConfig::default());
         let spread: usize = (0..30)

@@ -3,9 +3,10 @@
 //! The central store holds the freezes; each node keeps them in memory,
 //! changed at once when this node freezes or unfreezes, and reloaded from
 //! the store every few seconds (with the disabled principals) for changes
-//! made through other nodes. Local
-//! changes and reloads are serialised, so a reload that read the store just
-//! before a local change committed cannot undo it.
+//! made through other nodes. Local changes and reloads are serialised, so a
+//! reload that read the store just before a local change committed cannot
+//! undo it; a freeze the store failed to take stays in force here and is
+//! stored again at each reload.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -25,7 +26,10 @@ pub enum FreezeOutcome {
 #[derive(Debug, Default)]
 pub struct Freezes {
     frozen: RwLock<HashMap<String, FreezeRecord>>,
-    changes: tokio::sync::Mutex<()>,
+    /// Freezes in force here that the store has not taken yet (it failed):
+    /// kept through refreshes, and stored again at each one. Its lock also
+    /// serialises local changes with refreshes.
+    unsaved: tokio::sync::Mutex<HashMap<String, FreezeRecord>>,
 }
 
 impl Freezes {
@@ -52,15 +56,18 @@ impl Freezes {
         central: &dyn CentralStore,
         freeze: FreezeRecord,
     ) -> Result<FreezeOutcome, StoreError> {
-        let _serial = self.changes.lock().await;
+        let mut unsaved = self.unsaved.lock().await;
         if let Ok(mut set) = self.frozen.write() {
             set.insert(freeze.principal_id.clone(), freeze.clone());
         }
-        Ok(if central.freeze_principal(freeze).await? {
-            FreezeOutcome::Changed
-        } else {
-            FreezeOutcome::Unchanged
-        })
+        match central.freeze_principal(freeze.clone()).await {
+            Ok(true) => Ok(FreezeOutcome::Changed),
+            Ok(false) => Ok(FreezeOutcome::Unchanged),
+            Err(e) => {
+                unsaved.insert(freeze.principal_id.clone(), freeze);
+                Err(e)
+            }
+        }
     }
 
     /// Lifts a freeze.
@@ -69,12 +76,13 @@ impl Freezes {
         central: &dyn CentralStore,
         principal_id: &str,
     ) -> Result<FreezeOutcome, StoreError> {
-        let _serial = self.changes.lock().await;
+        let mut unsaved = self.unsaved.lock().await;
         let lifted = central.unfreeze_principal(principal_id).await?;
+        let was_unsaved = unsaved.remove(principal_id).is_some();
         if let Ok(mut set) = self.frozen.write() {
             set.remove(principal_id);
         }
-        Ok(if lifted {
+        Ok(if lifted || was_unsaved {
             FreezeOutcome::Changed
         } else {
             FreezeOutcome::Unchanged
@@ -83,15 +91,25 @@ impl Freezes {
 
     /// Reloads the freezes from the central store.
     pub async fn refresh(&self, central: &dyn CentralStore) -> Result<(), StoreError> {
-        let _serial = self.changes.lock().await;
-        let stored: HashMap<String, FreezeRecord> = central
+        let mut unsaved = self.unsaved.lock().await;
+        let mut saved = Vec::new();
+        for (id, freeze) in unsaved.iter() {
+            if central.freeze_principal(freeze.clone()).await.is_ok() {
+                saved.push(id.clone());
+            }
+        }
+        for id in saved {
+            unsaved.remove(&id);
+        }
+        let mut frozen: HashMap<String, FreezeRecord> = central
             .frozen_principals()
             .await?
             .into_iter()
             .map(|f| (f.principal_id.clone(), f))
             .collect();
+        frozen.extend(unsaved.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Ok(mut set) = self.frozen.write() {
-            *set = stored;
+            *set = frozen;
         }
         Ok(())
     }

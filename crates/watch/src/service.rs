@@ -18,8 +18,10 @@ use crate::webhook::WebhookSender;
 use crate::{Severity, Subject, WATCH_ACTOR, WatchError};
 
 /// Batches of records waiting for the detectors. At one batch per request,
-/// this is several seconds of a busy node's traffic.
-const QUEUE_BATCHES: usize = 65_536;
+/// this is a second or more of a busy node's traffic; records are queued
+/// without their batch items (the detectors judge requests), so a full
+/// queue holds tens of megabytes, not gigabytes.
+const QUEUE_BATCHES: usize = 16_384;
 
 /// What the watch has seen and done, for metrics.
 #[derive(Debug, Default)]
@@ -30,6 +32,8 @@ pub struct WatchStats {
     pub missed: AtomicU64,
     /// Failed audit appends.
     pub audit_failures: AtomicU64,
+    /// Findings not raised for the per-minute limit on alerts.
+    pub suppressed: AtomicU64,
     /// Alerts raised, by detector.
     pub alerts: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -61,7 +65,10 @@ impl std::fmt::Debug for Watch {
 impl LiveTap for Watch {
     fn observe(&self, records: &[(u64, &AuditEvent)]) {
         let Some(queue) = &self.queue else { return };
-        let batch: Batch = records.iter().map(|(s, e)| (*s, (*e).clone())).collect();
+        let batch: Batch = records
+            .iter()
+            .map(|(s, e)| (*s, without_items(e)))
+            .collect();
         if queue.try_send(batch).is_err() {
             self.stats
                 .missed
@@ -163,6 +170,18 @@ async fn run(mut rx: mpsc::Receiver<Batch>, mut detectors: Detectors, raiser: Ra
             for finding in detectors.observe(&event) {
                 raiser.raise(finding, seq).await;
             }
+        }
+        let suppressed = detectors.take_suppressed();
+        if suppressed > 0 {
+            raiser
+                .stats
+                .suppressed
+                .fetch_add(suppressed, Ordering::Relaxed);
+            tracing::warn!(
+                suppressed,
+                "more than {} alerts in a minute; the rest were counted, not raised",
+                crate::detect::MAX_ALERTS_PER_MINUTE
+            );
         }
         let missed = raiser.stats.missed.load(Ordering::Relaxed);
         if missed > missed_seen {
@@ -303,6 +322,25 @@ impl Raiser {
         if let Some(webhook) = &self.webhook {
             webhook.send(id, body);
         }
+    }
+}
+
+/// A record as the detectors need it: a batch's items left behind.
+fn without_items(e: &AuditEvent) -> AuditEvent {
+    AuditEvent {
+        time: e.time.clone(),
+        request_id: String::new(),
+        actor: e.actor.clone(),
+        actor_name: e.actor_name.clone(),
+        action: e.action.clone(),
+        tenant: e.tenant.clone(),
+        target: e.target.clone(),
+        outcome: e.outcome,
+        reason: e.reason.clone(),
+        purpose: e.purpose.clone(),
+        customer: e.customer.clone(),
+        client_addr: e.client_addr.clone(),
+        items: None,
     }
 }
 

@@ -169,31 +169,43 @@ pub async fn acknowledge(
         Some(&id),
     )
     .await?;
+    let refuse =
+        |status, code, message| refuse(&state, &ctx, &who, ACTION, &id, (status, code, message));
     let note = body.note.trim();
     if note.is_empty() || note.chars().count() > 1000 {
-        return Err(ApiError::invalid(
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
             "note is required (1 to 1,000 characters)",
-        ));
+        )
+        .await?);
     }
     let central = &state.vault.stores().central;
     let alert = central.alert(&id).await.map_err(VaultError::from)?;
     let Some(alert) = alert.filter(|a| may_see(&who, a.tenant.as_deref())) else {
-        record(
-            &state,
-            &ctx,
-            Some(&who),
-            ACTION,
-            Some(&id),
-            Outcome::Denied,
-            Some("alert.not_found".into()),
-        )
-        .await?;
-        return Err(ApiError::new(
+        return Err(refuse(
             StatusCode::NOT_FOUND,
             "alert.not_found",
             "no alert with that id",
-        ));
+        )
+        .await?);
     };
+    if alert.subject == who.id {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "alert.own",
+            "an alert about you is for another security officer to acknowledge",
+        )
+        .await?);
+    }
+    if alert.status != "open" {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            NOT_OPEN,
+            "that alert was acknowledged already",
+        )
+        .await?);
+    }
     record(
         &state,
         &ctx,
@@ -210,11 +222,13 @@ pub async fn acknowledge(
         .await
         .map_err(VaultError::from)?
     {
-        return Err(ApiError::new(
+        // Acknowledged by someone else meanwhile: say this one did not count.
+        return Err(refuse(
             StatusCode::CONFLICT,
-            "alert.not_open",
+            NOT_OPEN,
             "that alert was acknowledged already",
-        ));
+        )
+        .await?);
     }
     let alert = central
         .alert(&id)
@@ -222,6 +236,31 @@ pub async fn acknowledge(
         .map_err(VaultError::from)?
         .ok_or(VaultError::Integrity)?;
     Ok(Json(strongroom_watch::alert_json(&alert)))
+}
+
+const NOT_OPEN: &str = "alert.not_open";
+
+/// Records a refusal of `action` on `target` and returns the error to
+/// answer with (or the failure to record it).
+async fn refuse(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    (status, code, message): (StatusCode, &'static str, &'static str),
+) -> Result<ApiError, ApiError> {
+    record(
+        state,
+        ctx,
+        Some(who),
+        action,
+        Some(target),
+        Outcome::Denied,
+        Some(code.into()),
+    )
+    .await?;
+    Ok(ApiError::new(status, code, message))
 }
 
 /// Body of freezing and unfreezing a principal.
@@ -233,19 +272,9 @@ pub struct FreezeReason {
     reason: String,
 }
 
-fn checked_reason(reason: &str) -> Result<&str, ApiError> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::invalid(
-            "reason is required (1 to 500 characters)",
-        ));
-    }
-    Ok(reason)
-}
-
 /// The checks freezing and unfreezing share: the permission, the reason,
-/// a principal the caller may see (not itself); each refusal audited, then
-/// the allowed attempt. Returns the trimmed reason.
+/// a principal the caller may see (not itself), each refusal audited.
+/// Returns the trimmed reason.
 async fn authorize_freeze_change(
     state: &ApiState,
     ctx: &RequestContext,
@@ -263,11 +292,24 @@ async fn authorize_freeze_change(
         Some(id),
     )
     .await?;
-    let reason = checked_reason(reason)?;
+    let refuse =
+        |status, code, message| refuse(state, ctx, who, action, id, (status, code, message));
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
+            "reason is required (1 to 500 characters)",
+        )
+        .await?);
+    }
     if id == who.id {
-        return Err(ApiError::invalid(
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
             "a principal cannot freeze or unfreeze itself",
-        ));
+        )
+        .await?);
     }
     let found = state
         .vault
@@ -276,19 +318,29 @@ async fn authorize_freeze_change(
         .principal_by_id(id, &TenantScope::of(&who.tenants))
         .await
         .map_err(VaultError::from)?;
-    let (outcome, note) = match found {
-        Some(_) => (Outcome::Allowed, reason.to_owned()),
-        None => (Outcome::Denied, "principal.not_found".to_owned()),
-    };
-    record(state, ctx, Some(who), action, Some(id), outcome, Some(note)).await?;
-    if outcome == Outcome::Denied {
-        return Err(ApiError::new(
+    if found.is_none() {
+        return Err(refuse(
             StatusCode::NOT_FOUND,
             "principal.not_found",
             "no principal with that id",
-        ));
+        )
+        .await?);
     }
     Ok(reason.to_owned())
+}
+
+/// Whether the central store holds a freeze of `id` (another node's freeze
+/// reaches this node's memory only at its next refresh).
+async fn stored_freeze(state: &ApiState, id: &str) -> Result<bool, ApiError> {
+    Ok(state
+        .vault
+        .stores()
+        .central
+        .frozen_principals()
+        .await
+        .map_err(VaultError::from)?
+        .iter()
+        .any(|f| f.principal_id == id))
 }
 
 /// `POST /v1/principals/{id}/freeze`: refuses every request of a principal
@@ -317,8 +369,26 @@ pub async fn freeze(
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.freeze";
     let reason = authorize_freeze_change(&state, &ctx, &who, ACTION, &id, &body.reason).await?;
+    let conflict = (
+        StatusCode::CONFLICT,
+        "principal.frozen",
+        "that principal is frozen already",
+    );
+    if state.freezes.is_frozen(&id) || stored_freeze(&state, &id).await? {
+        return Err(refuse(&state, &ctx, &who, ACTION, &id, conflict).await?);
+    }
+    record(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        Some(&id),
+        Outcome::Allowed,
+        Some(reason.clone()),
+    )
+    .await?;
     let freeze = FreezeRecord {
-        principal_id: id,
+        principal_id: id.clone(),
         frozen_at: state.vault.clock().now_ms(),
         alert_id: String::new(),
         frozen_by: who.id.clone(),
@@ -332,11 +402,8 @@ pub async fn freeze(
         .map_err(VaultError::from)?
     {
         FreezeOutcome::Changed => Ok(StatusCode::NO_CONTENT),
-        FreezeOutcome::Unchanged => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "principal.frozen",
-            "that principal is frozen already",
-        )),
+        // Frozen through another node meanwhile.
+        FreezeOutcome::Unchanged => Err(refuse(&state, &ctx, &who, ACTION, &id, conflict).await?),
     }
 }
 
@@ -365,7 +432,25 @@ pub async fn unfreeze(
     ApiJson(body): ApiJson<FreezeReason>,
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.unfreeze";
-    authorize_freeze_change(&state, &ctx, &who, ACTION, &id, &body.reason).await?;
+    let reason = authorize_freeze_change(&state, &ctx, &who, ACTION, &id, &body.reason).await?;
+    let conflict = (
+        StatusCode::CONFLICT,
+        "principal.not_frozen",
+        "that principal is not frozen",
+    );
+    if !state.freezes.is_frozen(&id) && !stored_freeze(&state, &id).await? {
+        return Err(refuse(&state, &ctx, &who, ACTION, &id, conflict).await?);
+    }
+    record(
+        &state,
+        &ctx,
+        Some(&who),
+        ACTION,
+        Some(&id),
+        Outcome::Allowed,
+        Some(reason),
+    )
+    .await?;
     let central = &state.vault.stores().central;
     match state
         .freezes
@@ -374,10 +459,6 @@ pub async fn unfreeze(
         .map_err(VaultError::from)?
     {
         FreezeOutcome::Changed => Ok(StatusCode::NO_CONTENT),
-        FreezeOutcome::Unchanged => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "principal.not_frozen",
-            "that principal is not frozen",
-        )),
+        FreezeOutcome::Unchanged => Err(refuse(&state, &ctx, &who, ACTION, &id, conflict).await?),
     }
 }

@@ -51,6 +51,27 @@ pub async fn verify(
     })))
 }
 
+/// `GET /v1/audit/checkpoint`: the chain head, signed now with the vault's
+/// Ed25519 key. Keep it outside the vault: `strongroom audit verify
+/// --checkpoint FILE` then proves no record up to it was removed or changed.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoint",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A signed checkpoint of the chain head", body = crate::openapi::AuditCheckpoint),
+        (status = 403, response = crate::openapi::Forbidden)
+    )
+)]
+pub async fn checkpoint(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Authenticated(who): Authenticated,
+) -> Result<Json<strongroom_audit::checkpoint::Checkpoint>, ApiError> {
+    Ok(Json(state.vault.export_checkpoint(&who, &ctx).await?))
+}
+
 /// One audit record as the API shows it: the record's fields and its
 /// sequence number.
 #[derive(Serialize, ToSchema)]

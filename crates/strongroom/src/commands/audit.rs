@@ -1,13 +1,17 @@
-//! `strongroom audit verify` checks the chain offline; `strongroom audit
-//! export` takes a time range of records from a running server.
+//! `strongroom audit verify` checks the chain offline (and, given a signed
+//! checkpoint, that nothing up to it was cut or rewritten); `strongroom
+//! audit export` takes a time range of records from a running server, and
+//! `strongroom audit checkpoint` a signed checkpoint of its chain head.
 
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use strongroom_crypto::shamir::Share;
 
+use std::io::Write;
+use strongroom_audit::checkpoint::Checkpoint;
 use strongroom_store::sqlite::{SqliteAuditStore, SqliteRecordStore, files};
 use strongroom_store::{AuditStore, RecordStore};
-use strongroom_vault::{VaultIdentity, audit_key};
+use strongroom_vault::{VaultIdentity, audit_key, checkpoint_key};
 
 use crate::cli::AuditCommand;
 use crate::commands::read_line;
@@ -28,7 +32,40 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             export(since, until, &format, output, &client).await?;
             Ok(0)
         }
-        AuditCommand::Verify { data_dir, config } => {
+        AuditCommand::Checkpoint { output, client } => {
+            let c = crate::client::Client::new(&client, "auditor")?;
+            let v = c
+                .call(reqwest::Method::GET, "/v1/audit/checkpoint", None)
+                .await?;
+            let text = format!("{}\n", serde_json::to_string_pretty(&v)?);
+            match &output {
+                Some(file) => {
+                    create_new(file)?.write_all(text.as_bytes())?;
+                    eprintln!(
+                        "Checkpoint of record {} saved to {}; keep it outside the vault.",
+                        v.get("seq").unwrap_or(&serde_json::Value::Null),
+                        file.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
+        }
+        AuditCommand::Verify {
+            data_dir,
+            config,
+            checkpoint,
+        } => {
+            // Read first: a missing or unreadable file should not cost the
+            // custodians their shares.
+            let checkpoint = checkpoint
+                .map(|path| -> Result<Checkpoint> {
+                    let text = std::fs::read(&path)
+                        .with_context(|| format!("could not read {}", path.display()))?;
+                    serde_json::from_slice(&text)
+                        .with_context(|| format!("{} is not an audit checkpoint", path.display()))
+                })
+                .transpose()?;
             let (dir, backend) = match (&config, &data_dir) {
                 (Some(path), _) => {
                     let config = ServerConfig::load(path)?;
@@ -92,8 +129,29 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
                 identity.combine(&shares)?
             };
             let key = audit_key(&root)?;
+            let signer = checkpoint_key(&root)?;
             drop(root);
             let report = strongroom_audit::verify(&audit, &key).await?;
+            if let Some(c) = &checkpoint {
+                let problem = if c.vault_id != identity.vault_id {
+                    Some(format!(
+                        "the checkpoint is of vault {}, not {}",
+                        c.vault_id, identity.vault_id
+                    ))
+                } else if let Err(p) = c.check_signature(&signer.public_key()) {
+                    Some(p.to_string())
+                } else {
+                    c.check_log(&audit).await?.err().map(|p| p.to_string())
+                };
+                if let Some(problem) = problem {
+                    println!("audit log NOT vouched for by the checkpoint: {problem}.");
+                    return Ok(1);
+                }
+                println!(
+                    "checkpoint of record {} (signed {}) matches: no record up to it was removed or changed",
+                    c.seq, c.signed_at
+                );
+            }
             match report.first_bad {
                 None => {
                     println!(
@@ -112,6 +170,20 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             }
         }
     }
+}
+
+/// A file that must not exist yet, created for writing.
+fn create_new(file: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "could not create {} (it must not exist yet)",
+                file.display()
+            )
+        })
 }
 
 /// Streams an export to a new file or stdout.
@@ -140,21 +212,10 @@ async fn export(
     if let Some(until) = time("until", &until)? {
         path.push_str(&format!("&until={until}"));
     }
-    let c = crate::client::Client::new(client, "admin")?;
+    let c = crate::client::Client::new(client, "auditor")?;
     let written = match &output {
         Some(file) => {
-            let mut out = std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(file)
-                    .with_context(|| {
-                        format!(
-                            "could not create {} (it must not exist yet)",
-                            file.display()
-                        )
-                    })?,
-            );
+            let mut out = std::io::BufWriter::new(create_new(file)?);
             let n = c.download(&path, &mut out).await?;
             std::io::Write::flush(&mut out).context("could not write the output")?;
             n

@@ -63,6 +63,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         clock: Arc::new(SystemClock),
         backend,
         watch: config.watch.clone(),
+        checkpoint_every: (config.audit.checkpoint_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
     })
     .await?;
 

@@ -206,3 +206,73 @@ async fn no_audit_record_means_no_operation(store) {
     assert_eq!(auditor.get("/v1/audit/verify").await.1["intact"], true);
 }
 }
+
+on_each_backend! {
+async fn a_signed_checkpoint_catches_a_log_rewritten_with_the_chain_key_or_cut(store) {
+    let h = Harness::dev_on(store).await;
+    let svc = h.service().await;
+    for _ in 0..8 {
+        let t = svc.put(&random_code()).await;
+        svc.reveal(&t).await;
+    }
+    // Auditors take checkpoints; others may not.
+    assert_eq!(svc.get("/v1/audit/checkpoint").await.0, StatusCode::FORBIDDEN);
+    let auditor = h.principal("auditor-cp", &["auditor"], &["*"]).await;
+    let (status, checkpoint) = auditor.get("/v1/audit/checkpoint").await;
+    assert_eq!(status, StatusCode::OK, "{checkpoint}");
+    let seq = checkpoint["seq"].as_u64().unwrap();
+    assert!(seq > 20, "{checkpoint}");
+    let file = h.dir.path().join("checkpoint.json");
+    std::fs::write(&file, checkpoint.to_string()).unwrap();
+    let with_checkpoint = [std::ffi::OsStr::new("--checkpoint"), file.as_os_str()];
+
+    // The log grows after it; the checkpoint still vouches for its prefix.
+    for _ in 0..3 {
+        let t = svc.put(&random_code()).await;
+        svc.reveal(&t).await;
+    }
+    let (ok, out) = h.cli_verify_with(&with_checkpoint);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("checkpoint of record {seq}")), "{out}");
+
+    // Someone with the chain key (a compromised node holds it in memory)
+    // removes record 5 and re-chains the rest: the chain checks out on its
+    // own, the checkpoint does not.
+    let root = strongroom::datadir::DataDir::new(h.data_dir()).read_dev_key().unwrap().unwrap();
+    let key = strongroom_vault::audit_key(&root).unwrap();
+    let chain = strongroom_audit::chain_fn(std::sync::Arc::new(strongroom_crypto::mac::MacKey::new(&key)));
+    let original = h.audit_rows().await;
+    let mut rewritten = original.clone();
+    rewritten.remove(4);
+    let mut prev = Vec::new();
+    for (i, row) in rewritten.iter_mut().enumerate() {
+        row.0 = i as u64 + 1;
+        row.2 = chain(&prev, row.0, &row.1);
+        prev = row.2.clone();
+    }
+    h.replace_audit_log(rewritten).await;
+    let (ok, out) = h.cli_verify();
+    assert!(ok && out.contains("intact"), "the rewrite fools the chain alone: {out}");
+    let (ok, out) = h.cli_verify_with(&with_checkpoint);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("record {seq} differs")) && out.contains("rewritten"), "{out}");
+
+    // Cut off before the checkpoint: a shorter, valid chain.
+    h.replace_audit_log(original[..10].to_vec()).await;
+    let (ok, out) = h.cli_verify();
+    assert!(ok, "{out}");
+    let (ok, out) = h.cli_verify_with(&with_checkpoint);
+    assert!(!ok && out.contains("missing") && out.contains("cut"), "{out}");
+
+    // Back as it was, but the checkpoint file edited to vouch for less.
+    h.replace_audit_log(original).await;
+    let mut edited = checkpoint.clone();
+    edited["seq"] = json!(seq - 1);
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let (ok, out) = h.cli_verify_with(&with_checkpoint);
+    assert!(!ok && out.contains("signature does not match"), "{out}");
+    std::fs::write(&file, checkpoint.to_string()).unwrap();
+    let (ok, out) = h.cli_verify_with(&with_checkpoint);
+    assert!(ok, "{out}");
+}
+}

@@ -604,3 +604,251 @@ async fn vouchers_catalogue_and_import_at_the_command_line() {
         "{said}"
     );
 }
+
+/// Runs the CLI against `h` as `who` (credentials in the environment, as an
+/// operator would give them).
+async fn cli_as(
+    h: &crate::harness::Harness,
+    who: &strongroom::app::DevIdentity,
+    args: &[&str],
+) -> std::process::Output {
+    let (ca, url, who) = (
+        h.server.ca_cert_path.clone().unwrap(),
+        h.url.clone(),
+        who.clone(),
+    );
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .args(["--url", &url, "--ca-cert"])
+            .arg(&ca)
+            .env("STRONGROOM_CLIENT_ID", &who.client_id)
+            .env("STRONGROOM_CLIENT_SECRET", &who.client_secret)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Checks each line of a CEF file with `pycef`, a CEF parser from PyPI.
+/// Without it the check says it was skipped; under `CI=true` it fails
+/// (`.ci/run` installs it).
+fn parse_with_pycef(file: &std::path::Path) -> Option<Vec<serde_json::Value>> {
+    let script = "import json, sys, pycef\n\
+                  for line in open(sys.argv[1], encoding='utf-8'):\n\
+                  \x20   print(json.dumps(pycef.parse(line.rstrip('\\n'))))\n";
+    let have = Command::new("python3")
+        .args(["-c", "import pycef"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        let why = "the Python CEF parser pycef is not installed (python3 -m pip install pycef)";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{why}, and CI=true: the CEF export check cannot be skipped");
+        }
+        eprintln!("\nSKIPPED: the CEF export was not checked with a standard parser: {why}\n");
+        return None;
+    }
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_checkpoints_and_alerts_at_the_command_line() {
+    let h = crate::harness::Harness::dev_on(crate::harness::TestStore::Sqlite).await;
+    let auditor = h.creds.auditor.clone().expect("dev auditor");
+    let officer = h.creds.security_officer.clone();
+    // Fifty secrets revealed in token order: a walk the detectors report.
+    let svc = h.service().await;
+    let mut tokens = Vec::new();
+    for _ in 0..50 {
+        tokens.push(svc.put(&crate::harness::random_code()).await);
+    }
+    tokens.sort();
+    for t in &tokens {
+        assert_eq!(svc.reveal(t).await.0, reqwest::StatusCode::OK);
+    }
+    let out_dir = tempfile::TempDir::new().unwrap();
+    let path = |name: &str| out_dir.path().join(name).display().to_string();
+
+    // JSON Lines: one record a line, in order, with its sequence number.
+    let out = cli_as(
+        &h,
+        &auditor,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            &path("log.jsonl"),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(path("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["action"] == "secret.reveal")
+            .count(),
+        50
+    );
+    // The file exists now: never overwritten.
+    let again = cli_as(&h, &auditor, &["audit", "export", "-o", &path("log.jsonl")]).await;
+    assert!(!again.status.success());
+
+    // CEF, read back by a parser that is not ours.
+    let out = cli_as(
+        &h,
+        &auditor,
+        &["audit", "export", "--format", "cef", "-o", &path("log.cef")],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(parsed) = parse_with_pycef(std::path::Path::new(&path("log.cef"))) {
+        // Exported later, so the same records and then a few more.
+        assert!(parsed.len() >= lines.len());
+        assert!(
+            parsed.iter().all(|c| !c.is_null()),
+            "a line pycef could not parse"
+        );
+        for (cef, json) in parsed.iter().zip(&lines) {
+            assert_eq!(cef["DeviceVendor"], "Strongroom", "{cef}");
+            assert_eq!(cef["externalId"], json["seq"].to_string(), "{cef}");
+            assert_eq!(cef["act"], json["action"], "{cef}");
+            assert_eq!(cef["suid"], json["actor"], "{cef}");
+        }
+    }
+
+    // A checkpoint to keep elsewhere.
+    let out = cli_as(
+        &h,
+        &auditor,
+        &["audit", "checkpoint", "-o", &path("checkpoint.json")],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("checkpoint.json")).unwrap()).unwrap();
+    assert!(checkpoint["seq"].as_u64().unwrap() > seqs.len() as u64);
+    assert_eq!(checkpoint["signature"].as_str().unwrap().len(), 128);
+    let (ok, verified) = h.cli_verify_with(&[
+        std::ffi::OsStr::new("--checkpoint"),
+        std::ffi::OsStr::new(&path("checkpoint.json")),
+    ]);
+    assert!(ok, "{verified}");
+
+    // The walk is an open alert; the officer acknowledges it.
+    let mut listed = String::new();
+    for _ in 0..100 {
+        let out = cli_as(
+            &h,
+            &officer,
+            &["alerts", "list", "--status", "open", "--json"],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        if listed.contains("sequential_access") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let alert: serde_json::Value = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a["detector"] == "sequential_access")
+        .unwrap_or_else(|| panic!("no sequential_access alert in {listed}"));
+    let id = alert["id"].as_str().unwrap();
+    let out = cli_as(
+        &h,
+        &officer,
+        &[
+            "alerts",
+            "ack",
+            id,
+            "--note",
+            "a test walking its own tokens",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged"));
+    // Auditors read alerts but do not acknowledge them.
+    let out = cli_as(&h, &auditor, &["alerts", "ack", id, "--note", "x"]).await;
+    assert!(!out.status.success());
+
+    // Freezing by hand, and lifting it.
+    let (_, me) = svc.get("/v1/auth/whoami").await;
+    let svc_id = me["id"].as_str().unwrap();
+    let out = cli_as(
+        &h,
+        &officer,
+        &["principals", "freeze", svc_id, "--reason", "suspected leak"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        svc.get("/v1/auth/whoami").await.0,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    let out = cli_as(
+        &h,
+        &officer,
+        &["principals", "unfreeze", svc_id, "--reason", "false alarm"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(svc.get("/v1/auth/whoami").await.0, reqwest::StatusCode::OK);
+}

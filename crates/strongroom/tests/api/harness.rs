@@ -157,6 +157,7 @@ impl Harness {
             clock: Arc::new(clock.clone()),
             backend: store.backend(),
             watch: watch.clone(),
+            checkpoint_every: None,
         })
         .await
         .unwrap();
@@ -235,6 +236,7 @@ impl Harness {
             clock: Arc::new(self.clock.clone()),
             backend: self.store.backend(),
             watch: self.watch.clone(),
+            checkpoint_every: None,
         }
     }
 
@@ -368,8 +370,13 @@ impl Harness {
     /// `strongroom audit verify` on this server's stores (the real binary):
     /// whether it passed, and what it printed.
     pub fn cli_verify(&self) -> (bool, String) {
+        self.cli_verify_with(&[])
+    }
+
+    /// `strongroom audit verify` with more arguments (`--checkpoint FILE`).
+    pub fn cli_verify_with(&self, extra: &[&std::ffi::OsStr]) -> (bool, String) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"));
-        cmd.args(["audit", "verify"]);
+        cmd.args(["audit", "verify"]).args(extra);
         match &self.store {
             TestStore::Sqlite => {
                 cmd.arg("--data-dir").arg(self.data_dir());
@@ -759,6 +766,7 @@ impl Harness {
                     service: mk(service),
                     security_officer: mk(officer),
                     stock_manager: None,
+                    auditor: None,
                 },
             )
         };

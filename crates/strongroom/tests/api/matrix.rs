@@ -233,6 +233,7 @@ fn table() -> Vec<Row> {
             .body(|_| json!({"permissions": ["secrets:reveal"]}))
             .wrong_tenant(403),
         row(M::GET, "/v1/audit/verify", AUDITOR, 200),
+        row(M::GET, "/v1/audit/checkpoint", AUDITOR, 200),
         // A caller bound to another tenant reads that tenant's records only.
         row(M::GET, "/v1/audit", AUDITOR, 200),
         row(M::GET, "/v1/audit/export", AUDITOR, 200),
