@@ -55,6 +55,8 @@ pub struct StartOptions {
     pub watch: strongroom_watch::WatchConfig,
     /// How often the audit chain head is signed into the log (`None`: never).
     pub checkpoint_every: Option<std::time::Duration>,
+    /// Where the audit log is forwarded as it grows.
+    pub forwarders: Vec<strongroom_watch::forward::ForwarderConfig>,
 }
 
 /// One identity in the dev credentials file.
@@ -246,6 +248,13 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let checkpoints = opts
         .checkpoint_every
         .map(|every| spawn_checkpoints(vault.clone(), every));
+    let forwarders = strongroom_watch::forward::start(
+        &opts.forwarders,
+        vault.stores().audit.clone(),
+        vault.stores().central.clone(),
+        watch.clone(),
+    )
+    .context("could not start audit forwarding")?;
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
     if opts.api_config.rate_limits.redis_url.is_some() {
@@ -298,6 +307,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         housekeeping.abort();
         if let Some(c) = checkpoints {
             c.abort();
+        }
+        for f in forwarders {
+            f.abort();
         }
         watching.stop();
         served

@@ -44,19 +44,23 @@ pub struct ServerConfig {
     pub audit: AuditSettings,
 }
 
-/// `[audit]`: signed checkpoints of the chain head.
+/// `[audit]`: signed checkpoints of the chain head, and where the log is
+/// forwarded (`[[audit.forward]]`, see docs/monitoring.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// How often the chain head is signed and the checkpoint written into
     /// the log, seconds (0: never; at least 10 otherwise).
     pub checkpoint_secs: u64,
+    /// Live forwarding to syslog or HTTPS receivers.
+    pub forward: Vec<strongroom_watch::forward::ForwarderConfig>,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             checkpoint_secs: 300,
+            forward: Vec::new(),
         }
     }
 }
@@ -322,6 +326,9 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        for forwarder in &self.audit.forward {
+            forwarder.check()?;
+        }
         if self.audit.checkpoint_secs != 0 && self.audit.checkpoint_secs < 10 {
             anyhow::bail!("audit.checkpoint_secs must be 0 (never) or at least 10");
         }

@@ -41,6 +41,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod forward;
 mod freezes;
 mod service;
 pub mod tls;

@@ -36,6 +36,8 @@ pub struct WatchStats {
     pub suppressed: AtomicU64,
     /// Alerts raised, by detector.
     pub alerts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Last sequence number each forwarder delivered.
+    pub forwarder_cursors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl WatchStats {
@@ -47,9 +49,17 @@ impl WatchStats {
 
 type Batch = Vec<(u64, AuditEvent)>;
 
+/// What the detectors' task is handed.
+enum Message {
+    /// Records just made durable.
+    Records(Batch),
+    /// A finding from outside the stream (a forwarder that cannot deliver).
+    Finding(Finding),
+}
+
 /// The tap on the audit stream and the handle of the detectors' task.
 pub struct Watch {
-    queue: Option<mpsc::Sender<Batch>>,
+    queue: Option<mpsc::Sender<Message>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: Arc<WatchStats>,
     freezes: Arc<Freezes>,
@@ -69,7 +79,7 @@ impl LiveTap for Watch {
             .iter()
             .map(|(s, e)| (*s, without_items(e)))
             .collect();
-        if queue.try_send(batch).is_err() {
+        if queue.try_send(Message::Records(batch)).is_err() {
             self.stats
                 .missed
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -81,7 +91,7 @@ impl LiveTap for Watch {
         tracing::error!(error = %error, "audit store failure: operations are refused until it recovers");
         let Some(queue) = &self.queue else { return };
         // An empty batch wakes the task, which then reads the counter.
-        let _ = queue.try_send(Vec::new());
+        let _ = queue.try_send(Message::Records(Vec::new()));
     }
 }
 
@@ -143,6 +153,27 @@ impl Watch {
         }
     }
 
+    /// Raises a finding made outside the audit stream (a forwarder that
+    /// cannot deliver), through the same path as the detectors'.
+    pub fn report(&self, finding: Finding) {
+        match &self.queue {
+            Some(queue) => {
+                if queue.try_send(Message::Finding(finding)).is_err() {
+                    tracing::error!("watch queue full: a finding was logged, not raised");
+                }
+            }
+            // Detection off: the log is all there is.
+            None => tracing::error!(detector = finding.detector, "{}", finding.summary),
+        }
+    }
+
+    /// Notes how far forwarder `name` has delivered the log (for metrics).
+    pub fn note_forwarder_cursor(&self, name: &str, seq: u64) {
+        if let Ok(mut cursors) = self.stats.forwarder_cursors.lock() {
+            cursors.insert(name.to_owned(), seq);
+        }
+    }
+
     /// What the watch has seen and done.
     pub fn stats(&self) -> &Arc<WatchStats> {
         &self.stats
@@ -159,9 +190,16 @@ impl Watch {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Batch>, mut detectors: Detectors, raiser: Raiser) {
+async fn run(mut rx: mpsc::Receiver<Message>, mut detectors: Detectors, raiser: Raiser) {
     let (mut missed_seen, mut failures_seen) = (0u64, 0u64);
-    while let Some(batch) = rx.recv().await {
+    while let Some(message) = rx.recv().await {
+        let batch = match message {
+            Message::Records(batch) => batch,
+            Message::Finding(finding) => {
+                raiser.raise(finding, 0).await;
+                Vec::new()
+            }
+        };
         for (seq, event) in batch {
             if event.actor == WATCH_ACTOR {
                 continue;

@@ -96,58 +96,7 @@ impl WebhookSender {
     /// Checks the configuration, reads the secret, and starts the sending
     /// task. Must run inside a Tokio runtime.
     pub fn start(config: &WebhookConfig) -> Result<Self, WatchError> {
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|e| WatchError::Config(format!("webhook url '{}': {e}", config.url)))?;
-        let loopback = url.host_str().is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|a| a.is_loopback())
-        });
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none());
-        match url.scheme() {
-            "https" => {
-                let ca = config.ca_file.as_ref().ok_or_else(|| {
-                    WatchError::Config(
-                        "an https webhook needs ca_file: the CA certificates to trust for it"
-                            .into(),
-                    )
-                })?;
-                let tls =
-                    crate::tls::client_config(ca).map_err(|e| WatchError::Config(e.to_string()))?;
-                builder = builder.tls_backend_preconfigured(tls);
-            }
-            "http" if loopback => {
-                let tls = crate::tls::trusting_nothing()
-                    .map_err(|e| WatchError::Config(e.to_string()))?;
-                builder = builder.tls_backend_preconfigured(tls);
-            }
-            _ => {
-                return Err(WatchError::Config(format!(
-                    "webhook url must be https:// (http:// only to a loopback address), not '{}'",
-                    config.url
-                )));
-            }
-        }
-        let secret = Zeroizing::new(std::fs::read(&config.secret_file).map_err(|e| {
-            WatchError::Config(format!(
-                "webhook secret_file {}: {e}",
-                config.secret_file.display()
-            ))
-        })?);
-        let secret = Zeroizing::new(secret.trim_ascii().to_vec());
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(WatchError::Config(format!(
-                "the webhook secret in {} is shorter than {MIN_SECRET_BYTES} characters",
-                config.secret_file.display()
-            )));
-        }
-        let client = builder
-            .build()
-            .map_err(|e| WatchError::Config(format!("webhook client: {e}")))?;
+        let (client, url, secret) = client_for(config)?;
         let (queue, rx) = tokio::sync::mpsc::channel(QUEUE);
         tokio::spawn(send_loop(client, url, Arc::new(secret), rx));
         Ok(Self { queue })
@@ -159,6 +108,66 @@ impl WebhookSender {
             tracing::error!("alert webhook queue full; alert not sent to the webhook");
         }
     }
+}
+
+/// An HTTP client for `config.url` (TLS trusting `config.ca_file`; plain
+/// HTTP only to a loopback address), the parsed URL and the signing secret
+/// read from `config.secret_file`.
+pub(crate) fn client_for(
+    config: &WebhookConfig,
+) -> Result<(reqwest::Client, reqwest::Url, Zeroizing<Vec<u8>>), WatchError> {
+    let url = reqwest::Url::parse(&config.url)
+        .map_err(|e| WatchError::Config(format!("webhook url '{}': {e}", config.url)))?;
+    let loopback = url.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    });
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    match url.scheme() {
+        "https" => {
+            let ca = config.ca_file.as_ref().ok_or_else(|| {
+                WatchError::Config(
+                    "an https webhook needs ca_file: the CA certificates to trust for it".into(),
+                )
+            })?;
+            let tls =
+                crate::tls::client_config(ca).map_err(|e| WatchError::Config(e.to_string()))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        "http" if loopback => {
+            let tls =
+                crate::tls::trusting_nothing().map_err(|e| WatchError::Config(e.to_string()))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        _ => {
+            return Err(WatchError::Config(format!(
+                "webhook url must be https:// (http:// only to a loopback address), not '{}'",
+                config.url
+            )));
+        }
+    }
+    let secret = Zeroizing::new(std::fs::read(&config.secret_file).map_err(|e| {
+        WatchError::Config(format!(
+            "webhook secret_file {}: {e}",
+            config.secret_file.display()
+        ))
+    })?);
+    let secret = Zeroizing::new(secret.trim_ascii().to_vec());
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(WatchError::Config(format!(
+            "the webhook secret in {} is shorter than {MIN_SECRET_BYTES} characters",
+            config.secret_file.display()
+        )));
+    }
+    let client = builder
+        .build()
+        .map_err(|e| WatchError::Config(format!("webhook client: {e}")))?;
+    Ok((client, url, secret))
 }
 
 async fn send_loop(

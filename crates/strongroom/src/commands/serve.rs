@@ -65,6 +65,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         watch: config.watch.clone(),
         checkpoint_every: (config.audit.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
+        forwarders: config.audit.forward.clone(),
     })
     .await?;
 

@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strongroom_watch::WatchConfig;
+use strongroom_watch::forward::ForwarderConfig;
+
+/// What a test server is started with besides its stores.
+pub type Settings = (ApiConfig, WatchConfig, Vec<ForwarderConfig>);
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -122,6 +126,7 @@ pub struct Harness {
     pub store: TestStore,
     pub api_config: ApiConfig,
     pub watch: WatchConfig,
+    pub forwarders: Vec<ForwarderConfig>,
 }
 
 impl Harness {
@@ -134,7 +139,7 @@ impl Harness {
         creds: Option<DevCredentials>,
         store: TestStore,
     ) -> Self {
-        let settings = (test_api_config(), WatchConfig::default());
+        let settings = (test_api_config(), WatchConfig::default(), Vec::new());
         Self::launch_with(dir, data, dev, clock, creds, store, settings).await
     }
 
@@ -145,7 +150,7 @@ impl Harness {
         clock: ManualClock,
         creds: Option<DevCredentials>,
         store: TestStore,
-        (api_config, watch): (ApiConfig, WatchConfig),
+        (api_config, watch, forwarders): Settings,
     ) -> Self {
         let server = start(StartOptions {
             data_dir: data,
@@ -158,6 +163,7 @@ impl Harness {
             backend: store.backend(),
             watch: watch.clone(),
             checkpoint_every: None,
+            forwarders: forwarders.clone(),
         })
         .await
         .unwrap();
@@ -174,6 +180,7 @@ impl Harness {
             store,
             api_config,
             watch,
+            forwarders,
         }
     }
 
@@ -184,6 +191,11 @@ impl Harness {
 
     /// A dev server with these API and detector settings.
     pub async fn dev_watched(store: TestStore, api_config: ApiConfig, watch: WatchConfig) -> Self {
+        Self::dev_settings(store, (api_config, watch, Vec::new())).await
+    }
+
+    /// A dev server with these API, detector and forwarding settings.
+    pub async fn dev_settings(store: TestStore, settings: Settings) -> Self {
         let dir = TempDir::new().unwrap();
         let data = dir.path().join("data");
         Self::launch_with(
@@ -193,7 +205,7 @@ impl Harness {
             ManualClock::new(now_ms()),
             None,
             store,
-            (api_config, watch),
+            settings,
         )
         .await
     }
@@ -216,11 +228,12 @@ impl Harness {
             store,
             api_config,
             watch,
+            forwarders,
             ..
         } = self;
         server.shutdown().await.unwrap();
         let data = dir.path().join("data");
-        let settings = (api_config, watch);
+        let settings = (api_config, watch, forwarders);
         Self::launch_with(dir, data, true, clock, Some(creds), store, settings).await
     }
 
@@ -237,6 +250,7 @@ impl Harness {
             backend: self.store.backend(),
             watch: self.watch.clone(),
             checkpoint_every: None,
+            forwarders: self.forwarders.clone(),
         }
     }
 

@@ -20,6 +20,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod custom_roles;
+mod forward;
 mod imports;
 mod integrity;
 mod leaks;
