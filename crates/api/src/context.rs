@@ -17,7 +17,11 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Assigns a request id, records the client address, and adds security
 /// headers: responses may carry secrets, so none may be cached, and browsers
 /// must only ever reach the API over HTTPS.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    axum::extract::State(state): axum::extract::State<crate::ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let request_id = strongroom_crypto::random::hex_id::<12>().unwrap_or_else(|_| "unknown".into());
     let client_addr = req
         .extensions()
@@ -41,13 +45,17 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         error_code = Some(err.code);
         response = err.response(&request_id);
     }
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .record(method.as_str(), &route, response.status().as_u16(), elapsed);
     tracing::debug!(
         request_id = %request_id,
         %method,
         route = %route,
         status = response.status().as_u16(),
         error = error_code.unwrap_or(""),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     let headers = response.headers_mut();

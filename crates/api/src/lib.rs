@@ -21,6 +21,7 @@ mod context;
 pub mod error;
 pub mod identity;
 pub(crate) mod json;
+pub mod metrics;
 pub mod openapi;
 pub mod passwords;
 pub mod ratelimit;
@@ -107,6 +108,8 @@ pub struct ApiState {
     pub rate_limits: Arc<ratelimit::RateLimits>,
     /// Principals frozen after an alert, refused on every request.
     pub freezes: Arc<strongroom_watch::Freezes>,
+    /// Requests and latency per route, for the metrics listener.
+    pub metrics: Arc<metrics::RequestMetrics>,
 }
 
 impl ApiState {
@@ -125,6 +128,7 @@ impl ApiState {
             import_permits: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
             token_keys: Arc::default(),
             freezes: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -225,7 +229,10 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             context::limit_by_address,
         ))
-        .layer(axum::middleware::from_fn(context::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::request_context,
+        ))
         .with_state(state)
 }
 

@@ -57,6 +57,26 @@ pub struct StartOptions {
     pub checkpoint_every: Option<std::time::Duration>,
     /// Where the audit log is forwarded as it grows.
     pub forwarders: Vec<strongroom_watch::forward::ForwarderConfig>,
+    /// Prometheus metrics on a listener of their own (`None`: none).
+    pub metrics: Option<MetricsOptions>,
+}
+
+/// The metrics listener.
+#[derive(Clone)]
+pub struct MetricsOptions {
+    /// Address to listen on (plain HTTP).
+    pub listen: String,
+    /// Bearer token scrapers must send; required off loopback.
+    pub token: Option<zeroize::Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for MetricsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsOptions")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// One identity in the dev credentials file.
@@ -109,6 +129,8 @@ pub struct RunningServer {
     pub dev_credentials: Option<DevCredentials>,
     /// The detectors and the freezes.
     pub watch: Arc<strongroom_watch::Watch>,
+    /// Where metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -291,6 +313,34 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
             }
         })
     };
+    let (metrics_addr, metrics_task) = match &opts.metrics {
+        Some(m) => {
+            let listener = TcpListener::bind(&m.listen)
+                .with_context(|| format!("could not listen for metrics on {}", m.listen))?;
+            let bound = listener.local_addr()?;
+            if !is_loopback(&bound) && m.token.is_none() {
+                bail!("metrics on {bound}, off loopback, need a token: set metrics.token_file");
+            }
+            let metrics = strongroom_api::metrics::MetricsState::new(
+                vault.clone(),
+                watch.clone(),
+                state.metrics.clone(),
+                opts.forwarders.iter().map(|f| f.name.clone()).collect(),
+                m.token.clone(),
+            );
+            let router = strongroom_api::metrics::router(metrics);
+            let task = tokio::spawn(async move {
+                if let Err(e) =
+                    strongroom_api::server::serve_plain(listener, router, Handle::new()).await
+                {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(addr = %bound, "serving metrics");
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let router = strongroom_api::router(state);
     let handle = Handle::new();
     let watching = watch.clone();
@@ -311,6 +361,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         for f in forwarders {
             f.abort();
         }
+        if let Some(m) = metrics_task {
+            m.abort();
+        }
         watching.stop();
         served
     });
@@ -323,6 +376,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         ca_cert_path,
         dev_credentials,
         watch,
+        metrics_addr,
         handle,
         task,
     })

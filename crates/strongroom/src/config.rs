@@ -39,9 +39,54 @@ pub struct ServerConfig {
     /// Detectors, alerts and containment (`[watch]`); see docs/monitoring.md.
     #[serde(default)]
     pub watch: strongroom_watch::WatchConfig,
-    /// The audit log's checkpoints (`[audit]`).
+    /// The audit log's checkpoints and forwarding (`[audit]`).
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Prometheus metrics (`[metrics]`).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: Prometheus metrics on a listener of their own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where to serve `GET /metrics` (plain HTTP), e.g. `127.0.0.1:9464`;
+    /// absent: no metrics.
+    pub listen: Option<String>,
+    /// File holding the bearer token scrapers must send; required unless
+    /// `listen` is a loopback address.
+    pub token_file: Option<PathBuf>,
+}
+
+impl MetricsSettings {
+    /// The listener's options, with the token read from its file.
+    pub fn options(&self) -> Result<Option<crate::app::MetricsOptions>> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        let token = match &self.token_file {
+            Some(path) => {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                        format!("could not read metrics.token_file {}", path.display())
+                    })?);
+                let token = zeroize::Zeroizing::new(text.trim().to_owned());
+                if token.len() < 32 {
+                    anyhow::bail!(
+                        "the metrics token in {} is shorter than 32 characters",
+                        path.display()
+                    );
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        Ok(Some(crate::app::MetricsOptions {
+            listen: listen.clone(),
+            token,
+        }))
+    }
 }
 
 /// `[audit]`: signed checkpoints of the chain head, and where the log is
@@ -274,7 +319,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -286,6 +331,7 @@ const SECTIONS: [&str; 11] = [
     "vouchers",
     "watch",
     "audit",
+    "metrics",
 ];
 
 impl ServerConfig {

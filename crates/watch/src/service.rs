@@ -38,9 +38,52 @@ pub struct WatchStats {
     pub alerts: Mutex<BTreeMap<&'static str, u64>>,
     /// Last sequence number each forwarder delivered.
     pub forwarder_cursors: Mutex<BTreeMap<String, u64>>,
+    /// Audit records written, by action: allowed, denied, failed.
+    events: std::sync::RwLock<std::collections::HashMap<String, Arc<[AtomicU64; 3]>>>,
 }
 
 impl WatchStats {
+    /// Counts durable records by action and outcome (a read lock and an
+    /// atomic add on the request path; the write lock once per action).
+    fn count(&self, event: &AuditEvent) {
+        let slot = match event.outcome {
+            Outcome::Allowed => 0,
+            Outcome::Denied => 1,
+            Outcome::Failed => 2,
+        };
+        let found = self
+            .events
+            .read()
+            .ok()
+            .and_then(|m| m.get(event.action.as_str()).cloned());
+        let counters = match found {
+            Some(c) => c,
+            None => match self.events.write() {
+                Ok(mut m) => m.entry(event.action.clone()).or_default().clone(),
+                Err(_) => return,
+            },
+        };
+        if let Some(c) = counters.get(slot) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records written so far, by (action, outcome).
+    pub fn events_by_action(&self) -> BTreeMap<(String, &'static str), u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(m) = self.events.read() {
+            for (action, counters) in m.iter() {
+                for (outcome, c) in ["allowed", "denied", "failed"].iter().zip(counters.iter()) {
+                    let n = c.load(Ordering::Relaxed);
+                    if n > 0 {
+                        out.insert((action.clone(), *outcome), n);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Alerts raised so far, by detector.
     pub fn alerts_by_detector(&self) -> BTreeMap<&'static str, u64> {
         self.alerts.lock().map(|m| m.clone()).unwrap_or_default()
@@ -74,6 +117,9 @@ impl std::fmt::Debug for Watch {
 
 impl LiveTap for Watch {
     fn observe(&self, records: &[(u64, &AuditEvent)]) {
+        for (_, event) in records {
+            self.stats.count(event);
+        }
         let Some(queue) = &self.queue else { return };
         let batch: Batch = records
             .iter()

@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         checkpoint_every: (config.audit.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
         forwarders: config.audit.forward.clone(),
+        metrics: config.metrics.options()?,
     })
     .await?;
 

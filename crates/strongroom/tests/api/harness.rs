@@ -5,6 +5,17 @@ use std::sync::Arc;
 use strongroom_watch::WatchConfig;
 use strongroom_watch::forward::ForwarderConfig;
 
+/// The bearer token of test servers' metrics.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
+/// Test servers serve metrics on a port of their own, behind a token.
+fn test_metrics() -> strongroom::app::MetricsOptions {
+    strongroom::app::MetricsOptions {
+        listen: "127.0.0.1:0".into(),
+        token: Some(zeroize::Zeroizing::new(METRICS_TOKEN.into())),
+    }
+}
+
 /// What a test server is started with besides its stores.
 pub type Settings = (ApiConfig, WatchConfig, Vec<ForwarderConfig>);
 
@@ -164,6 +175,7 @@ impl Harness {
             watch: watch.clone(),
             checkpoint_every: None,
             forwarders: forwarders.clone(),
+            metrics: Some(test_metrics()),
         })
         .await
         .unwrap();
@@ -251,6 +263,7 @@ impl Harness {
             watch: self.watch.clone(),
             checkpoint_every: None,
             forwarders: self.forwarders.clone(),
+            metrics: Some(test_metrics()),
         }
     }
 

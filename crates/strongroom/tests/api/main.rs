@@ -25,6 +25,7 @@ mod imports;
 mod integrity;
 mod leaks;
 mod matrix;
+mod metrics;
 mod multinode;
 mod orders;
 mod people;
