@@ -141,6 +141,8 @@ impl Server {
             for (name, value) in [
                 ("STRONGROOM_WATCH__REVEAL_RATE__HARD_CAP", "1000000000"),
                 ("STRONGROOM_WATCH__REVEAL_RATE__MIN_EXCESS", "1000000000"),
+                ("STRONGROOM_WATCH__DELIVERY_RATE__HARD_CAP", "1000000000"),
+                ("STRONGROOM_WATCH__DELIVERY_RATE__MIN_EXCESS", "1000000000"),
             ] {
                 command.env(name, value);
             }

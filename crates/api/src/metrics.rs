@@ -50,7 +50,13 @@ pub struct RequestMetrics {
 
 impl RequestMetrics {
     /// Counts one request. `route` must be a route pattern, never a path.
+    /// A method outside the standard ones counts as `other`: clients
+    /// choose methods, and the set of labels must not grow with them.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "other",
+        };
         let key = (method.to_owned(), route.to_owned(), status);
         let found = self
             .routes
@@ -446,6 +452,18 @@ mod tests {
         assert!(out.contains("le=\"0.005\"} 1"), "{out}");
         assert!(out.contains("le=\"0.05\"} 2"), "{out}");
         assert!(out.contains("le=\"+Inf\"} 2"), "{out}");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let m = RequestMetrics::default();
+        for i in 0..100 {
+            m.record(&format!("X{i}"), "unmatched", 404, Duration::from_millis(1));
+        }
+        assert_eq!(m.routes.read().unwrap().len(), 1);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("method=\"other\",route=\"unmatched\",status=\"404\"} 100"), "{out}");
     }
 
     #[test]

@@ -84,6 +84,14 @@ impl Checkpoint {
     /// Checks the signature, and that it was made with `expected_key` (the
     /// vault's public key, as derived from its root key or published).
     pub fn check_signature(&self, expected_key: &[u8]) -> Result<(), CheckpointProblem> {
+        // The signed message is line-separated: no field may hold a line
+        // break, or one field could pass for two.
+        if [&self.vault_id, &self.mac, &self.signed_at, &self.public_key]
+            .iter()
+            .any(|f| f.contains(['\n', '\r']) || f.is_empty())
+        {
+            return Err(CheckpointProblem::Malformed);
+        }
         let key = unhex(&self.public_key).ok_or(CheckpointProblem::Malformed)?;
         if key != expected_key {
             return Err(CheckpointProblem::WrongKey);

@@ -201,6 +201,13 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let freezes = Arc::new(strongroom_watch::Freezes::default());
     let watch = strongroom_watch::Watch::start(opts.watch.clone(), vault.clone(), freezes.clone())
         .context("could not start the detectors")?;
+    // Every background task from here on stops with the server, or at once
+    // if starting fails: none may keep the unsealed vault alive.
+    let mut background = Background {
+        watch: watch.clone(),
+        tasks: Vec::new(),
+        servers: Vec::new(),
+    };
 
     let listener = TcpListener::bind(&opts.listen)
         .with_context(|| format!("could not listen on {}", opts.listen))?;
@@ -266,17 +273,21 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     if api_config.public_url.is_empty() {
         api_config.public_url = url.clone();
     }
-    let housekeeping = spawn_housekeeping(vault.clone(), api_config.orders.clone());
-    let checkpoints = opts
-        .checkpoint_every
-        .map(|every| spawn_checkpoints(vault.clone(), every));
-    let forwarders = strongroom_watch::forward::start(
-        &opts.forwarders,
-        vault.stores().audit.clone(),
-        vault.stores().central.clone(),
-        watch.clone(),
-    )
-    .context("could not start audit forwarding")?;
+    background
+        .tasks
+        .push(spawn_housekeeping(vault.clone(), api_config.orders.clone()));
+    if let Some(every) = opts.checkpoint_every {
+        background.tasks.push(spawn_checkpoints(vault.clone(), every));
+    }
+    background.tasks.extend(
+        strongroom_watch::forward::start(
+            &opts.forwarders,
+            vault.stores().audit.clone(),
+            vault.stores().central.clone(),
+            watch.clone(),
+        )
+        .context("could not start audit forwarding")?,
+    );
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
     if opts.api_config.rate_limits.redis_url.is_some() {
@@ -291,12 +302,12 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     revocations.refresh(vault.stores().central.as_ref()).await?;
     state.roles.refresh(vault.stores().central.as_ref()).await?;
     freezes.refresh(vault.stores().central.as_ref()).await?;
-    let refresher = {
+    {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
         let roles = state.roles.clone();
         let rate_limits = state.rate_limits.clone();
         let freezes = freezes.clone();
-        tokio::spawn(async move {
+        background.tasks.push(tokio::spawn(async move {
             let period = std::time::Duration::from_secs(strongroom_api::revocation::REFRESH_SECS);
             loop {
                 tokio::time::sleep(period).await;
@@ -311,9 +322,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
                     tracing::warn!(error = %e, "could not refresh the frozen principals");
                 }
             }
-        })
-    };
-    let (metrics_addr, metrics_task) = match &opts.metrics {
+        }));
+    }
+    let metrics_addr = match &opts.metrics {
         Some(m) => {
             let listener = TcpListener::bind(&m.listen)
                 .with_context(|| format!("could not listen for metrics on {}", m.listen))?;
@@ -329,21 +340,22 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
                 m.token.clone(),
             );
             let router = strongroom_api::metrics::router(metrics);
-            let task = tokio::spawn(async move {
+            let metrics_handle = Handle::new();
+            background.servers.push(metrics_handle.clone());
+            background.tasks.push(tokio::spawn(async move {
                 if let Err(e) =
-                    strongroom_api::server::serve_plain(listener, router, Handle::new()).await
+                    strongroom_api::server::serve_plain(listener, router, metrics_handle).await
                 {
                     tracing::error!(error = %e, "the metrics listener stopped");
                 }
-            });
+            }));
             tracing::info!(addr = %bound, "serving metrics");
-            (Some(bound), Some(task))
+            Some(bound)
         }
-        None => (None, None),
+        None => None,
     };
     let router = strongroom_api::router(state);
     let handle = Handle::new();
-    let watching = watch.clone();
     let serve_handle = handle.clone();
     let task = tokio::spawn(async move {
         let served = match tls {
@@ -352,19 +364,8 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
             }
             None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
         };
-        // The refresher and housekeeping live exactly as long as the server.
-        refresher.abort();
-        housekeeping.abort();
-        if let Some(c) = checkpoints {
-            c.abort();
-        }
-        for f in forwarders {
-            f.abort();
-        }
-        if let Some(m) = metrics_task {
-            m.abort();
-        }
-        watching.stop();
+        // The background tasks live exactly as long as the server.
+        drop(background);
         served
     });
     Ok(RunningServer {
@@ -380,6 +381,27 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         handle,
         task,
     })
+}
+
+/// The server's background tasks: stopped when dropped, so that neither a
+/// finished server nor one that failed to start leaves a task holding the
+/// vault (and its keys) alive.
+struct Background {
+    watch: Arc<strongroom_watch::Watch>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    servers: Vec<Handle<SocketAddr>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.shutdown();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.watch.stop();
+    }
 }
 
 /// How often the server releases stale reservations and retires expired

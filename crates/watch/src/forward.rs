@@ -103,6 +103,25 @@ impl ForwarderConfig {
         if self.tls && self.ca_file.is_none() {
             return bad("tls needs ca_file: the CA certificates to trust".into());
         }
+        if self.kind == ForwardKind::Syslog && !self.tls {
+            if self.ca_file.is_some() {
+                return bad("ca_file is set but tls is not: records would go in clear".into());
+            }
+            // Audit records name tokens, principals and addresses: they
+            // cross a network only encrypted.
+            let host = self
+                .target
+                .rsplit_once(':')
+                .map_or(self.target.as_str(), |(h, _)| h)
+                .trim_matches(['[', ']']);
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            if !loopback {
+                return bad("syslog to another host needs tls = true (plain TCP only to loopback)".into());
+            }
+        }
         if self.kind == ForwardKind::Https && self.secret_file.is_none() {
             return bad("an https forwarder needs secret_file to sign its batches".into());
         }
@@ -164,6 +183,7 @@ impl Forwarder {
         };
         let mut backoff = Duration::from_secs(1);
         let mut failing = false;
+        let mut rewound = false;
         loop {
             let page = match self
                 .audit
@@ -179,6 +199,21 @@ impl Forwarder {
             };
             self.watch.note_forwarder_cursor(&self.name, cursor);
             let Some(last) = page.last().map(|r| r.seq) else {
+                if !rewound && self.log_shorter_than(cursor).await {
+                    // Restored from an older copy or cut: what follows would
+                    // reuse numbers already sent. Say so, loudly, once.
+                    rewound = self.watch.report(Finding {
+                        detector: "audit_log_rewound",
+                        severity: Severity::Critical,
+                        subject: Subject::Component(format!("forwarder:{}", self.name)),
+                        tenant: None,
+                        summary: format!(
+                            "the audit log ends before record {cursor}, which forwarder '{}' already delivered: it was cut or restored from an older copy",
+                            self.name
+                        ),
+                        details: json!({ "forwarder": self.name, "delivered_up_to": cursor }),
+                    });
+                }
                 tokio::time::sleep(POLL).await;
                 continue;
             };
@@ -203,8 +238,8 @@ impl Forwarder {
                 }
                 Err(e) => {
                     if !failing {
-                        failing = true;
-                        self.watch.report(Finding {
+                        // Until the alert is queued, try again next time.
+                        failing = self.watch.report(Finding {
                             detector: "forwarder_failure",
                             severity: Severity::High,
                             subject: Subject::Component(format!("forwarder:{}", self.name)),
@@ -222,6 +257,16 @@ impl Forwarder {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Whether the log's newest record is older than `cursor`.
+    async fn log_shorter_than(&self, cursor: u64) -> bool {
+        match self.audit.read_back(u64::MAX, 1).await {
+            Ok(head) => head.first().map_or(0, |r| r.seq) < cursor,
+            Err(_) => false,
         }
     }
 }
@@ -441,7 +486,7 @@ impl HttpsSink {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| format!("send: {}", e.without_url()))?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -200,16 +200,27 @@ impl Watch {
     }
 
     /// Raises a finding made outside the audit stream (a forwarder that
-    /// cannot deliver), through the same path as the detectors'.
-    pub fn report(&self, finding: Finding) {
+    /// cannot deliver), through the same path as the detectors' but with
+    /// no cooldown or per-minute limit. False if it could not be queued
+    /// (the queue is full): the caller should report it again later.
+    pub fn report(&self, finding: Finding) -> bool {
         match &self.queue {
-            Some(queue) => {
-                if queue.try_send(Message::Finding(finding)).is_err() {
-                    tracing::error!("watch queue full: a finding was logged, not raised");
+            Some(queue) => match queue.try_send(Message::Finding(finding)) {
+                Ok(()) => true,
+                Err(e) => {
+                    let summary = match e.into_inner() {
+                        Message::Finding(f) => f.summary,
+                        Message::Records(_) => String::new(),
+                    };
+                    tracing::error!("watch queue full; not yet raised: {summary}");
+                    false
                 }
-            }
+            },
             // Detection off: the log is all there is.
-            None => tracing::error!(detector = finding.detector, "{}", finding.summary),
+            None => {
+                tracing::error!(detector = finding.detector, "{}", finding.summary);
+                true
+            }
         }
     }
 

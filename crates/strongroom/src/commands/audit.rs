@@ -132,38 +132,53 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             let signer = checkpoint_key(&root)?;
             drop(root);
             let report = strongroom_audit::verify(&audit, &key).await?;
-            if let Some(c) = &checkpoint {
-                let problem = if c.vault_id != identity.vault_id {
-                    Some(format!(
-                        "the checkpoint is of vault {}, not {}",
-                        c.vault_id, identity.vault_id
-                    ))
-                } else if let Err(p) = c.check_signature(&signer.public_key()) {
-                    Some(p.to_string())
-                } else {
-                    c.check_log(&audit).await?.err().map(|p| p.to_string())
-                };
-                if let Some(problem) = problem {
-                    println!("audit log NOT vouched for by the checkpoint: {problem}.");
-                    return Ok(1);
-                }
-                println!(
-                    "checkpoint of record {} (signed {}) matches: no record up to it was removed or changed",
-                    c.seq, c.signed_at
-                );
-            }
-            match report.first_bad {
+            let chain_ok = match report.first_bad {
                 None => {
                     println!(
                         "audit log intact: {} records verified (last seq {})",
                         report.verified, report.last_seq
                     );
-                    Ok(0)
+                    true
                 }
                 Some((seq, problem)) => {
                     println!(
                         "audit log BROKEN at record {seq}: {problem}. {} records before it verified.",
                         report.verified
+                    );
+                    false
+                }
+            };
+            let Some(c) = &checkpoint else {
+                return Ok(if chain_ok { 0 } else { 1 });
+            };
+            // The file is untrusted until its signature checks: its fields
+            // are printed quoted, never as they are.
+            let problem = if c.vault_id != identity.vault_id {
+                Some(format!(
+                    "the checkpoint is of vault {:?}, not {}",
+                    c.vault_id, identity.vault_id
+                ))
+            } else if let Err(p) = c.check_signature(&signer.public_key()) {
+                Some(p.to_string())
+            } else {
+                c.check_log(&audit).await?.err().map(|p| p.to_string())
+            };
+            match problem {
+                Some(problem) => {
+                    println!("audit log NOT vouched for by the checkpoint: {problem}.");
+                    Ok(1)
+                }
+                None if chain_ok => {
+                    println!(
+                        "checkpoint of record {} (signed {}) matches: no record up to it was removed or changed",
+                        c.seq, c.signed_at
+                    );
+                    Ok(0)
+                }
+                None => {
+                    println!(
+                        "checkpoint of record {} matches its record, but the chain is broken (above)",
+                        c.seq
                     );
                     Ok(1)
                 }
