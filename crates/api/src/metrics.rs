@@ -463,7 +463,10 @@ mod tests {
         assert_eq!(m.routes.read().unwrap().len(), 1);
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains("method=\"other\",route=\"unmatched\",status=\"404\"} 100"), "{out}");
+        assert!(
+            out.contains("method=\"other\",route=\"unmatched\",status=\"404\"} 100"),
+            "{out}"
+        );
     }
 
     #[test]

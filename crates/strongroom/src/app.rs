@@ -277,7 +277,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         .tasks
         .push(spawn_housekeeping(vault.clone(), api_config.orders.clone()));
     if let Some(every) = opts.checkpoint_every {
-        background.tasks.push(spawn_checkpoints(vault.clone(), every));
+        background
+            .tasks
+            .push(spawn_checkpoints(vault.clone(), every));
     }
     background.tasks.extend(
         strongroom_watch::forward::start(

@@ -119,7 +119,9 @@ impl ForwarderConfig {
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|a| a.is_loopback());
             if !loopback {
-                return bad("syslog to another host needs tls = true (plain TCP only to loopback)".into());
+                return bad(
+                    "syslog to another host needs tls = true (plain TCP only to loopback)".into(),
+                );
             }
         }
         if self.kind == ForwardKind::Https && self.secret_file.is_none() {

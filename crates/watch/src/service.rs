@@ -23,6 +23,9 @@ use crate::{Severity, Subject, WATCH_ACTOR, WatchError};
 /// queue holds tens of megabytes, not gigabytes.
 const QUEUE_BATCHES: usize = 16_384;
 
+/// Shortest time between two `watch_overloaded` alerts.
+const OVERLOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the watch has seen and done, for metrics.
 #[derive(Debug, Default)]
 pub struct WatchStats {
@@ -249,9 +252,17 @@ impl Watch {
 
 async fn run(mut rx: mpsc::Receiver<Message>, mut detectors: Detectors, raiser: Raiser) {
     let (mut missed_seen, mut failures_seen) = (0u64, 0u64);
+    let mut audit_down = false;
+    let mut last_overload = None;
     while let Some(message) = rx.recv().await {
         let batch = match message {
-            Message::Records(batch) => batch,
+            Message::Records(batch) => {
+                // A record was written: the audit store works (again).
+                if !batch.is_empty() {
+                    audit_down = false;
+                }
+                batch
+            }
             Message::Finding(finding) => {
                 raiser.raise(finding, 0).await;
                 Vec::new()
@@ -278,8 +289,13 @@ async fn run(mut rx: mpsc::Receiver<Message>, mut detectors: Detectors, raiser: 
                 crate::detect::MAX_ALERTS_PER_MINUTE
             );
         }
+        // At most one a minute: while the queue is full, the alert's own
+        // record is missed too.
         let missed = raiser.stats.missed.load(Ordering::Relaxed);
-        if missed > missed_seen {
+        let quiet =
+            last_overload.is_none_or(|at: std::time::Instant| at.elapsed() >= OVERLOAD_EVERY);
+        if missed > missed_seen && quiet {
+            last_overload = Some(std::time::Instant::now());
             let finding = Finding {
                 detector: "watch_overloaded",
                 severity: Severity::High,
@@ -295,22 +311,24 @@ async fn run(mut rx: mpsc::Receiver<Message>, mut detectors: Detectors, raiser: 
             missed_seen = missed;
             raiser.raise(finding, 0).await;
         }
+        // One alert per outage: the alert's own audit record fails too
+        // while the store is down, and must not raise another.
         let failures = raiser.stats.audit_failures.load(Ordering::Relaxed);
-        if failures > failures_seen {
+        if failures > failures_seen && !audit_down {
+            audit_down = true;
             let finding = Finding {
                 detector: "audit_store_failure",
                 severity: Severity::Critical,
                 subject: Subject::Component("audit_store".into()),
                 tenant: None,
-                summary: format!(
-                    "{} audit appends failed; every operation they recorded was refused",
-                    failures - failures_seen
-                ),
+                summary: "audit appends are failing; every operation they record is refused \
+                          until the audit store works again"
+                    .into(),
                 details: json!({ "failures_total": failures }),
             };
-            failures_seen = failures;
             raiser.raise(finding, 0).await;
         }
+        failures_seen = failures_seen.max(failures);
     }
 }
 

@@ -204,6 +204,23 @@ async fn no_audit_record_means_no_operation(store) {
     assert_eq!(svc.reveal(&token).await.1["value"], kept.as_str());
     let auditor = h.principal("auditor-2", &["auditor"], &["dev"]).await;
     assert_eq!(auditor.get("/v1/audit/verify").await.1["intact"], true);
+
+    // The outage itself was raised as an alert (PCI DSS 10.7.2), kept in
+    // the central store while the audit store was down.
+    let officer = h.approver().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alerts = loop {
+        let (status, body) = officer.get("/v1/alerts?detector=audit_store_failure").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let alerts = body["alerts"].as_array().unwrap().clone();
+        if !alerts.is_empty() || std::time::Instant::now() > deadline {
+            break alerts;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["severity"], "critical");
+    assert_eq!(alerts[0]["subject"], "component:audit_store");
 }
 }
 
