@@ -156,6 +156,9 @@ pub enum LinkRefusal {
     Replaced,
     /// The vault is sealed or a store failed: try again later.
     Unavailable,
+    /// The principal that placed the order is frozen after a security
+    /// alert: its links show nothing until a security officer lifts it.
+    Held,
 }
 
 /// Longest `external_ref` and `customer_ref`.
@@ -1043,10 +1046,14 @@ impl Orders {
     }
 
     /// Opens a reveal link: checks it, counts the view, reveals the code.
+    /// `frozen` says whether a principal is frozen: the links of orders a
+    /// frozen principal placed are held (a stolen storefront credential
+    /// must not keep working through the links it made).
     pub async fn open_link(
         &self,
         ctx: &RequestContext,
         link: &str,
+        frozen: impl Fn(&str) -> bool,
     ) -> Result<LinkPage, LinkRefusal> {
         let refuse = |why: LinkRefusal, target: Option<&str>| {
             let reason = match why {
@@ -1055,6 +1062,7 @@ impl Orders {
                 LinkRefusal::UsedUp => "link.used_up",
                 LinkRefusal::Replaced => "link.replaced",
                 LinkRefusal::Unavailable => "link.unavailable",
+                LinkRefusal::Held => "link.held",
             };
             let event = self.vault.event(
                 ctx,
@@ -1083,6 +1091,14 @@ impl Orders {
             return Err(refuse(LinkRefusal::Expired, Some(&id)).await);
         }
         let central = &self.vault.stores().central;
+        // Before a view is spent: a held link costs the customer nothing.
+        match central.order_by_id(&id, &TenantScope::All).await {
+            Ok(Some(o)) if frozen(&o.client_id) => {
+                return Err(refuse(LinkRefusal::Held, Some(&id)).await);
+            }
+            Ok(_) => {}
+            Err(_) => return Err(LinkRefusal::Unavailable),
+        }
         match central.use_link_view(&id, claim.expires_at(), now).await {
             Ok(LinkView::Counted(_)) => {}
             Ok(LinkView::UsedUp) => return Err(refuse(LinkRefusal::UsedUp, Some(&id)).await),

@@ -119,7 +119,10 @@ pub async fn open(
     }
     let orders = Orders::new(state.vault.clone(), state.config.orders.clone());
     let refused = |status, title, text: &str| page(status, title, &format!("<p>{text}</p>"));
-    match orders.open_link(&ctx, &link).await {
+    match orders
+        .open_link(&ctx, &link, |placer| state.freezes.is_frozen(placer))
+        .await
+    {
         Ok(p) => match shown(&p) {
             Ok(body) => page(StatusCode::OK, "Your voucher", &body),
             Err(status) => refused(status, "Something went wrong", "Please try again later."),
@@ -144,7 +147,9 @@ pub async fn open(
             "This link has been replaced",
             "A newer link was sent for this voucher; please use that one.",
         ),
-        Err(LinkRefusal::Unavailable) => refused(
+        // The customer is not told why: the shop's credential is frozen
+        // while a security officer looks into an alert.
+        Err(LinkRefusal::Unavailable | LinkRefusal::Held) => refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again later",
             "The voucher service is not available at the moment.",

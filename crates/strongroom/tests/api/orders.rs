@@ -618,3 +618,44 @@ async fn stock_past_its_expiry_is_marked_expired_and_never_sold(store) {
     assert!(rows.iter().any(|(_, b, _)| b.contains("\"voucher.expire\"") && b.contains("system:expiry")));
 }
 }
+
+on_each_backend! {
+async fn the_links_of_a_frozen_storefront_are_held_until_it_is_unfrozen(store) {
+    let h = Harness::dev_on(store).await;
+    let stock = catalogue(&h, 0).await;
+    import(&stock, &[("HELD-CODE-0001".into(), "", "")]).await;
+    let shop = storefront(&h).await;
+    let (status, o) = shop.post("/v1/orders", order("held-1", "link")).await;
+    assert_eq!(status, StatusCode::CREATED, "{o}");
+    let link = o["link"].as_str().unwrap().to_owned();
+    let (_, me) = shop.get("/v1/auth/whoami").await;
+    let shop_id = me["id"].as_str().unwrap().to_owned();
+
+    // A stolen storefront credential is frozen: its links show nothing,
+    // and cost the customer no view.
+    let officer = h.officer().await;
+    let (status, body) = officer
+        .post(&format!("/v1/principals/{shop_id}/freeze"), json!({"reason": "credential leaked"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for _ in 0..4 {
+        let (status, _, page) = open_link(&h, &link).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!page.contains("HELD-CODE"), "{page}");
+    }
+    let auditor = h.principal("auditor-held", &["auditor"], &["*"]).await;
+    let (_, page) = auditor.get("/v1/audit?action=order.link_view&outcome=denied").await;
+    assert!(
+        page["records"].as_array().unwrap().iter().all(|r| r["reason"] == "link.held"),
+        "{page}"
+    );
+
+    let (status, _) = officer
+        .post(&format!("/v1/principals/{shop_id}/unfreeze"), json!({"reason": "rotated, all clear"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, page) = open_link(&h, &link).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("HELD-CODE-0001") && page.contains("2 more time(s)"), "{page}");
+}
+}
