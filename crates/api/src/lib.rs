@@ -165,6 +165,8 @@ fn documented_routes(
         .routes(routes!(secrets::describe, secrets::delete))
         .routes(routes!(secrets::reveal))
         .routes(routes!(secrets::reactivate))
+        .routes(routes!(cards::tokenize))
+        .routes(routes!(cards::reveal))
         .routes(routes!(keys::rotate))
         .routes(routes!(principals::create, principals::list))
         .routes(routes!(principals::disable))

@@ -583,6 +583,7 @@ pub fn base() -> OpenApi {
             (name = "auth", description = "Access tokens for services"),
             (name = "people", description = "Passwords, TOTP and step-up for people"),
             (name = "secrets", description = "Tokenize, reveal, describe, delete, reactivate"),
+            (name = "cards", description = "Card numbers behind format-keeping tokens; CVVs held in memory for one use"),
             (name = "keys", description = "Key rotation"),
             (name = "principals", description = "Services and people, with dual control"),
             (name = "roles", description = "Named permissions and custom roles, with dual control"),

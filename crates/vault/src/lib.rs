@@ -21,6 +21,7 @@
 
 mod archive;
 mod audit_access;
+pub mod cards;
 mod class;
 mod clock;
 mod delivery;
@@ -111,6 +112,8 @@ pub struct Vault {
     unsealing: Mutex<()>,
     /// Shown every audit record once durable (detectors, metrics).
     live_tap: std::sync::OnceLock<Arc<dyn strongroom_audit::LiveTap>>,
+    /// CVVs, in this process's memory only (see `cards`).
+    cvvs: strongroom_cards::CvvVault,
 }
 
 impl std::fmt::Debug for Vault {
@@ -132,6 +135,7 @@ impl Vault {
             }),
             unsealing: Mutex::new(()),
             live_tap: std::sync::OnceLock::new(),
+            cvvs: strongroom_cards::CvvVault::default(),
         }
     }
 

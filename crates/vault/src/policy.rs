@@ -91,6 +91,10 @@ pub enum Permission {
     AcknowledgeAlerts,
     /// Freeze a principal, and lift a freeze (the detectors' or a person's).
     FreezePrincipals,
+    /// See a card number in full (others see BIN and last four). No
+    /// built-in role has it: a custom role for a service, under dual
+    /// control.
+    RevealFullPan,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -99,7 +103,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -122,6 +126,7 @@ impl Permission {
         Permission::ReadAlerts,
         Permission::AcknowledgeAlerts,
         Permission::FreezePrincipals,
+        Permission::RevealFullPan,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -157,6 +162,7 @@ impl Permission {
                 | Permission::Delete
                 | Permission::ApprovePrincipals
                 | Permission::FreezePrincipals
+                | Permission::RevealFullPan
         )
     }
 
@@ -185,6 +191,7 @@ impl Permission {
             Permission::ReadAlerts => "alerts:read",
             Permission::AcknowledgeAlerts => "alerts:acknowledge",
             Permission::FreezePrincipals => "principals:freeze",
+            Permission::RevealFullPan => "cards:reveal_full",
         }
     }
 

@@ -775,7 +775,7 @@ impl Vault {
     }
 
     /// Checks permission and visibility, auditing any refusal.
-    async fn authorize_on(
+    pub(crate) async fn authorize_on(
         &self,
         u: &Unsealed,
         who: &Principal,
@@ -866,6 +866,15 @@ impl Vault {
             e.purpose = Some(purpose.to_owned());
             e
         };
+        if rec.class == crate::cards::CARD_CLASS {
+            // Card numbers have a reveal of their own, masked by default.
+            u.audit
+                .append_one(deny(Outcome::Denied, "request.invalid"))
+                .await?;
+            return Err(VaultError::Invalid(
+                "that token is a card's: reveal it at /v1/cards/{token}/reveal".into(),
+            ));
+        }
         if self.clock.now_ms() >= rec.window_closes_at {
             u.audit
                 .append_one(deny(Outcome::Denied, "vault.dormant"))

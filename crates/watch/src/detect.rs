@@ -147,7 +147,8 @@ impl Detectors {
     /// the vault's deliveries for orders (`delivery_rate`, which does not: a
     /// flash sale must not stop the shop), each against its own baseline.
     fn reveal_rates(&mut self, event: &AuditEvent, at: i64, found: &mut Vec<Finding>) {
-        if event.action != "secret.reveal" || event.outcome != Outcome::Allowed {
+        let reveal = event.action == "secret.reveal" || event.action == "card.reveal";
+        if !reveal || event.outcome != Outcome::Allowed {
             return;
         }
         let Some(principal) = principal_of(event) else {
@@ -230,6 +231,7 @@ impl Detectors {
         let chosen_by_caller = match event.action.as_str() {
             // A delivery's reveal is of the voucher the vault picked.
             "secret.reveal" => !is_delivery(event),
+            "card.reveal" => true,
             "secret.read_metadata" => true,
             _ => false,
         };

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod cards;
 pub mod catalog;
 pub mod imports;
 pub mod keys;

@@ -15,6 +15,7 @@ mod audit_chain;
 mod audit_search;
 mod auth;
 mod browser;
+mod cards;
 mod catalog;
 mod cli;
 mod conformance;

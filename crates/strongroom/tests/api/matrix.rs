@@ -72,6 +72,8 @@ enum Target {
     Alert,
     /// An ingest service of tenant `dev`, frozen.
     FrozenService,
+    /// A card of tenant `dev` (its PAN token).
+    Card,
 }
 
 struct Row {
@@ -152,6 +154,7 @@ const CATALOG_READERS: Who = Who::Roles(&["stock_manager", "support", "fulfilmen
 const SUPPORT: Who = Who::Roles(&["support"]);
 const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"]);
 const ALERT_READERS: Who = Who::Roles(&["security_officer", "auditor"]);
+const CARD_READERS: Who = Who::Roles(&["fulfilment", "support"]);
 
 fn table() -> Vec<Row> {
     use Method as M;
@@ -189,6 +192,14 @@ fn table() -> Vec<Row> {
             .wrong_tenant(200),
         row(M::POST, "/v1/secrets/{token}/reveal", FULFIL, 200)
             .on(Secret)
+            .body(|_| json!({"purpose": "matrix"}))
+            .wrong_tenant(404),
+        row(M::POST, "/v1/cards", TOKENIZERS, 201)
+            .body(|_| json!({"tenant": "dev", "pan": "4111111111111111", "expiry_month": 12, "expiry_year": 2031}))
+            .wrong_tenant(403),
+        // Masked for those who may reveal, in full or masked.
+        row(M::POST, "/v1/cards/{token}/reveal", CARD_READERS, 200)
+            .on(Card)
             .body(|_| json!({"purpose": "matrix"}))
             .wrong_tenant(404),
         row(M::GET, "/v1/secrets/{token}", METADATA, 200)
@@ -439,6 +450,18 @@ async fn make_target(
     Some(match target {
         Target::Nothing => return None,
         Target::Secret => h.service().await.put(&random_code()).await,
+        Target::Card => {
+            let (status, body) = h
+                .service()
+                .await
+                .post(
+                    "/v1/cards",
+                    json!({"pan": "4111111111111111", "expiry_month": 12, "expiry_year": 2031}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["token"].as_str().unwrap().to_owned()
+        }
         Target::Service => create(json!(["ingest"]), "service").await,
         Target::FrozenService => {
             let id = create(json!(["ingest"]), "service").await;

@@ -1,0 +1,383 @@
+//! Card data: PANs sealed like any secret but behind format-keeping tokens
+//! and a reveal of their own, and CVVs that never leave memory.
+//!
+//! A card is stored as one record of class `pan`: its value is the PAN,
+//! expiry and holder as JSON, sealed under the tenant's `pan` key; its
+//! token has the PAN's shape (see [`strongroom_cards::pan`]); its
+//! fingerprint is a keyed MAC of the PAN alone, returned to the caller so a
+//! returning card is recognised without anyone seeing it twice. The same
+//! card may be tokenized again (a new expiry, a new payment): each time gets
+//! a token of its own. The generic reveal refuses `pan` records; the card
+//! reveal shows BIN and last four unless the caller holds
+//! `cards:reveal_full`, which no built-in role has.
+//!
+//! The CVV is held by [`strongroom_cards::CvvVault`] in this process only
+//! and never written anywhere; the audit record says a CVV token was issued,
+//! never the CVV.
+
+use serde::{Deserialize, Serialize};
+use strongroom_audit::Outcome;
+use strongroom_cards::{CardError, Pan, check_expiry};
+use strongroom_crypto::SecretBytes;
+use strongroom_store::{SecretRecord, SecretState};
+use zeroize::Zeroizing;
+
+use crate::policy::{Permission, Principal};
+use crate::secrets::record_context;
+use crate::{RequestContext, Vault, VaultError};
+
+/// The data class of card records.
+pub const CARD_CLASS: &str = "pan";
+/// Longest cardholder name kept.
+const MAX_HOLDER_CHARS: usize = 100;
+/// Candidate tokens drawn before giving up on finding a free one.
+const TOKEN_ATTEMPTS: usize = 8;
+
+/// A card to tokenize.
+pub struct NewCard {
+    /// Tenant; may be left out when the caller is bound to one.
+    pub tenant: Option<String>,
+    /// The card number as given.
+    pub pan: Zeroizing<String>,
+    /// 1 to 12.
+    pub expiry_month: u32,
+    /// Four digits.
+    pub expiry_year: u32,
+    /// The CVV, held in memory only.
+    pub cvv: Option<Zeroizing<String>>,
+    /// Minutes the CVV is kept (default 10, at most 60).
+    pub cvv_ttl_mins: Option<u32>,
+    /// Cardholder name.
+    pub holder: Option<String>,
+}
+
+/// What tokenizing a card gives back: never the card number.
+#[derive(Debug, Clone)]
+pub struct CardTokens {
+    /// The PAN token.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// BIN and last four, the rest masked.
+    pub masked: String,
+    /// Keyed fingerprint of the PAN, hex: the same card gives the same one
+    /// in a tenant.
+    pub fingerprint: String,
+    /// Expiry month.
+    pub expiry_month: u32,
+    /// Expiry year.
+    pub expiry_year: u32,
+    /// The CVV's single-use token, if a CVV was given.
+    pub cvv_token: Option<String>,
+    /// When the CVV is forgotten, Unix ms.
+    pub cvv_expires_at: Option<i64>,
+    /// Created, Unix ms.
+    pub created_at: i64,
+}
+
+/// What is sealed for a card.
+#[derive(Serialize, Deserialize)]
+struct SealedCard {
+    pan: String,
+    expiry_month: u32,
+    expiry_year: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    holder: Option<String>,
+}
+
+impl Drop for SealedCard {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pan);
+    }
+}
+
+/// A revealed card.
+#[derive(Debug)]
+pub struct RevealedCard {
+    /// The token.
+    pub token: String,
+    /// Tenant.
+    pub tenant: String,
+    /// The PAN, in full only for `cards:reveal_full`, else BIN and last four.
+    pub pan: Zeroizing<String>,
+    /// Whether `pan` is masked.
+    pub masked: bool,
+    /// Expiry month.
+    pub expiry_month: u32,
+    /// Expiry year.
+    pub expiry_year: u32,
+    /// Cardholder name.
+    pub holder: Option<String>,
+}
+
+fn invalid(e: CardError) -> VaultError {
+    VaultError::Invalid(e.to_string())
+}
+
+/// (year, month) of `ms`, UTC.
+fn year_month(ms: i64) -> (u32, u32) {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .map(|t| {
+            (
+                u32::try_from(t.year()).unwrap_or(0),
+                u32::from(u8::from(t.month())),
+            )
+        })
+        .unwrap_or((0, 0))
+}
+
+impl Vault {
+    /// Stores a card: validates it, seals it behind a format-keeping token,
+    /// holds its CVV in memory. Needs `secrets:tokenize`; audited as
+    /// `card.tokenize` (with the token, never the card).
+    pub async fn tokenize_card(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        card: NewCard,
+    ) -> Result<CardTokens, VaultError> {
+        const ACTION: &str = "card.tokenize";
+        let u = self.unsealed()?;
+        let now = self.clock.now_ms();
+        let checked = who
+            .require(Permission::Tokenize)
+            .and_then(|()| who.resolve_tenant(card.tenant.as_deref()))
+            .and_then(|tenant| {
+                let pan = Pan::parse(&card.pan).map_err(invalid)?;
+                check_expiry(card.expiry_month, card.expiry_year, year_month(now))
+                    .map_err(invalid)?;
+                if let Some(cvv) = &card.cvv {
+                    strongroom_cards::cvv::check_cvv(cvv).map_err(invalid)?;
+                }
+                let ttl = card
+                    .cvv_ttl_mins
+                    .unwrap_or(strongroom_cards::cvv::DEFAULT_TTL_MINS);
+                if !(1..=strongroom_cards::cvv::MAX_TTL_MINS).contains(&ttl) {
+                    return Err(invalid(CardError::CvvTtl(ttl)));
+                }
+                if card
+                    .holder
+                    .as_ref()
+                    .is_some_and(|h| h.chars().count() > MAX_HOLDER_CHARS || h.chars().any(char::is_control))
+                {
+                    return Err(VaultError::Invalid(format!(
+                        "holder is at most {MAX_HOLDER_CHARS} characters, without control characters"
+                    )));
+                }
+                Ok((tenant, pan, ttl))
+            });
+        let (tenant, pan, ttl) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                let tenant = who.resolve_tenant(card.tenant.as_deref()).ok();
+                u.audit
+                    .append_one(self.event(
+                        ctx,
+                        Some(who),
+                        ACTION,
+                        tenant.as_deref(),
+                        None,
+                        Outcome::Denied,
+                        Some(e.code().into()),
+                    ))
+                    .await?;
+                return Err(e);
+            }
+        };
+        let fingerprint = u
+            .keyring
+            .fingerprint_key(&tenant)
+            .await?
+            .tag(&[CARD_CLASS.as_bytes(), pan.expose().as_bytes()]);
+        // A fresh token the vault does not hold yet (two cards of one BIN
+        // and last four share 10^(n-10) possible middles).
+        let mut token = None;
+        for _ in 0..TOKEN_ATTEMPTS {
+            let candidate = strongroom_cards::pan::new_token(&pan).map_err(invalid)?;
+            let taken = self
+                .stores
+                .central
+                .get_secret(&candidate, &strongroom_store::TenantScope::All)
+                .await?;
+            if matches!(taken, strongroom_store::Scoped::Missing) {
+                token = Some(candidate);
+                break;
+            }
+        }
+        let token = token.ok_or(VaultError::Conflict("no free card token"))?;
+        let sealed = SealedCard {
+            pan: pan.expose().to_owned(),
+            expiry_month: card.expiry_month,
+            expiry_year: card.expiry_year,
+            holder: card.holder.clone(),
+        };
+        let value = SecretBytes::new(
+            serde_json::to_vec(&sealed)
+                .map_err(|_| VaultError::Invalid("card could not be encoded".into()))?,
+        );
+        drop(sealed);
+        let (version, key) = u.keyring.current(&tenant, CARD_CLASS).await?;
+        let envelope = key.seal(
+            &record_context(&tenant, CARD_CLASS, &token, version),
+            value.expose(),
+        )?;
+        drop(value);
+        let cvv_token = match &card.cvv {
+            Some(cvv) => Some(self.cvvs.put(&tenant, cvv, now, ttl).map_err(invalid)?),
+            None => None,
+        };
+        let note = match &cvv_token {
+            Some(_) => format!("{}; cvv held {ttl} min", pan.masked()),
+            None => pan.masked(),
+        };
+        // Envelope and audit record first, then the token goes live.
+        let (put, audited) = tokio::join!(
+            self.stores.vault.put_many(vec![(token.clone(), envelope)]),
+            u.audit.append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&tenant),
+                Some(&token),
+                Outcome::Allowed,
+                Some(note),
+            ))
+        );
+        audited?;
+        put?;
+        let window_closes_at = now.saturating_add(
+            i64::try_from(self.config.default_reveal_window_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        );
+        self.stores
+            .central
+            .insert_secrets(
+                vec![SecretRecord {
+                    token: token.clone(),
+                    tenant: tenant.clone(),
+                    class: CARD_CLASS.into(),
+                    key_version: version,
+                    fingerprint: Some(fingerprint),
+                    // A returning card is stored again, under a token of its own.
+                    fingerprint_unique: false,
+                    metadata: None,
+                    created_at: now,
+                    window_closes_at,
+                    created_by: who.id.clone(),
+                    state: SecretState::Active,
+                }]
+                .into(),
+            )
+            .await?;
+        Ok(CardTokens {
+            token,
+            tenant,
+            masked: pan.masked(),
+            fingerprint: data_encoding::HEXLOWER.encode(&fingerprint),
+            expiry_month: card.expiry_month,
+            expiry_year: card.expiry_year,
+            cvv_expires_at: cvv_token
+                .as_ref()
+                .map(|_| now.saturating_add(i64::from(ttl) * 60_000)),
+            cvv_token,
+            created_at: now,
+        })
+    }
+
+    /// Reveals a card: BIN and last four, or in full for `cards:reveal_full`
+    /// when `full` is asked. Needs `secrets:reveal` or
+    /// `secrets:reveal_masked` for the masked form. Audited as
+    /// `card.reveal` with the form shown.
+    pub async fn reveal_card(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        token: &str,
+        purpose: &str,
+        full: bool,
+    ) -> Result<RevealedCard, VaultError> {
+        const ACTION: &str = "card.reveal";
+        let u = self.unsealed()?;
+        let purpose = purpose.trim();
+        let permission = if full {
+            Permission::RevealFullPan
+        } else if who.has(Permission::Reveal) {
+            Permission::Reveal
+        } else {
+            Permission::RevealMasked
+        };
+        if purpose.is_empty() || purpose.len() > 200 {
+            let e = VaultError::Invalid("purpose is required (1 to 200 characters)".into());
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    None,
+                    Some(token),
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
+        let rec = self
+            .authorize_on(&u, who, ctx, ACTION, permission, token)
+            .await?;
+        let event = |outcome: Outcome, reason: &str| {
+            let mut e = self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&rec.tenant),
+                Some(token),
+                outcome,
+                Some(reason.into()),
+            );
+            e.purpose = Some(purpose.to_owned());
+            e
+        };
+        if rec.class != CARD_CLASS {
+            u.audit
+                .append_one(event(Outcome::Denied, "request.invalid"))
+                .await?;
+            return Err(VaultError::Invalid("that token is not a card's".into()));
+        }
+        if self.clock.now_ms() >= rec.window_closes_at {
+            u.audit
+                .append_one(event(Outcome::Denied, "vault.dormant"))
+                .await?;
+            return Err(VaultError::Dormant);
+        }
+        let opened = match self.open_record(&u, &rec).await {
+            Ok(v) => v,
+            Err(e) => {
+                u.audit.append_one(event(Outcome::Failed, e.code())).await?;
+                return Err(e);
+            }
+        };
+        let card: SealedCard =
+            serde_json::from_slice(opened.expose()).map_err(|_| VaultError::Integrity)?;
+        drop(opened);
+        u.audit
+            .append_one(event(
+                Outcome::Allowed,
+                if full { "pan=full" } else { "pan=masked" },
+            ))
+            .await?;
+        let pan = if full {
+            Zeroizing::new(card.pan.clone())
+        } else {
+            Zeroizing::new(strongroom_cards::pan::mask(&card.pan))
+        };
+        Ok(RevealedCard {
+            token: rec.token,
+            tenant: rec.tenant,
+            pan,
+            masked: !full,
+            expiry_month: card.expiry_month,
+            expiry_year: card.expiry_year,
+            holder: card.holder.clone(),
+        })
+    }
+}
