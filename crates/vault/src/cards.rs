@@ -298,7 +298,6 @@ impl Vault {
     ) -> Result<RevealedCard, VaultError> {
         const ACTION: &str = "card.reveal";
         let u = self.unsealed()?;
-        let purpose = purpose.trim();
         let permission = if full {
             Permission::RevealFullPan
         } else if who.has(Permission::Reveal) {
@@ -306,21 +305,9 @@ impl Vault {
         } else {
             Permission::RevealMasked
         };
-        if purpose.is_empty() || purpose.len() > 200 {
-            let e = VaultError::Invalid("purpose is required (1 to 200 characters)".into());
-            u.audit
-                .append_one(self.event(
-                    ctx,
-                    Some(who),
-                    ACTION,
-                    None,
-                    Some(token),
-                    Outcome::Denied,
-                    Some(e.code().into()),
-                ))
-                .await?;
-            return Err(e);
-        }
+        let purpose = self
+            .checked_purpose(&u, who, ctx, ACTION, token, purpose)
+            .await?;
         let rec = self
             .authorize_on(&u, who, ctx, ACTION, permission, token)
             .await?;

@@ -774,6 +774,36 @@ impl Vault {
         })
     }
 
+    /// A reveal's declared purpose, trimmed: 1 to 200 characters, or the
+    /// attempt is refused and audited.
+    pub(crate) async fn checked_purpose<'p>(
+        &self,
+        u: &Unsealed,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+        token: &str,
+        purpose: &'p str,
+    ) -> Result<&'p str, VaultError> {
+        let purpose = purpose.trim();
+        if purpose.is_empty() || purpose.len() > 200 {
+            let e = VaultError::Invalid("purpose is required (1 to 200 characters)".into());
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    action,
+                    None,
+                    Some(token),
+                    Outcome::Denied,
+                    Some(e.code().into()),
+                ))
+                .await?;
+            return Err(e);
+        }
+        Ok(purpose)
+    }
+
     /// Checks permission and visibility, auditing any refusal.
     pub(crate) async fn authorize_on(
         &self,
@@ -830,22 +860,9 @@ impl Vault {
     ) -> Result<Revealed, VaultError> {
         let u = self.unsealed()?;
         const ACTION: &str = "secret.reveal";
-        let purpose = purpose.trim();
-        if purpose.is_empty() || purpose.len() > 200 {
-            let e = VaultError::Invalid("purpose is required (1 to 200 characters)".into());
-            u.audit
-                .append_one(self.event(
-                    ctx,
-                    Some(who),
-                    ACTION,
-                    None,
-                    Some(token),
-                    Outcome::Denied,
-                    Some(e.code().into()),
-                ))
-                .await?;
-            return Err(e);
-        }
+        let purpose = self
+            .checked_purpose(&u, who, ctx, ACTION, token, purpose)
+            .await?;
         let permission = match redaction {
             Redaction::Masked if who.has(Permission::RevealMasked) => Permission::RevealMasked,
             _ => Permission::Reveal,

@@ -1,13 +1,12 @@
 //! `/v1/cards`: card numbers behind format-keeping tokens, CVVs held in
 //! memory for one use, and a reveal masked to BIN and last four.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use strongroom_vault::cards::NewCard;
-use strongroom_vault::{VaultError, rfc3339};
+use strongroom_vault::rfc3339;
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
@@ -69,16 +68,6 @@ pub struct CardTokensView {
     pub created_at: String,
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|_| ApiError::from(VaultError::Integrity))?;
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response())
-}
-
 /// `POST /v1/cards`: tokenizes a card (and holds its CVV for one use).
 #[utoipa::path(
     post,
@@ -108,7 +97,7 @@ pub async fn tokenize(
         holder: body.holder,
     };
     let t = state.vault.tokenize_card(&who, &ctx, card).await?;
-    json(
+    super::json_body(
         StatusCode::CREATED,
         &CardTokensView {
             token: t.token,
@@ -186,7 +175,7 @@ pub async fn reveal(
         .vault
         .reveal_card(&who, &ctx, &token, &body.purpose, body.full)
         .await?;
-    json(
+    super::json_body(
         StatusCode::OK,
         &RevealedCardView {
             token: card.token,

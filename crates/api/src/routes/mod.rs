@@ -17,8 +17,11 @@ pub mod roles;
 pub mod secrets;
 pub mod sys;
 
+use axum::body::Body;
+use axum::http::header;
+use axum::response::IntoResponse;
 use strongroom_audit::Outcome;
-use strongroom_vault::{Permission, Principal, RequestContext};
+use strongroom_vault::{Permission, Principal, RequestContext, VaultError};
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -64,4 +67,19 @@ pub(crate) async fn require(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// A JSON response with `status`, serialised by hand so the body is built
+/// once (values may be secrets: no intermediate `Value`).
+pub(crate) fn json_body(
+    status: axum::http::StatusCode,
+    value: &impl serde::Serialize,
+) -> Result<axum::response::Response, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|_| ApiError::from(VaultError::Integrity))?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response())
 }

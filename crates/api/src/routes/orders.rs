@@ -1,15 +1,15 @@
 //! `/v1/orders`: the storefront's orders.
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use strongroom_store::{OrderFilter, OrderRecord, VoucherEvent};
 use strongroom_vault::{SecretBytes, VaultError, rfc3339};
 use strongroom_vouchers::{Delivery, NewOrder, Orders, Placed};
 use utoipa::ToSchema;
 
+use super::json_body;
 use crate::ApiState;
 use crate::auth::Authenticated;
 use crate::context::Ctx;
@@ -175,16 +175,6 @@ fn history(events: &[VoucherEvent]) -> Vec<Transition<'_>> {
 
 /// A JSON body built from borrowed views (so a code is copied once, into
 /// the body).
-fn json_body(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|_| ApiError::from(VaultError::Integrity))?;
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response())
-}
-
 fn orders(state: &ApiState) -> Orders {
     Orders::new(state.vault.clone(), state.config.orders.clone())
 }
