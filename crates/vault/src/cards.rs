@@ -7,7 +7,8 @@
 //! fingerprint is a keyed MAC of the PAN alone, returned to the caller so a
 //! returning card is recognised without anyone seeing it twice. The same
 //! card may be tokenized again (a new expiry, a new payment): each time gets
-//! a token of its own. The generic reveal refuses `pan` records; the card
+//! a token of its own, and its record's reveal window closes at the end of
+//! the card's expiry month. The generic reveal refuses `pan` records; the card
 //! reveal shows BIN and last four unless the caller holds
 //! `cards:reveal_full`, which no built-in role has.
 //!
@@ -124,6 +125,18 @@ fn year_month(ms: i64) -> (u32, u32) {
             )
         })
         .unwrap_or((0, 0))
+}
+
+/// The first instant after the month `month` of `year` (UTC), Unix ms.
+fn end_of_month_ms(year: u32, month: u32) -> Option<i64> {
+    let (year, month) = if month >= 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let first = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, 1).ok()?;
+    Some(first.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
 impl Vault {
@@ -245,10 +258,15 @@ impl Vault {
         );
         audited?;
         put?;
-        let window_closes_at = now.saturating_add(
-            i64::try_from(self.config.default_reveal_window_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-        );
+        // A card is of use until the end of its expiry month; after that
+        // its record is dormant like any closed window.
+        let window_closes_at =
+            end_of_month_ms(card.expiry_year, card.expiry_month).unwrap_or_else(|| {
+                now.saturating_add(
+                    i64::try_from(self.config.default_reveal_window_secs.saturating_mul(1000))
+                        .unwrap_or(i64::MAX),
+                )
+            });
         self.stores
             .central
             .insert_secrets(
@@ -366,5 +384,18 @@ impl Vault {
             expiry_year: card.expiry_year,
             holder: card.holder.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_is_of_use_until_the_end_of_its_expiry_month() {
+        // 2031-12 ends at 2032-01-01T00:00:00Z.
+        assert_eq!(end_of_month_ms(2031, 12), Some(1_956_528_000_000));
+        // 2030-02 ends at 2030-03-01T00:00:00Z.
+        assert_eq!(end_of_month_ms(2030, 2), Some(1_898_553_600_000));
     }
 }
