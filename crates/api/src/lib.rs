@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod passwords;
 pub mod ratelimit;
+pub mod relay;
 pub mod revocation;
 pub mod roles;
 pub mod routes;
@@ -67,6 +68,8 @@ pub struct ApiConfig {
     /// The address customers reach this server at, for reveal links
     /// (`https://vouchers.example.com`); empty: the server's own address.
     pub public_url: String,
+    /// Routes of the detokenizing relay to payment processors.
+    pub relay_routes: Vec<relay::RelayRoute>,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +85,7 @@ impl Default for ApiConfig {
             rate_limits: ratelimit::RateLimitConfig::default(),
             orders: strongroom_vouchers::OrderConfig::default(),
             public_url: String::new(),
+            relay_routes: Vec::new(),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct ApiState {
     pub freezes: Arc<strongroom_watch::Freezes>,
     /// Requests and latency per route, for the metrics listener.
     pub metrics: Arc<metrics::RequestMetrics>,
+    /// The configured relay routes to payment processors.
+    pub relay: Arc<relay::Relay>,
 }
 
 impl ApiState {
@@ -129,6 +135,7 @@ impl ApiState {
             token_keys: Arc::default(),
             freezes: Arc::default(),
             metrics: Arc::default(),
+            relay: Arc::default(),
         }
     }
 }
@@ -200,10 +207,20 @@ fn documented_routes(
         .routes(routes!(orders::archive))
         .routes(routes!(links::open))
         .layer(DefaultBodyLimit::max(body_limit));
-    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)
         .merge(rest)
         .split_for_parts();
+    // The relay's path is a wildcard (`{*path}`), which the documented
+    // router cannot route: routed here, documented from the same handler.
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(routes::relay::relay))]
+    struct RelayDoc;
+    doc.merge(<RelayDoc as utoipa::OpenApi>::openapi());
+    let router = router.route(
+        "/v1/relay/{route}/{*path}",
+        axum::routing::post(routes::relay::relay).layer(DefaultBodyLimit::max(body_limit)),
+    );
     (router, openapi::finish(doc))
 }
 

@@ -290,8 +290,11 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         )
         .context("could not start audit forwarding")?,
     );
+    let relay = strongroom_api::relay::Relay::new(&api_config.relay_routes)
+        .context("could not set up the relay")?;
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
+    state.relay = Arc::new(relay);
     if opts.api_config.rate_limits.redis_url.is_some() {
         let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
         state

@@ -45,6 +45,18 @@ pub struct ServerConfig {
     /// Prometheus metrics (`[metrics]`).
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// The detokenizing relay (`[[relay.route]]`, see docs/cards.md).
+    #[serde(default)]
+    pub relay: RelaySettings,
+}
+
+/// `[relay]`: routes to payment processors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// The routes.
+    #[serde(default)]
+    pub route: Vec<strongroom_api::relay::RelayRoute>,
 }
 
 /// `[metrics]`: Prometheus metrics on a listener of their own.
@@ -319,7 +331,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -332,6 +344,7 @@ const SECTIONS: [&str; 12] = [
     "watch",
     "audit",
     "metrics",
+    "relay",
 ];
 
 impl ServerConfig {
@@ -470,6 +483,7 @@ impl ServerConfig {
                 archive_after_secs: self.vouchers.archive_after_days * 86_400,
             },
             public_url: self.vouchers.public_url.clone().unwrap_or_default(),
+            relay_routes: self.relay.route.clone(),
             ..Default::default()
         }
     }

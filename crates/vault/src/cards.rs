@@ -387,6 +387,110 @@ impl Vault {
     }
 }
 
+/// A card opened for the relay: the real values, for one request.
+pub struct RelayCard {
+    /// Tenant.
+    pub tenant: String,
+    /// The card number.
+    pub pan: Zeroizing<String>,
+    /// Expiry month.
+    pub expiry_month: u32,
+    /// Expiry year.
+    pub expiry_year: u32,
+    /// Cardholder name.
+    pub holder: Option<String>,
+    /// The CVV, taken (it works once).
+    pub cvv: Option<Zeroizing<String>>,
+}
+
+impl Vault {
+    /// Opens a card (and takes its CVV, if a CVV token is given) for the
+    /// relay to send to `route`. Needs `cards:relay`; audited as
+    /// `card.relay` with the route, the tokens and `note` (never a value).
+    /// The CVV token is consumed even if the upstream call then fails: a
+    /// CVV is used once.
+    pub async fn card_for_relay(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        card_token: &str,
+        cvv_token: Option<&str>,
+        route: &str,
+    ) -> Result<RelayCard, VaultError> {
+        const ACTION: &str = "card.relay";
+        let u = self.unsealed()?;
+        let rec = self
+            .authorize_on(&u, who, ctx, ACTION, Permission::RelayCards, card_token)
+            .await?;
+        let event = |outcome: Outcome, reason: String| {
+            let mut e = self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&rec.tenant),
+                Some(card_token),
+                outcome,
+                Some(reason),
+            );
+            e.purpose = Some(format!("relay {route}"));
+            e
+        };
+        if rec.class != CARD_CLASS {
+            u.audit
+                .append_one(event(Outcome::Denied, "request.invalid".into()))
+                .await?;
+            return Err(VaultError::Invalid("that token is not a card's".into()));
+        }
+        let now = self.clock.now_ms();
+        if now >= rec.window_closes_at {
+            u.audit
+                .append_one(event(Outcome::Denied, "vault.dormant".into()))
+                .await?;
+            return Err(VaultError::Dormant);
+        }
+        let cvv = match cvv_token {
+            Some(t) => match self.cvvs.take(&rec.tenant, t, now) {
+                Some(cvv) => Some(cvv),
+                None => {
+                    u.audit
+                        .append_one(event(Outcome::Denied, "card.cvv_unavailable".into()))
+                        .await?;
+                    return Err(VaultError::Invalid(
+                        "the CVV token is unknown, used or expired: a CVV works once, for minutes"
+                            .into(),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let opened = match self.open_record(&u, &rec).await {
+            Ok(v) => v,
+            Err(e) => {
+                u.audit
+                    .append_one(event(Outcome::Failed, e.code().into()))
+                    .await?;
+                return Err(e);
+            }
+        };
+        let card: SealedCard =
+            serde_json::from_slice(opened.expose()).map_err(|_| VaultError::Integrity)?;
+        drop(opened);
+        let note = match cvv_token {
+            Some(t) => format!("route {route}; cvv {t} used"),
+            None => format!("route {route}"),
+        };
+        u.audit.append_one(event(Outcome::Allowed, note)).await?;
+        Ok(RelayCard {
+            tenant: rec.tenant,
+            pan: Zeroizing::new(card.pan.clone()),
+            expiry_month: card.expiry_month,
+            expiry_year: card.expiry_year,
+            holder: card.holder.clone(),
+            cvv,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

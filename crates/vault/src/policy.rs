@@ -95,6 +95,9 @@ pub enum Permission {
     /// built-in role has it: a custom role for a service, under dual
     /// control.
     RevealFullPan,
+    /// Send cards to a configured payment processor through the relay,
+    /// which puts the real values in (the caller never sees them).
+    RelayCards,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -103,7 +106,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 24] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -127,6 +130,7 @@ impl Permission {
         Permission::AcknowledgeAlerts,
         Permission::FreezePrincipals,
         Permission::RevealFullPan,
+        Permission::RelayCards,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -163,6 +167,7 @@ impl Permission {
                 | Permission::ApprovePrincipals
                 | Permission::FreezePrincipals
                 | Permission::RevealFullPan
+                | Permission::RelayCards
         )
     }
 
@@ -192,6 +197,7 @@ impl Permission {
             Permission::AcknowledgeAlerts => "alerts:acknowledge",
             Permission::FreezePrincipals => "principals:freeze",
             Permission::RevealFullPan => "cards:reveal_full",
+            Permission::RelayCards => "cards:relay",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod links;
 pub mod login;
 pub mod orders;
 pub mod principals;
+pub mod relay;
 pub mod roles;
 pub mod secrets;
 pub mod sys;

@@ -32,6 +32,7 @@ mod orders;
 mod people;
 mod published_api;
 mod ratelimits;
+mod relay;
 mod roles;
 mod seal;
 mod secrets;

@@ -1,0 +1,198 @@
+//! The detokenizing relay against a local HTTPS processor: the processor
+//! gets the real card, CVV and API key; the caller sends and sees tokens and
+//! masked data only; a CVV works once; unconfigured routes, paths outside a
+//! route, redirects and private addresses are refused.
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use strongroom_api::relay::RelayRoute;
+
+use crate::harness::{Caller, Harness, code, on_each_backend, test_api_config};
+
+const PAN: &str = "5555555555554444";
+const CVV: &str = "7316";
+const API_KEY: &str = "sk_test_processor_key_0123456789";
+
+/// What the processor received: the API key header and the body.
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn processor(cert: Vec<u8>, key: Vec<u8>, got: Received) -> u16 {
+    let app = axum::Router::new()
+        .route(
+            "/v1/charges",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                    let got = got.clone();
+                    async move {
+                        let api_key = headers
+                            .get("x-api-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let number = body["source"]["number"].as_str().unwrap_or("").to_owned();
+                        got.lock().unwrap().push((api_key, body.0));
+                        // Processors echo the card: the relay must mask it.
+                        axum::Json(json!({"id": "ch_1", "status": "succeeded", "card": number}))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/redirect",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(
+                        axum::http::header::LOCATION,
+                        "https://collector.example/steal",
+                    )],
+                )
+            }),
+        );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = strongroom_api::server::tls_config(&cert, &key).unwrap();
+    tokio::spawn(strongroom_api::server::serve_tls(
+        listener,
+        app,
+        tls,
+        axum_server::Handle::new(),
+    ));
+    port
+}
+
+async fn relay_caller(h: &Harness) -> Caller {
+    let admin = h.admin().await;
+    let (status, body) = admin
+        .put_json(
+            "/v1/roles/payments-relay",
+            json!({"permissions": ["cards:relay"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = h
+        .approver()
+        .await
+        .post(
+            "/v1/roles/payments-relay/approve",
+            json!({"permissions": ["cards:relay"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.principal("charge-fn", &["payments-relay"], &["dev"])
+        .await
+}
+
+on_each_backend! {
+async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
+    let got = Received::default();
+    let dir = tempfile::TempDir::new().unwrap();
+    let (cert, key, ca) = strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(dir.path())).unwrap();
+    let port = processor(cert, key, got.clone()).await;
+    let key_file = dir.path().join("processor.key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).unwrap();
+    let route = |name: &str, allow_private: bool| RelayRoute {
+        name: name.into(),
+        upstream: format!("https://localhost:{port}"),
+        paths: vec!["/v1/charges".into(), "/v1/redirect".into()],
+        headers: [("x-processor-version".to_owned(), "2026-11".to_owned())].into(),
+        header_files: [("x-api-key".to_owned(), key_file.clone())].into(),
+        ca_file: ca.clone(),
+        allow_private,
+        timeout_secs: 10,
+    };
+    let mut api = test_api_config();
+    api.relay_routes = vec![route("processor", true), route("public-only", false)];
+    let h = Harness::dev_with(store, api).await;
+
+    let svc = h.service().await;
+    let (status, card) = svc
+        .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{card}");
+    let card_token = card["token"].as_str().unwrap().to_owned();
+    let cvv_token = card["cvv_token"].as_str().unwrap().to_owned();
+    let charge = |cvv: Option<&str>| {
+        json!({"card_token": card_token, "cvv_token": cvv, "body": {
+            "amount": 1999, "currency": "GBP",
+            "source": {"number": "{{ card.pan }}", "cvc": "{{ card.cvv }}", "exp": "{{ card.expiry }}"}}})
+    };
+
+    // Only a principal with `cards:relay` (a dual-controlled custom role).
+    let (status, _) = svc.post("/v1/relay/processor/v1/charges", charge(Some(&cvv_token))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let gateway = relay_caller(&h).await;
+
+    let resp = gateway
+        .http
+        .post(format!("{}/v1/relay/processor/v1/charges", gateway.url))
+        .bearer_auth(gateway.token.as_deref().unwrap())
+        .json(&charge(Some(&cvv_token)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(PAN) && !text.contains(CVV), "card data came back: {text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["upstream_status"], 200);
+    assert_eq!(answer["body"]["card"], "555555******4444");
+
+    // The processor got the real values and the key, in the process's hands only.
+    {
+        let got = got.lock().unwrap();
+        let (api_key, body) = got.last().unwrap();
+        assert_eq!(api_key, API_KEY);
+        assert_eq!(body["source"]["number"], PAN);
+        assert_eq!(body["source"]["cvc"], CVV);
+        assert_eq!(body["source"]["exp"], "04/31");
+        assert_eq!(body["amount"], 1999);
+    }
+
+    // The CVV was used: a second charge with it is refused, and nothing is sent.
+    let sent_before = got.lock().unwrap().len();
+    let (status, body) = gateway.post("/v1/relay/processor/v1/charges", charge(Some(&cvv_token))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("CVV"), "{body}");
+    assert_eq!(got.lock().unwrap().len(), sent_before);
+
+    // Only configured routes and their paths; no traversal.
+    let plain = json!({"card_token": card_token, "body": {"number": "{{ card.pan }}"}});
+    let (status, body) = gateway.post("/v1/relay/elsewhere/v1/charges", plain.clone()).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "relay.no_route"));
+    for path in ["v1/refunds", "v1/charges/../admin", "v1/charges/extra"] {
+        let (status, body) = gateway.post(&format!("/v1/relay/processor/{path}"), plain.clone()).await;
+        assert!(
+            status == StatusCode::FORBIDDEN && code(&body) == "relay.path_not_allowed"
+                || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+    }
+    // A redirect is not followed, to the other host or anywhere.
+    let (status, body) = gateway.post("/v1/relay/processor/v1/redirect", plain.clone()).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_GATEWAY, "relay.upstream"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("redirect"), "{body}");
+    // A route not allowed private addresses does not reach localhost.
+    let sent_before = got.lock().unwrap().len();
+    let (status, body) = gateway.post("/v1/relay/public-only/v1/charges", plain.clone()).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_GATEWAY, "relay.upstream"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("private"), "{body}");
+    assert_eq!(got.lock().unwrap().len(), sent_before, "the private upstream was reached");
+    // An unknown placeholder is refused before anything is sent.
+    let (status, _) = gateway
+        .post("/v1/relay/processor/v1/charges", json!({"card_token": card_token, "body": {"x": "{{ card.track2 }}"}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Every call audited with route and upstream status, never a value.
+    let rows = h.audit_rows().await;
+    let relayed: Vec<&String> = rows.iter().map(|(_, b, _)| b).filter(|b| b.contains("card.relay")).collect();
+    assert!(relayed.iter().any(|b| b.contains("route processor: upstream 200")), "{relayed:?}");
+    assert!(relayed.iter().any(|b| b.contains(&format!("cvv {cvv_token} used"))));
+    for (_, body, _) in &rows {
+        assert!(!body.contains(PAN) && !body.contains(API_KEY) && !body.contains(&format!("\"{CVV}\"")), "{body}");
+    }
+}
+}
