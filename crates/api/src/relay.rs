@@ -45,6 +45,9 @@ pub struct RelayRoute {
     pub upstream: String,
     /// Paths allowed: exact (`/v1/charges`) or a prefix (`/v1/charges/*`).
     pub paths: Vec<String>,
+    /// Tenants whose cards may go this way (`*`: all); the processor's
+    /// credentials belong to these.
+    pub tenants: Vec<String>,
     /// Headers added to every call.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -160,6 +163,11 @@ impl PreparedRoute {
                 "paths must be absolute (/v1/charges or /v1/charges/*)".into()
             ));
         }
+        if route.tenants.is_empty() {
+            return Err(bad(
+                "tenants must name the tenants whose cards use this route ('*' for all)".into(),
+            ));
+        }
         if !(1..=120).contains(&route.timeout_secs) {
             return Err(bad("timeout_secs must be 1 to 120".into()));
         }
@@ -189,6 +197,9 @@ impl PreparedRoute {
             .user_agent(concat!("strongroom-relay/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would be the address connected
+            // to, and the resolver's guard would check the proxy instead.
+            .no_proxy()
             .timeout(Duration::from_secs(route.timeout_secs))
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: route.allow_private,
@@ -203,9 +214,16 @@ impl PreparedRoute {
         })
     }
 
-    /// Whether `path` (starting with `/`) is one of the route's.
+    /// Whether `path` (starting with `/`) is one of the route's. Only
+    /// plain path characters are accepted — no `%` (nothing is decoded
+    /// twice), no `\`, no control characters — and no `.` or `..` segment,
+    /// so the path checked is the path sent.
     pub fn allows(&self, path: &str) -> bool {
-        if path.contains("..") || path.contains("//") {
+        let plain = path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+        let dotted = path.split('/').any(|seg| seg == "." || seg == "..");
+        if !plain || dotted || path.contains("//") {
             return false;
         }
         self.route.paths.iter().any(|p| match p.strip_suffix('*') {
@@ -218,7 +236,12 @@ impl PreparedRoute {
     /// [`MAX_RESPONSE_BYTES`]).
     pub async fn send(&self, path: &str, body: &Value) -> Result<(u16, Vec<u8>), String> {
         let mut url = self.base.clone();
-        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
+        let wanted = format!("{}{path}", self.base.path().trim_end_matches('/'));
+        url.set_path(&wanted);
+        // Belt and braces: the URL must say exactly the path allowed.
+        if url.path() != wanted || url.host_str() != self.base.host_str() {
+            return Err("the path does not stay under the route".into());
+        }
         // An IP literal is never resolved: check it here.
         if let Some(host) = url.host_str()
             && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
@@ -305,36 +328,70 @@ impl Resolve for GuardedResolver {
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
+                || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments().first().copied().unwrap_or(0);
+            let s = v6.segments();
+            let [first, second, ..] = s;
+            // Addresses that carry an IPv4 one inside: judged by it.
+            let embedded = |hi: u16, lo: u16| {
+                let [h1, h2] = hi.to_be_bytes();
+                let [l1, l2] = lo.to_be_bytes();
+                is_private(IpAddr::V4(std::net::Ipv4Addr::new(h1, h2, l1, l2)))
+            };
+            if s[..6] == [0; 6] {
+                // IPv4-compatible ::a.b.c.d (deprecated, still routable in places).
+                return v6.is_loopback() || v6.is_unspecified() || embedded(s[6], s[7]);
+            }
+            if first == 0x0064 && second == 0xff9b {
+                // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48).
+                return embedded(s[6], s[7]);
+            }
+            if first == 0x2002 {
+                // 6to4: the IPv4 address in the next 32 bits.
+                return embedded(second, s[2]);
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || first == 0x2001 && second == 0x0000
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
         }
     }
 }
 
-/// Replaces the card placeholders in every string of `body`. An unknown
-/// `{{ card.… }}` placeholder, or `{{ card.cvv }}` without a CVV, is an error
-/// (the processor must never receive a literal placeholder).
+/// Replaces the card placeholders of `body`. A placeholder must be a whole
+/// string value (`"{{ card.pan }}"`, not `"x{{ card.pan }}"`): glued to
+/// other text, a card number could come back in an echoed field in a form
+/// no mask recognises. An unknown placeholder, one inside other text, or
+/// `{{ card.cvv }}` without a CVV is an error (the processor must never
+/// receive a literal placeholder).
 pub fn substitute(body: &mut Value, card: &RelayCard) -> Result<(), String> {
     match body {
-        Value::String(s) if s.contains("{{") => {
-            *s = fill(s, card)?;
+        Value::String(s) if s.contains("{{") || s.contains("}}") => {
+            let whole = s.trim();
+            let is_whole = whole.starts_with("{{")
+                && whole.ends_with("}}")
+                && whole.matches("{{").count() == 1;
+            if !is_whole {
+                return Err("a placeholder must be a whole value, e.g. \"{{ card.pan }}\"".into());
+            }
+            *s = fill(whole, card)?;
             Ok(())
         }
         Value::Array(items) => items.iter_mut().try_for_each(|v| substitute(v, card)),
@@ -373,14 +430,35 @@ fn fill(text: &str, card: &RelayCard) -> Result<String, String> {
     Ok(out)
 }
 
-/// `text` with every run of 12 to 19 digits that passes Luhn — a card
-/// number — masked to BIN and last four.
-pub fn mask_pans(text: &str) -> String {
+/// The upstream's answer as the caller may see it: the card's number (as
+/// sent, or grouped by spaces or dashes) and CVV replaced, and any other
+/// card number masked (see [`mask_pans`]).
+pub fn redact(text: &str, card: &RelayCard) -> String {
+    let pan: &str = &card.pan;
+    let masked = strongroom_cards::pan::mask(pan);
+    let groups: Vec<&str> = pan
+        .as_bytes()
+        .chunks(4)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    let mut out = text.replace(pan, &masked);
+    for separator in [" ", "-"] {
+        out = out.replace(&groups.join(separator), &masked);
+    }
+    let mut out = mask_pans(&out);
+    if let Some(cvv) = &card.cvv {
+        out = replace_digit_run(&out, cvv, "***");
+    }
+    out
+}
+
+/// `text` with every run of digits equal to `digits` replaced.
+fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
-        if (12..=19).contains(&run.len()) && strongroom_cards::pan::luhn_valid(run) {
-            out.push_str(&strongroom_cards::pan::mask(run));
+        if run.as_str() == digits {
+            out.push_str(with);
         } else {
             out.push_str(run);
         }
@@ -396,6 +474,45 @@ pub fn mask_pans(text: &str) -> String {
     }
     flush(&mut run, &mut out);
     out
+}
+
+/// `text` with every run of 12 to 19 digits that passes Luhn — a card
+/// number — masked to BIN and last four, and every longer run that holds
+/// one masked whole.
+pub fn mask_pans(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if (12..=19).contains(&run.len()) && strongroom_cards::pan::luhn_valid(run) {
+            out.push_str(&strongroom_cards::pan::mask(run));
+        } else if run.len() > 19 && holds_card_number(run) {
+            out.push_str(&"*".repeat(run.len()));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Whether some 12 to 19 digits of `run` pass Luhn (a card number glued
+/// to other digits).
+fn holds_card_number(run: &str) -> bool {
+    (12..=19).any(|len| {
+        (0..=run.len().saturating_sub(len)).any(|start| {
+            run.get(start..start + len)
+                .is_some_and(strongroom_cards::pan::luhn_valid)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -418,12 +535,15 @@ mod tests {
     fn placeholders_become_the_card_and_unknown_ones_are_refused() {
         let mut body = json!({"source": {"number": "{{ card.pan }}", "cvc": "{{card.cvv}}",
             "exp": "{{ card.expiry }}", "name": "{{ card.holder }}"}, "amount": 1000,
-            "items": ["{{ card.expiry_month }}/{{ card.expiry_year }}"]});
+            "items": ["{{ card.expiry_month }}", "{{ card.expiry_year }}"]});
         substitute(&mut body, &card(Some("123"))).unwrap();
         assert_eq!(body["source"]["number"], "4111111111111111");
         assert_eq!(body["source"]["cvc"], "123");
         assert_eq!(body["source"]["exp"], "03/30");
-        assert_eq!(body["items"][0], "03/2030");
+        assert_eq!(
+            (&body["items"][0], &body["items"][1]),
+            (&json!("03"), &json!("2030"))
+        );
         assert_eq!(body["amount"], 1000);
         let mut no_cvv = json!({"cvc": "{{ card.cvv }}"});
         assert!(substitute(&mut no_cvv, &card(None)).is_err());
@@ -431,6 +551,42 @@ mod tests {
         assert!(substitute(&mut unknown, &card(None)).is_err());
         let mut open = json!({"x": "{{ card.pan"});
         assert!(substitute(&mut open, &card(None)).is_err());
+    }
+
+    #[test]
+    fn placeholders_glued_to_text_are_refused() {
+        for glued in [
+            "1{{ card.pan }}",
+            "{{ card.pan }}0000",
+            "x {{ card.cvv }}",
+            "{{ card.pan }}{{ card.cvv }}",
+        ] {
+            let mut body = json!({"description": glued});
+            assert!(
+                substitute(&mut body, &card(Some("123"))).is_err(),
+                "{glued}"
+            );
+        }
+        let mut spaced = json!({"n": "  {{ card.pan }} "});
+        substitute(&mut spaced, &card(None)).unwrap();
+        assert_eq!(spaced["n"], "4111111111111111");
+    }
+
+    #[test]
+    fn the_card_and_its_cvv_never_come_back_in_any_form() {
+        let c = card(Some("737"));
+        let answer = r#"{"a":"4111111111111111","b":"4111 1111 1111 1111","c":"4111-1111-1111-1111",
+            "d":"ref14111111111111111","cvc":"737","amount":7370}"#;
+        let shown = redact(answer, &c);
+        for leak in [
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "\"737\"",
+        ] {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
+        assert!(shown.contains("7370"), "other numbers stay: {shown}");
     }
 
     #[test]
@@ -459,7 +615,13 @@ mod tests {
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+        for ip in [
+            "8.8.8.8",
+            "2606:4700::1111",
+            "100.128.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -28,6 +28,8 @@ pub const MAX_HELD: usize = 1_000_000;
 struct Held {
     cvv: Zeroizing<String>,
     tenant: String,
+    /// The card it was given with: it is used with that card only.
+    card: String,
     expires_at_ms: i64,
 }
 
@@ -58,6 +60,7 @@ impl CvvVault {
     pub fn put(
         &self,
         tenant: &str,
+        card: &str,
         cvv: &str,
         now_ms: i64,
         ttl_mins: u32,
@@ -71,6 +74,7 @@ impl CvvVault {
         let held = Held {
             cvv: Zeroizing::new(cvv.to_owned()),
             tenant: tenant.to_owned(),
+            card: card.to_owned(),
             expires_at_ms: now_ms.saturating_add(i64::from(ttl_mins) * 60_000),
         };
         let mut map = self.held.lock().map_err(|_| CardError::Unavailable)?;
@@ -88,14 +92,20 @@ impl CvvVault {
     /// for an unknown, used, expired or other tenant's token. An expired one
     /// is dropped on the way; another tenant's attempt leaves it in place
     /// (a probe must not destroy a customer's CVV).
-    pub fn take(&self, tenant: &str, token: &str, now_ms: i64) -> Option<Zeroizing<String>> {
+    pub fn take(
+        &self,
+        tenant: &str,
+        card: &str,
+        token: &str,
+        now_ms: i64,
+    ) -> Option<Zeroizing<String>> {
         let mut map = self.held.lock().ok()?;
         let held = map.get(token)?;
         if held.expires_at_ms <= now_ms {
             map.remove(token);
             return None;
         }
-        if held.tenant != tenant {
+        if held.tenant != tenant || held.card != card {
             return None;
         }
         map.remove(token).map(|h| h.cvv)
@@ -109,6 +119,13 @@ impl CvvVault {
         let before = map.len();
         map.retain(|_, h| h.expires_at_ms > now_ms);
         before - map.len()
+    }
+
+    /// Forgets every CVV (the vault was sealed).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.held.lock() {
+            map.clear();
+        }
     }
 
     /// How many CVVs are held.
@@ -131,34 +148,43 @@ mod tests {
     #[test]
     fn a_cvv_is_taken_once() {
         let v = CvvVault::default();
-        let token = v.put("acme", "123", T0, DEFAULT_TTL_MINS).unwrap();
+        let token = v
+            .put("acme", "card-1", "123", T0, DEFAULT_TTL_MINS)
+            .unwrap();
         assert!(token.starts_with(TOKEN_PREFIX) && !token.contains("123"));
-        assert_eq!(v.take("acme", &token, T0 + 1).unwrap().as_str(), "123");
-        assert!(v.take("acme", &token, T0 + 2).is_none(), "used");
+        assert_eq!(
+            v.take("acme", "card-1", &token, T0 + 1).unwrap().as_str(),
+            "123"
+        );
+        assert!(v.take("acme", "card-1", &token, T0 + 2).is_none(), "used");
         assert!(v.is_empty());
     }
 
     #[test]
     fn a_cvv_expires_and_is_forgotten() {
         let v = CvvVault::default();
-        let token = v.put("acme", "1234", T0, 10).unwrap();
-        let kept = v.put("acme", "999", T0, 60).unwrap();
+        let token = v.put("acme", "card-1", "1234", T0, 10).unwrap();
+        let kept = v.put("acme", "card-1", "999", T0, 60).unwrap();
         assert!(
-            v.take("acme", &token, T0 + 10 * 60_000).is_none(),
+            v.take("acme", "card-1", &token, T0 + 10 * 60_000).is_none(),
             "expired at ten minutes"
         );
         assert_eq!(v.len(), 1);
         assert_eq!(v.sweep(T0 + 61 * 60_000), 1);
-        assert!(v.take("acme", &kept, T0 + 61 * 60_000).is_none());
+        assert!(v.take("acme", "card-1", &kept, T0 + 61 * 60_000).is_none());
     }
 
     #[test]
     fn another_tenant_cannot_take_it() {
         let v = CvvVault::default();
-        let token = v.put("acme", "123", T0, 10).unwrap();
-        assert!(v.take("other", &token, T0).is_none());
+        let token = v.put("acme", "card-1", "123", T0, 10).unwrap();
+        assert!(v.take("other", "card-1", &token, T0).is_none());
         assert!(
-            v.take("acme", &token, T0).is_some(),
+            v.take("acme", "card-2", &token, T0).is_none(),
+            "another card's"
+        );
+        assert!(
+            v.take("acme", "card-1", &token, T0).is_some(),
             "the probe did not consume it"
         );
     }
@@ -168,18 +194,18 @@ mod tests {
         let v = CvvVault::default();
         for bad in ["12", "12345", "12a", "", "١٢٣"] {
             assert!(
-                matches!(v.put("acme", bad, T0, 10), Err(CardError::Cvv)),
+                matches!(v.put("acme", "card-1", bad, T0, 10), Err(CardError::Cvv)),
                 "{bad}"
             );
         }
         assert!(matches!(
-            v.put("acme", "123", T0, 0),
+            v.put("acme", "card-1", "123", T0, 0),
             Err(CardError::CvvTtl(0))
         ));
         assert!(matches!(
-            v.put("acme", "123", T0, 61),
+            v.put("acme", "card-1", "123", T0, 61),
             Err(CardError::CvvTtl(61))
         ));
-        assert!(v.put("acme", "123", T0, 60).is_ok());
+        assert!(v.put("acme", "card-1", "123", T0, 60).is_ok());
     }
 }

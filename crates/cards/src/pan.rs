@@ -5,7 +5,10 @@
 //! A PAN token has the PAN's length, its first six digits (the BIN: which
 //! bank, which network, what the gateway routes on) and last four (what a
 //! customer recognises), and random digits between, drawn again until the
-//! whole number **fails** the Luhn check. No real card number fails Luhn, so
+//! whole number **fails** the Luhn check. A PAN under 16 digits keeps fewer
+//! leading digits (15 → 5, 12 → 2), so that six are always hidden: with
+//! two hidden, as 6 + 4 of a 12-digit card would leave, the Luhn digit
+//! narrows the card down to ten candidates. No real card number fails Luhn, so
 //! a token can never be mistaken for — or charged as — a card, and a system
 //! that validates card numbers refuses it.
 //!
@@ -30,8 +33,17 @@ use crate::CardError;
 pub const MIN_PAN_LEN: usize = 12;
 /// Longest PAN (ISO/IEC 7812).
 pub const MAX_PAN_LEN: usize = 19;
-/// Digits a token keeps at the start.
+/// Digits a token keeps at the start (of a PAN of 16 digits or more).
 pub const BIN_LEN: usize = 6;
+/// Digits a token and a mask always hide: with fewer, the Luhn digit and
+/// the shown ones would leave an attacker a handful of candidates.
+pub const MIN_HIDDEN: usize = 6;
+
+/// How many leading digits may be shown of a PAN of `len` digits: the BIN,
+/// or less for a short PAN, so that at least [`MIN_HIDDEN`] stay hidden.
+pub fn shown_prefix(len: usize) -> usize {
+    BIN_LEN.min(len.saturating_sub(LAST_LEN + MIN_HIDDEN))
+}
 /// Digits a token keeps at the end.
 pub const LAST_LEN: usize = 4;
 
@@ -75,9 +87,10 @@ impl Pan {
         self.0.is_empty()
     }
 
-    /// The BIN (first six digits).
+    /// The leading digits a token keeps: the BIN (first six), fewer for
+    /// a PAN under 16 digits (see [`shown_prefix`]).
     pub fn bin(&self) -> &str {
-        self.0.get(..BIN_LEN).unwrap_or_default()
+        self.0.get(..shown_prefix(self.0.len())).unwrap_or_default()
     }
 
     /// The last four digits.
@@ -92,13 +105,15 @@ impl Pan {
 }
 
 /// `digits` with all but the first six and last four replaced by `*` (PCI
-/// DSS 3.4.1's most that may be displayed).
+/// DSS 3.4.1's most that may be displayed), fewer leading digits for a
+/// PAN under 16 digits so that six stay hidden.
 pub fn mask(digits: &str) -> String {
     let n = digits.len();
+    let shown = shown_prefix(n);
     digits
         .char_indices()
         .map(|(i, c)| {
-            if i < BIN_LEN || i + LAST_LEN >= n {
+            if i < shown || i + LAST_LEN >= n {
                 c
             } else {
                 '*'
@@ -129,7 +144,7 @@ pub fn luhn_valid(digits: &str) -> bool {
 /// vault already holds this one.
 pub fn new_token(pan: &Pan) -> Result<String, CardError> {
     let digits = pan.expose();
-    let middle_len = digits.len() - BIN_LEN - LAST_LEN;
+    let middle_len = digits.len() - pan.bin().len() - LAST_LEN;
     loop {
         let mut token = String::with_capacity(digits.len());
         token.push_str(pan.bin());
@@ -241,7 +256,11 @@ mod tests {
             for _ in 0..200 {
                 let token = new_token(&pan).unwrap();
                 assert_eq!(token.len(), text.len());
-                assert!(token.starts_with(&text[..6]) && token.ends_with(&text[text.len() - 4..]));
+                let kept = shown_prefix(text.len());
+                assert!(
+                    token.starts_with(&text[..kept]) && token.ends_with(&text[text.len() - 4..])
+                );
+                assert!(text.len() - kept - 4 >= MIN_HIDDEN);
                 assert!(token.bytes().all(|b| b.is_ascii_digit()));
                 assert!(!luhn_valid(&token), "{token} passes Luhn");
                 assert!(is_token(&token));
@@ -275,7 +294,9 @@ mod tests {
     fn masking_shows_bin_and_last_four_only() {
         let pan = Pan::parse(VISA).unwrap();
         assert_eq!(pan.masked(), "411111******1111");
-        assert_eq!(mask(AMEX), "378282*****0005");
+        // A 15-digit card keeps five leading digits, so six stay hidden.
+        assert_eq!(mask(AMEX), "37828******0005");
+        assert_eq!(mask("424242424242"), "42******4242");
         assert_eq!(format!("{pan:?}"), "Pan(411111******1111)");
         assert_eq!((pan.bin(), pan.last4()), ("411111", "1111"));
     }

@@ -452,6 +452,11 @@ fn spawn_housekeeping(
         };
         loop {
             tokio::time::sleep(HOUSEKEEPING_EVERY).await;
+            // Expired CVVs go at once, not when someone next asks for them.
+            let swept = vault.sweep_cvvs();
+            if swept > 0 {
+                tracing::debug!(cvvs = swept, "expired CVVs forgotten");
+            }
             if !vault.is_unsealed() {
                 continue;
             }

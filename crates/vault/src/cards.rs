@@ -93,7 +93,6 @@ impl Drop for SealedCard {
 }
 
 /// A revealed card.
-#[derive(Debug)]
 pub struct RevealedCard {
     /// The token.
     pub token: String,
@@ -140,6 +139,12 @@ fn end_of_month_ms(year: u32, month: u32) -> Option<i64> {
 }
 
 impl Vault {
+    /// Forgets expired CVVs (the server calls this periodically); returns
+    /// how many.
+    pub fn sweep_cvvs(&self) -> usize {
+        self.cvvs.sweep(self.clock.now_ms())
+    }
+
     /// Stores a card: validates it, seals it behind a format-keeping token,
     /// holds its CVV in memory. Needs `secrets:tokenize`; audited as
     /// `card.tokenize` (with the token, never the card).
@@ -235,11 +240,7 @@ impl Vault {
             value.expose(),
         )?;
         drop(value);
-        let cvv_token = match &card.cvv {
-            Some(cvv) => Some(self.cvvs.put(&tenant, cvv, now, ttl).map_err(invalid)?),
-            None => None,
-        };
-        let note = match &cvv_token {
+        let note = match &card.cvv {
             Some(_) => format!("{}; cvv held {ttl} min", pan.masked()),
             None => pan.masked(),
         };
@@ -287,6 +288,16 @@ impl Vault {
                 .into(),
             )
             .await?;
+        // Held only once the card is stored: a failed request leaves no
+        // CVV behind that no one holds a token for.
+        let cvv_token = match &card.cvv {
+            Some(cvv) => Some(
+                self.cvvs
+                    .put(&tenant, &token, cvv, now, ttl)
+                    .map_err(invalid)?,
+            ),
+            None => None,
+        };
         Ok(CardTokens {
             token,
             tenant,
@@ -387,6 +398,12 @@ impl Vault {
     }
 }
 
+impl std::fmt::Debug for RevealedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RevealedCard({})", self.token)
+    }
+}
+
 /// A card opened for the relay: the real values, for one request.
 pub struct RelayCard {
     /// Tenant.
@@ -415,7 +432,7 @@ impl Vault {
         ctx: &RequestContext,
         card_token: &str,
         cvv_token: Option<&str>,
-        route: &str,
+        (route, route_tenants): (&str, &[String]),
     ) -> Result<RelayCard, VaultError> {
         const ACTION: &str = "card.relay";
         let u = self.unsealed()?;
@@ -441,6 +458,18 @@ impl Vault {
                 .await?;
             return Err(VaultError::Invalid("that token is not a card's".into()));
         }
+        // A route serves its tenants: another's card (and CVV) stays put.
+        if !route_tenants
+            .iter()
+            .any(|t| t == &rec.tenant || t == crate::policy::ALL_TENANTS)
+        {
+            u.audit
+                .append_one(event(Outcome::Denied, "relay.wrong_tenant".into()))
+                .await?;
+            return Err(VaultError::Forbidden(
+                "relaying this tenant's cards on that route",
+            ));
+        }
         let now = self.clock.now_ms();
         if now >= rec.window_closes_at {
             u.audit
@@ -449,7 +478,7 @@ impl Vault {
             return Err(VaultError::Dormant);
         }
         let cvv = match cvv_token {
-            Some(t) => match self.cvvs.take(&rec.tenant, t, now) {
+            Some(t) => match self.cvvs.take(&rec.tenant, card_token, t, now) {
                 Some(cvv) => Some(cvv),
                 None => {
                     u.audit

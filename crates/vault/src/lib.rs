@@ -308,6 +308,8 @@ impl Vault {
                 started_ms: 0,
             };
         }
+        // CVVs live no longer than the unsealed vault.
+        self.cvvs.clear();
         tracing::info!("vault sealed");
         Ok(())
     }

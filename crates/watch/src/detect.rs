@@ -147,7 +147,10 @@ impl Detectors {
     /// the vault's deliveries for orders (`delivery_rate`, which does not: a
     /// flash sale must not stop the shop), each against its own baseline.
     fn reveal_rates(&mut self, event: &AuditEvent, at: i64, found: &mut Vec<Finding>) {
-        let reveal = event.action == "secret.reveal" || event.action == "card.reveal";
+        let reveal = matches!(
+            event.action.as_str(),
+            "secret.reveal" | "card.reveal" | "card.relay"
+        );
         if !reveal || event.outcome != Outcome::Allowed {
             return;
         }

@@ -121,20 +121,19 @@ pub async fn relay(
             &ctx,
             &request.card_token,
             request.cvv_token.as_deref(),
-            &route_name,
+            (&route_name, &route.route.tenants),
         )
         .await?;
     let mut body = request.body;
     if let Err(why) = crate::relay::substitute(&mut body, &card) {
         return Err(ApiError::invalid(format!("body: {why}")));
     }
-    drop(card);
     let sent = route.send(&path, &body).await;
     // The filled-in body held the card: gone before anything else happens.
     drop(body);
     let (outcome, note, answer) = match sent {
         Ok((status, bytes)) => {
-            let text = crate::relay::mask_pans(&String::from_utf8_lossy(&bytes));
+            let text = crate::relay::redact(&String::from_utf8_lossy(&bytes), &card);
             let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
             (
                 Outcome::Allowed,

@@ -102,9 +102,14 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         ca_file: ca.clone(),
         allow_private,
         timeout_secs: 10,
+        tenants: vec![if name == "other-tenants" { "other".into() } else { "dev".into() }],
     };
     let mut api = test_api_config();
-    api.relay_routes = vec![route("processor", true), route("public-only", false)];
+    api.relay_routes = vec![
+        route("processor", true),
+        route("public-only", false),
+        route("other-tenants", true),
+    ];
     let h = Harness::dev_with(store, api).await;
 
     let svc = h.service().await;
@@ -180,6 +185,21 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
     assert_eq!((status, code(&body)), (StatusCode::BAD_GATEWAY, "relay.upstream"), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("private"), "{body}");
     assert_eq!(got.lock().unwrap().len(), sent_before, "the private upstream was reached");
+    // A route serves its tenants only: a dev card goes nowhere on another's.
+    let (status, body) = gateway.post("/v1/relay/other-tenants/v1/charges", plain.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(got.lock().unwrap().len(), sent_before);
+    // Percent-encoded dots and control characters do not leave the route.
+    for path in ["v1/charges/%252e%252e/v1/payouts", "v1/charges/.%0A./x", "v1/charges%2F..%2Fpayouts"] {
+        let (status, _) = gateway.post(&format!("/v1/relay/processor/{path}"), plain.clone()).await;
+        assert!(status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND, "{path}: {status}");
+    }
+    assert_eq!(got.lock().unwrap().len(), sent_before);
+    // A placeholder glued to other text could come back unmasked: refused.
+    let (status, _) = gateway
+        .post("/v1/relay/processor/v1/charges", json!({"card_token": card_token, "body": {"description": "card {{ card.pan }}"}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // An unknown placeholder is refused before anything is sent.
     let (status, _) = gateway
         .post("/v1/relay/processor/v1/charges", json!({"card_token": card_token, "body": {"x": "{{ card.track2 }}"}}))
