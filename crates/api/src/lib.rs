@@ -19,6 +19,7 @@
 pub mod auth;
 mod context;
 pub mod error;
+pub mod groups;
 pub mod identity;
 pub(crate) mod json;
 pub mod metrics;
@@ -70,6 +71,8 @@ pub struct ApiConfig {
     pub public_url: String,
     /// Routes of the detokenizing relay to payment processors.
     pub relay_routes: Vec<relay::RelayRoute>,
+    /// Serve only these route groups (`serve --only`); `None`: all.
+    pub only: Option<Vec<groups::RouteGroup>>,
 }
 
 impl Default for ApiConfig {
@@ -86,6 +89,7 @@ impl Default for ApiConfig {
             orders: strongroom_vouchers::OrderConfig::default(),
             public_url: String::new(),
             relay_routes: Vec::new(),
+            only: None,
         }
     }
 }
@@ -237,6 +241,13 @@ pub fn router(state: ApiState) -> Router {
         state.config.max_body_bytes,
     );
     let spec = openapi::Spec::of(&doc);
+    let routes = match &state.config.only {
+        Some(only) => routes.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::<[groups::RouteGroup]>::from(only.as_slice()),
+            groups::only_groups,
+        )),
+        None => routes,
+    };
     routes
         .fallback(not_found)
         .layer(axum::Extension(spec))

@@ -59,7 +59,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tls,
         dev: args.dev,
         vault_config: config.vault_config(),
-        api_config: config.api_config(),
+        api_config: {
+            let mut api = config.api_config();
+            if !args.only.is_empty() {
+                let groups = args
+                    .only
+                    .iter()
+                    .map(|g| strongroom_api::groups::RouteGroup::parse(g.trim()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("--only: {e}"))?;
+                api.only = Some(groups);
+            }
+            api
+        },
         clock: Arc::new(SystemClock),
         backend,
         watch: config.watch.clone(),

@@ -188,3 +188,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_some_route_groups_serves_only_those() {
+    use strongroom_api::groups::RouteGroup;
+    let mut api = crate::harness::test_api_config();
+    api.only = Some(vec![RouteGroup::Tokenize, RouteGroup::Relay]);
+    let h = Harness::dev_with(crate::harness::TestStore::Sqlite, api).await;
+    let svc = h.service().await;
+    // Always: health, a token (above), who am I.
+    assert_eq!(h.anonymous().get("/v1/sys/health").await.0, StatusCode::OK);
+    assert_eq!(svc.get("/v1/auth/whoami").await.0, StatusCode::OK);
+    // The groups asked for.
+    let (status, t) = svc.post("/v1/cards", card(VISA)).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let token = svc.put(&crate::harness::random_code()).await;
+    // Everything else is not there, for anyone.
+    for (caller, path) in [
+        (&svc, format!("/v1/secrets/{token}/reveal")),
+        (
+            &svc,
+            format!("/v1/cards/{}/reveal", t["token"].as_str().unwrap()),
+        ),
+    ] {
+        let (status, body) = caller.post(&path, json!({"purpose": "x"})).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "request.no_route"),
+            "{path}"
+        );
+    }
+    let (status, body) = h.admin().await.get("/v1/principals").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "request.no_route")
+    );
+    let (status, _) = svc.get(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

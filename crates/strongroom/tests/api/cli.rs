@@ -852,3 +852,21 @@ async fn audit_export_checkpoints_and_alerts_at_the_command_line() {
     );
     assert_eq!(svc.get("/v1/auth/whoami").await.0, reqwest::StatusCode::OK);
 }
+
+#[test]
+fn serve_names_the_route_groups_it_knows() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, err) = run(&[
+        "serve",
+        "--dev",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--only",
+        "tokenize,everything",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unknown route group 'everything'") && err.contains("relay"), "{err}");
+}
