@@ -868,5 +868,8 @@ fn serve_names_the_route_groups_it_knows() {
         "tokenize,everything",
     ]);
     assert!(!ok);
-    assert!(err.contains("unknown route group 'everything'") && err.contains("relay"), "{err}");
+    assert!(
+        err.contains("unknown route group 'everything'") && err.contains("relay"),
+        "{err}"
+    );
 }
