@@ -452,15 +452,14 @@ pub fn redact(text: &str, card: &RelayCard) -> String {
     out
 }
 
-/// `text` with every run of digits equal to `digits` replaced.
-fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
+/// `text` with every maximal run of ASCII digits passed through `map`.
+fn map_digit_runs(text: &str, map: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
-        if run.as_str() == digits {
-            out.push_str(with);
-        } else {
-            out.push_str(run);
+        match map(run) {
+            Some(replaced) => out.push_str(&replaced),
+            None => out.push_str(run),
         }
         run.clear();
     };
@@ -476,32 +475,24 @@ fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
     out
 }
 
+/// `text` with every run of digits equal to `digits` replaced.
+fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
+    map_digit_runs(text, |run| (run == digits).then(|| with.to_owned()))
+}
+
 /// `text` with every run of 12 to 19 digits that passes Luhn — a card
 /// number — masked to BIN and last four, and every longer run that holds
 /// one masked whole.
 pub fn mask_pans(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
+    map_digit_runs(text, |run| {
         if (12..=19).contains(&run.len()) && strongroom_cards::pan::luhn_valid(run) {
-            out.push_str(&strongroom_cards::pan::mask(run));
+            Some(strongroom_cards::pan::mask(run))
         } else if run.len() > 19 && holds_card_number(run) {
-            out.push_str(&"*".repeat(run.len()));
+            Some("*".repeat(run.len()))
         } else {
-            out.push_str(run);
+            None
         }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    })
 }
 
 /// Whether some 12 to 19 digits of `run` pass Luhn (a card number glued
