@@ -91,9 +91,10 @@ impl ApiError {
 /// The status code for a vault error.
 pub fn status_of(e: &VaultError) -> StatusCode {
     match e {
-        VaultError::Sealed | VaultError::AuditUnavailable | VaultError::Store(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        VaultError::Sealed
+        | VaultError::AuditUnavailable
+        | VaultError::Store(_)
+        | VaultError::CvvStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::AlreadyInitialized | VaultError::Conflict(_) => StatusCode::CONFLICT,
         VaultError::InvalidShare(_) | VaultError::UnsealFailed => StatusCode::BAD_REQUEST,

@@ -71,6 +71,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// Routes of the detokenizing relay to payment processors.
     pub relay_routes: Vec<relay::RelayRoute>,
+    /// Redis holding CVVs (sealed) for every node; `None`: this process's
+    /// memory.
+    pub cvv_redis_url: Option<String>,
     /// Serve only these route groups (`serve --only`); `None`: all.
     pub only: Option<Vec<groups::RouteGroup>>,
 }
@@ -89,6 +92,7 @@ impl Default for ApiConfig {
             orders: strongroom_vouchers::OrderConfig::default(),
             public_url: String::new(),
             relay_routes: Vec::new(),
+            cvv_redis_url: None,
             only: None,
         }
     }

@@ -5,6 +5,8 @@
 //!   four, and tokens that keep the card's shape but fail Luhn, so they can
 //!   never be taken for a card.
 //! * [`cvv`]: CVVs held in memory only, for minutes, usable once.
+//! * [`shared`]: CVVs sealed in the process and kept in a store shared by
+//!   several nodes (Redis), for minutes, taken once.
 //!
 //! No I/O: the vault seals PANs and keeps their tokens; this crate decides
 //! what a valid card and a safe token are.
@@ -21,9 +23,11 @@
 
 pub mod cvv;
 pub mod pan;
+pub mod shared;
 
 pub use cvv::CvvVault;
 pub use pan::Pan;
+pub use shared::SharedCvvStore;
 
 /// Why card data was refused. Messages never contain the data.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,10 @@ pub enum CardError {
     /// Too many CVVs held, or a lock was poisoned.
     #[error("card service unavailable")]
     Unavailable,
+    /// The shared CVV store (Redis) failed; the message names the store's
+    /// error, never a value.
+    #[error("the shared CVV store is unavailable: {0}")]
+    SharedStore(String),
 }
 
 /// Checks an expiry: month 1 to 12, and not before `(year, month)` now, and

@@ -295,6 +295,13 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
     state.relay = Arc::new(relay);
+    if let Some(url) = &opts.api_config.cvv_redis_url {
+        let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
+        let store = strongroom_cvv_redis::RedisCvvStore::connect(url, &vault_id)
+            .await
+            .context("could not reach the Redis of `cards.cvv_redis_url`")?;
+        vault.set_shared_cvv_store(Arc::new(store));
+    }
     if opts.api_config.rate_limits.redis_url.is_some() {
         let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
         state

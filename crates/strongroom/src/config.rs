@@ -48,6 +48,19 @@ pub struct ServerConfig {
     /// The detokenizing relay (`[[relay.route]]`, see docs/cards.md).
     #[serde(default)]
     pub relay: RelaySettings,
+    /// Card data (`[cards]`, see docs/cards.md).
+    #[serde(default)]
+    pub cards: CardSettings,
+}
+
+/// `[cards]`: where CVVs wait for the relay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSettings {
+    /// Redis (`redis://` or `rediss://`) holding CVVs, sealed in the vault
+    /// before they leave it, so every node can relay a CVV another took;
+    /// absent: each node's own memory.
+    pub cvv_redis_url: Option<String>,
 }
 
 /// `[relay]`: routes to payment processors.
@@ -331,7 +344,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -345,6 +358,7 @@ const SECTIONS: [&str; 13] = [
     "audit",
     "metrics",
     "relay",
+    "cards",
 ];
 
 impl ServerConfig {
@@ -484,6 +498,7 @@ impl ServerConfig {
             },
             public_url: self.vouchers.public_url.clone().unwrap_or_default(),
             relay_routes: self.relay.route.clone(),
+            cvv_redis_url: self.cards.cvv_redis_url.clone(),
             ..Default::default()
         }
     }

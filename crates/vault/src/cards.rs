@@ -24,6 +24,7 @@ use strongroom_store::{SecretRecord, SecretState};
 use zeroize::Zeroizing;
 
 use crate::policy::{Permission, Principal};
+use crate::seal::Unsealed;
 use crate::secrets::record_context;
 use crate::{RequestContext, Vault, VaultError};
 
@@ -138,11 +139,89 @@ fn end_of_month_ms(year: u32, month: u32) -> Option<i64> {
     Some(first.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
+/// A CVV store's failure: logged (the message names the store's error,
+/// never a value) and reported as unavailable.
+fn cvv_store_failed(e: CardError) -> VaultError {
+    tracing::error!(error = %e, "the CVV store failed");
+    VaultError::CvvStoreUnavailable
+}
+
+/// What binds a CVV kept in a shared store to its tenant, card and token.
+fn cvv_binding(tenant: &str, card: &str, cvv_token: &str) -> Vec<u8> {
+    strongroom_crypto::aead::context(
+        "strongroom cvv",
+        &[tenant.as_bytes(), card.as_bytes(), cvv_token.as_bytes()],
+    )
+}
+
 impl Vault {
     /// Forgets expired CVVs (the server calls this periodically); returns
     /// how many.
     pub fn sweep_cvvs(&self) -> usize {
         self.cvvs.sweep(self.clock.now_ms())
+    }
+
+    /// Holds a CVV for `ttl_mins` for the card `card` of `tenant`: in this
+    /// process's memory, or sealed in the shared store when one is set.
+    /// Returns its token.
+    async fn hold_cvv(
+        &self,
+        u: &Unsealed,
+        tenant: &str,
+        card: &str,
+        cvv: &str,
+        now: i64,
+        ttl_mins: u32,
+    ) -> Result<String, VaultError> {
+        let Some(store) = self.shared_cvvs.get() else {
+            return self
+                .cvvs
+                .put(tenant, card, cvv, now, ttl_mins)
+                .map_err(|e| match e {
+                    CardError::Unavailable => cvv_store_failed(e),
+                    other => invalid(other),
+                });
+        };
+        strongroom_cards::cvv::check_cvv(cvv).map_err(invalid)?;
+        if !(1..=strongroom_cards::cvv::MAX_TTL_MINS).contains(&ttl_mins) {
+            return Err(invalid(CardError::CvvTtl(ttl_mins)));
+        }
+        let token = strongroom_crypto::random::token(strongroom_cards::cvv::TOKEN_PREFIX)?;
+        let ttl_ms = u64::from(ttl_mins) * 60_000;
+        let plain =
+            strongroom_cards::shared::encode(now.saturating_add(i64::from(ttl_mins) * 60_000), cvv);
+        let binding = cvv_binding(tenant, card, &token);
+        let sealed = u.cvv_key.seal(&binding, &plain)?;
+        drop(plain);
+        let name = data_encoding::HEXLOWER.encode(&u.cvv_name_key.tag(&[&binding]));
+        store
+            .put(&name, &sealed, ttl_ms)
+            .await
+            .map_err(cvv_store_failed)?;
+        Ok(token)
+    }
+
+    /// Takes the CVV of `cvv_token` (once) if it belongs to `card` of
+    /// `tenant` and has not expired; `None` otherwise. Another tenant's or
+    /// card's attempt finds nothing and leaves the CVV in place.
+    async fn take_cvv(
+        &self,
+        u: &Unsealed,
+        tenant: &str,
+        card: &str,
+        cvv_token: &str,
+        now: i64,
+    ) -> Result<Option<Zeroizing<String>>, VaultError> {
+        let Some(store) = self.shared_cvvs.get() else {
+            return Ok(self.cvvs.take(tenant, card, cvv_token, now));
+        };
+        let binding = cvv_binding(tenant, card, cvv_token);
+        let name = data_encoding::HEXLOWER.encode(&u.cvv_name_key.tag(&[&binding]));
+        let Some(sealed) = store.take(&name).await.map_err(cvv_store_failed)? else {
+            return Ok(None);
+        };
+        let plain = u.cvv_key.open(&binding, &sealed)?;
+        strongroom_cards::shared::decode(plain.expose(), now).map_err(cvv_store_failed)
     }
 
     /// Stores a card: validates it, seals it behind a format-keeping token,
@@ -291,11 +370,7 @@ impl Vault {
         // Held only once the card is stored: a failed request leaves no
         // CVV behind that no one holds a token for.
         let cvv_token = match &card.cvv {
-            Some(cvv) => Some(
-                self.cvvs
-                    .put(&tenant, &token, cvv, now, ttl)
-                    .map_err(invalid)?,
-            ),
+            Some(cvv) => Some(self.hold_cvv(&u, &tenant, &token, cvv, now, ttl).await?),
             None => None,
         };
         Ok(CardTokens {
@@ -478,9 +553,15 @@ impl Vault {
             return Err(VaultError::Dormant);
         }
         let cvv = match cvv_token {
-            Some(t) => match self.cvvs.take(&rec.tenant, card_token, t, now) {
-                Some(cvv) => Some(cvv),
-                None => {
+            Some(t) => match self.take_cvv(&u, &rec.tenant, card_token, t, now).await {
+                Ok(Some(cvv)) => Some(cvv),
+                Err(e) => {
+                    u.audit
+                        .append_one(event(Outcome::Failed, e.code().into()))
+                        .await?;
+                    return Err(e);
+                }
+                Ok(None) => {
                     u.audit
                         .append_one(event(Outcome::Denied, "card.cvv_unavailable".into()))
                         .await?;

@@ -68,6 +68,9 @@ pub enum VaultError {
     /// Cryptographic failure that is not an integrity failure (RNG, key load).
     #[error("cryptographic failure")]
     Crypto(#[source] CryptoError),
+    /// The shared CVV store (Redis) could not hold or hand out a CVV.
+    #[error("the CVV store is unavailable; try again")]
+    CvvStoreUnavailable,
 }
 
 impl VaultError {
@@ -91,6 +94,7 @@ impl VaultError {
             VaultError::Store(_) => "store.unavailable",
             VaultError::Conflict(_) => "request.conflict",
             VaultError::Crypto(_) => "vault.crypto",
+            VaultError::CvvStoreUnavailable => "card.cvv_store_unavailable",
         }
     }
 }

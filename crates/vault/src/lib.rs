@@ -114,6 +114,8 @@ pub struct Vault {
     live_tap: std::sync::OnceLock<Arc<dyn strongroom_audit::LiveTap>>,
     /// CVVs, in this process's memory only (see `cards`).
     cvvs: strongroom_cards::CvvVault,
+    /// CVVs, sealed, in a store shared by several nodes, when one is set.
+    shared_cvvs: std::sync::OnceLock<Arc<dyn strongroom_cards::SharedCvvStore>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -136,6 +138,7 @@ impl Vault {
             unsealing: Mutex::new(()),
             live_tap: std::sync::OnceLock::new(),
             cvvs: strongroom_cards::CvvVault::default(),
+            shared_cvvs: std::sync::OnceLock::new(),
         }
     }
 
@@ -144,6 +147,13 @@ impl Vault {
     /// set already.
     pub fn set_live_tap(&self, tap: Arc<dyn strongroom_audit::LiveTap>) -> bool {
         self.live_tap.set(tap).is_ok()
+    }
+
+    /// Keeps CVVs in `store` (sealed here first) instead of this process's
+    /// memory, so any node can relay a CVV another took. Set it before
+    /// serving; false if one was set already.
+    pub fn set_shared_cvv_store(&self, store: Arc<dyn strongroom_cards::SharedCvvStore>) -> bool {
+        self.shared_cvvs.set(store).is_ok()
     }
 
     /// The stores (for the identity layer, which keeps principals centrally).

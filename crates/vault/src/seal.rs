@@ -26,6 +26,10 @@ pub const TOKEN_SIGNING_PURPOSE: &str = "access-token-signing-v1";
 pub const OPERATOR_SECRET_PURPOSE: &str = "operator-secret-v1";
 /// Purpose label for the key that signs customers' reveal links.
 pub const LINK_SIGNING_PURPOSE: &str = "reveal-link-v1";
+/// Purpose label of the key that seals CVVs kept in a shared store.
+pub const CVV_SEAL_PURPOSE: &str = "cvv-shared-seal-v1";
+/// Purpose label of the key that names CVVs kept in a shared store.
+pub const CVV_NAME_PURPOSE: &str = "cvv-shared-name-v1";
 
 /// Names of the values kept in the vault store's meta table.
 mod meta {
@@ -96,6 +100,10 @@ pub struct Unsealed {
     pub link_key: strongroom_crypto::mac::MacKey,
     /// Key that signs checkpoints of the audit chain.
     pub checkpoint_key: strongroom_crypto::sign::SigningKey,
+    /// Key that seals CVVs before they go to a shared store (Redis).
+    pub cvv_key: strongroom_crypto::aead::EnvelopeKey,
+    /// Key that names CVVs in a shared store (so its keys reveal no token).
+    pub cvv_name_key: strongroom_crypto::mac::MacKey,
     /// Unseal time, Unix ms: access tokens issued before it are refused, so
     /// sealing in an emergency also retires every outstanding token.
     pub unsealed_at_ms: i64,
@@ -239,6 +247,8 @@ pub async fn open_unsealed(
         audit_key,
         link_key: strongroom_crypto::mac::MacKey::new(&kdf::derive(root, LINK_SIGNING_PURPOSE)?),
         checkpoint_key: checkpoint_key(root)?,
+        cvv_key: strongroom_crypto::aead::EnvelopeKey::new(&kdf::derive(root, CVV_SEAL_PURPOSE)?)?,
+        cvv_name_key: strongroom_crypto::mac::MacKey::new(&kdf::derive(root, CVV_NAME_PURPOSE)?),
         unsealed_at_ms: clock.now_ms(),
     })
 }

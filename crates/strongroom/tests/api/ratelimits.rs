@@ -93,30 +93,9 @@ async fn login_endpoints_have_a_stricter_address_limit(store) {
 }
 }
 
-/// The Redis the tests use, or `None` (said plainly) when there is none
-/// outside CI; under `CI=true` a missing Redis fails the test.
-fn redis_url() -> Option<String> {
-    let url = std::env::var("STRONGROOM_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let addr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379")
-        .to_owned();
-    if std::net::TcpStream::connect(&addr).is_ok() {
-        return Some(url);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("Redis is not reachable at {addr} and CI=true: this test cannot be skipped");
-    }
-    eprintln!("SKIPPED: Redis is not reachable at {addr}; the shared rate-limit test did not run");
-    None
-}
-
 on_each_backend! {
 async fn with_redis_the_buckets_outlive_a_node(store) {
-    let Some(url) = redis_url() else {
+    let Some(url) = crate::harness::redis_url("the shared rate-limit test") else {
         return;
     };
     let mut config = ApiConfig::default();

@@ -216,3 +216,88 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
     }
 }
 }
+
+on_each_backend! {
+async fn with_redis_any_node_relays_a_cvv_another_took_once(store) {
+    let Some(redis_url) = crate::harness::redis_url("the shared CVV test") else {
+        return;
+    };
+    let got = Received::default();
+    let dir = tempfile::TempDir::new().unwrap();
+    let (cert, key, ca) = strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(dir.path())).unwrap();
+    let port = processor(cert, key, got.clone()).await;
+    let mut api = test_api_config();
+    api.cvv_redis_url = Some(redis_url.clone());
+    api.relay_routes = vec![RelayRoute {
+        name: "processor".into(),
+        upstream: format!("https://localhost:{port}"),
+        paths: vec!["/v1/charges".into()],
+        ca_file: ca,
+        allow_private: true,
+        timeout_secs: 10,
+        tenants: vec!["dev".into()],
+        headers: Default::default(),
+        header_files: Default::default(),
+    }];
+    let h = Harness::dev_with(store, api).await;
+    let (_, status) = h.service().await.get("/v1/sys/seal-status").await;
+    let vault_id = status["vault_id"].as_str().unwrap().to_owned();
+
+    let svc = h.service().await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, card) = svc
+            .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV, "cvv_ttl_mins": 5}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{card}");
+        tokens.push((card["token"].as_str().unwrap().to_owned(), card["cvv_token"].as_str().unwrap().to_owned()));
+    }
+    let (card_a, cvv_a) = tokens[0].clone();
+    let (card_b, _) = tokens[1].clone();
+
+    // Redis holds ciphertext under opaque names, with the CVV's time to live.
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("strongroom:{vault_id}:cvv:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert!(!key.contains(&cvv_a) && !key.contains(&card_a), "{key}");
+        let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut redis).await.unwrap();
+        assert!(
+            !value.windows(CVV.len()).any(|w| w == CVV.as_bytes()),
+            "the CVV is in Redis in clear"
+        );
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut redis).await.unwrap();
+        assert!((1..=5 * 60_000).contains(&ttl), "{ttl}");
+    }
+
+    // Another node (this one restarted: its memory is gone) relays the CVV.
+    let h = h.restart().await;
+    let gateway = relay_caller(&h).await;
+    let charge = |card: &str, cvv: &str| {
+        json!({"card_token": card, "cvv_token": cvv, "body": {
+            "source": {"number": "{{ card.pan }}", "cvc": "{{ card.cvv }}"}}})
+    };
+    // Named with another card, the CVV is not found, and stays for its own.
+    let (status, body) = gateway.post("/v1/relay/processor/v1/charges", charge(&card_b, &cvv_a)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(got.lock().unwrap().is_empty());
+    let (status, body) = gateway.post("/v1/relay/processor/v1/charges", charge(&card_a, &cvv_a)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(got.lock().unwrap().last().unwrap().1["source"]["cvc"], CVV);
+    // Once: taken from Redis, so no node has it any more.
+    let (status, body) = gateway.post("/v1/relay/processor/v1/charges", charge(&card_a, &cvv_a)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(got.lock().unwrap().len(), 1);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("strongroom:{vault_id}:cvv:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "only the second card's CVV is left");
+}
+}
