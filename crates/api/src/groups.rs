@@ -18,6 +18,8 @@ pub enum RouteGroup {
     Reveal,
     /// The detokenizing relay.
     Relay,
+    /// Risk scoring of card payments.
+    Risk,
     /// Reading, deleting and re-opening secrets.
     Secrets,
     /// People's logins, step-up and enrolment.
@@ -32,10 +34,11 @@ pub enum RouteGroup {
 
 impl RouteGroup {
     /// Every group, by name.
-    pub const ALL: [(&'static str, RouteGroup); 8] = [
+    pub const ALL: [(&'static str, RouteGroup); 9] = [
         ("tokenize", RouteGroup::Tokenize),
         ("reveal", RouteGroup::Reveal),
         ("relay", RouteGroup::Relay),
+        ("risk", RouteGroup::Risk),
         ("secrets", RouteGroup::Secrets),
         ("people", RouteGroup::People),
         ("admin", RouteGroup::Admin),
@@ -75,6 +78,7 @@ impl RouteGroup {
             "/v1/secrets" | "/v1/secrets/batch" | "/v1/cards" => Tokenize,
             "/v1/secrets/{token}/reveal" | "/v1/cards/{token}/reveal" => Reveal,
             r if r.starts_with("/v1/relay/") => Relay,
+            "/v1/risk/score" => Risk,
             r if r.starts_with("/v1/secrets/") => Secrets,
             r if r.starts_with("/v1/auth/") => People,
             r if r.starts_with("/v1/audit") || r.starts_with("/v1/alerts") => Audit,
@@ -144,6 +148,10 @@ mod tests {
             Some(RouteGroup::People)
         );
         assert_eq!(RouteGroup::of(&post, "/v1/auth/token"), None);
+        assert_eq!(
+            RouteGroup::of(&post, "/v1/risk/score"),
+            Some(RouteGroup::Risk)
+        );
         assert_eq!(
             RouteGroup::of(&Method::GET, "/v1/alerts"),
             Some(RouteGroup::Audit)

@@ -182,6 +182,7 @@ fn documented_routes(
         .routes(routes!(secrets::reactivate))
         .routes(routes!(cards::tokenize))
         .routes(routes!(cards::reveal))
+        .routes(routes!(risk::score))
         .routes(routes!(keys::rotate))
         .routes(routes!(principals::create, principals::list))
         .routes(routes!(principals::disable))

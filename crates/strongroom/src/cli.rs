@@ -278,7 +278,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STRONGROOM_POSTGRES_URL", hide_env_values = true)]
     pub postgres: Option<String>,
     /// Serve only these route groups (comma-separated): tokenize, reveal,
-    /// relay, secrets, people, admin, audit, vouchers. Health, seal status,
+    /// relay, risk, secrets, people, admin, audit, vouchers. Health, seal status,
     /// the API document and access tokens are always served. Default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// Card data (`[cards]`, see docs/cards.md).
     #[serde(default)]
     pub cards: CardSettings,
+    /// Risk scoring thresholds (`[risk]`, see docs/cards.md).
+    #[serde(default)]
+    pub risk: strongroom_risk::RiskConfig,
 }
 
 /// `[cards]`: where CVVs wait for the relay.
@@ -344,7 +347,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -359,6 +362,7 @@ const SECTIONS: [&str; 14] = [
     "metrics",
     "relay",
     "cards",
+    "risk",
 ];
 
 impl ServerConfig {
@@ -465,6 +469,7 @@ impl ServerConfig {
         if self.limits.max_batch_items == 0 || self.limits.max_batch_items > 10_000 {
             anyhow::bail!("limits.max_batch_items must be between 1 and 10000");
         }
+        self.risk.check().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -474,6 +479,7 @@ impl ServerConfig {
             default_reveal_window_secs: self.limits.default_reveal_window_secs,
             max_reveal_window_secs: self.limits.max_reveal_window_secs,
             max_value_bytes: self.limits.max_value_bytes,
+            risk: self.risk.clone(),
             ..Default::default()
         }
     }

@@ -29,6 +29,7 @@ mod error;
 pub mod keyring;
 pub mod mfa;
 pub mod policy;
+pub mod risk;
 mod seal;
 mod secrets;
 
@@ -66,6 +67,8 @@ pub struct VaultConfig {
     pub max_value_bytes: usize,
     /// Largest metadata object, in bytes of JSON.
     pub max_metadata_bytes: usize,
+    /// Risk scoring thresholds (`[risk]`).
+    pub risk: strongroom_risk::RiskConfig,
 }
 
 impl Default for VaultConfig {
@@ -75,6 +78,7 @@ impl Default for VaultConfig {
             max_reveal_window_secs: 5 * 366 * 24 * 3600,
             max_value_bytes: 4096,
             max_metadata_bytes: 4096,
+            risk: strongroom_risk::RiskConfig::default(),
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct Vault {
     cvvs: strongroom_cards::CvvVault,
     /// CVVs, sealed, in a store shared by several nodes, when one is set.
     shared_cvvs: std::sync::OnceLock<Arc<dyn strongroom_cards::SharedCvvStore>>,
+    /// What risk scoring has learned of cards, customers and addresses.
+    risk: strongroom_risk::RiskEngine,
 }
 
 impl std::fmt::Debug for Vault {
@@ -127,6 +133,7 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// A sealed vault over `stores`.
     pub fn new(stores: StoreSet, clock: Arc<dyn Clock>, config: VaultConfig) -> Self {
+        let risk = strongroom_risk::RiskEngine::new(config.risk.clone());
         Self {
             stores,
             clock,
@@ -139,6 +146,7 @@ impl Vault {
             live_tap: std::sync::OnceLock::new(),
             cvvs: strongroom_cards::CvvVault::default(),
             shared_cvvs: std::sync::OnceLock::new(),
+            risk,
         }
     }
 

@@ -98,6 +98,8 @@ pub enum Permission {
     /// Send cards to a configured payment processor through the relay,
     /// which puts the real values in (the caller never sees them).
     RelayCards,
+    /// Score card payments for fraud risk (no card data involved).
+    ScoreRisk,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -106,7 +108,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 24] = [
+    pub const ALL: [Permission; 25] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -131,6 +133,7 @@ impl Permission {
         Permission::FreezePrincipals,
         Permission::RevealFullPan,
         Permission::RelayCards,
+        Permission::ScoreRisk,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -147,6 +150,7 @@ impl Permission {
                 | Permission::ImportVouchers
                 | Permission::ReadOrders
                 | Permission::ArchiveVouchers
+                | Permission::ScoreRisk
         )
     }
 
@@ -198,6 +202,7 @@ impl Permission {
             Permission::FreezePrincipals => "principals:freeze",
             Permission::RevealFullPan => "cards:reveal_full",
             Permission::RelayCards => "cards:relay",
+            Permission::ScoreRisk => "risk:score",
         }
     }
 
@@ -322,7 +327,7 @@ impl Role {
     pub fn permissions(self) -> PermissionSet {
         use Permission::*;
         let list: &[Permission] = match self {
-            Role::Ingest => &[Tokenize, ReadMetadata],
+            Role::Ingest => &[Tokenize, ReadMetadata, ScoreRisk],
             Role::Fulfilment => &[Reveal, ReadMetadata, PlaceOrders, ReadOrders, ReadCatalog],
             Role::SecurityOfficer => &[
                 Reactivate,

@@ -14,6 +14,7 @@ pub mod login;
 pub mod orders;
 pub mod principals;
 pub mod relay;
+pub mod risk;
 pub mod roles;
 pub mod secrets;
 pub mod sys;

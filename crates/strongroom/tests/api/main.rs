@@ -33,6 +33,7 @@ mod people;
 mod published_api;
 mod ratelimits;
 mod relay;
+mod risk;
 mod roles;
 mod seal;
 mod secrets;

@@ -158,6 +158,7 @@ const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"
 const ALERT_READERS: Who = Who::Roles(&["security_officer", "auditor"]);
 const CARD_READERS: Who = Who::Roles(&["fulfilment", "support"]);
 const NOBODY: Who = Who::Roles(&[]);
+const RISK_SCORERS: Who = Who::Roles(&["ingest"]);
 
 fn table() -> Vec<Row> {
     use Method as M;
@@ -205,6 +206,10 @@ fn table() -> Vec<Row> {
             .on(Card)
             .body(|_| json!({"purpose": "matrix"}))
             .wrong_tenant(404),
+        row(M::POST, "/v1/risk/score", RISK_SCORERS, 200)
+            .body(|_| json!({"tenant": "dev", "fingerprint": format!("{:064x}", 42), "amount": 1999,
+                             "currency": "GBP", "customer_ref": "matrix"}))
+            .wrong_tenant(403),
         // No built-in role relays cards (a dual-controlled custom role does,
         // relay.rs); no route is configured here.
         row(M::POST, "/v1/relay/{route}/{path}", NOBODY, 404)
