@@ -188,27 +188,6 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         dir.create()?;
     }
     dir.check_permissions()?;
-    let OpenStores {
-        set: stores,
-        sqlite,
-    } = crate::storage::open(&opts.backend, &dir).await?;
-    let vault = Arc::new(Vault::new(
-        stores.clone(),
-        opts.clock.clone(),
-        opts.vault_config.clone(),
-    ));
-    // Watching starts before the vault unseals, so no record goes unseen.
-    let freezes = Arc::new(strongroom_watch::Freezes::default());
-    let watch = strongroom_watch::Watch::start(opts.watch.clone(), vault.clone(), freezes.clone())
-        .context("could not start the detectors")?;
-    // Every background task from here on stops with the server, or at once
-    // if starting fails: none may keep the unsealed vault alive.
-    let mut background = Background {
-        watch: watch.clone(),
-        tasks: Vec::new(),
-        servers: Vec::new(),
-    };
-
     let listener = TcpListener::bind(&opts.listen)
         .with_context(|| format!("could not listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
@@ -246,10 +225,98 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         }
         TlsSource::InsecureHttp => None,
     };
+    let Assembled {
+        router,
+        vault,
+        stores,
+        sqlite,
+        watch,
+        background,
+        dev_credentials,
+        metrics_addr,
+    } = assemble(&opts, &dir, &url, ca_cert_path.clone()).await?;
+    let handle = Handle::new();
+    let serve_handle = handle.clone();
+    let task = tokio::spawn(async move {
+        let served = match tls {
+            Some(tls) => {
+                strongroom_api::server::serve_tls(listener, router, tls, serve_handle).await
+            }
+            None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
+        };
+        // The background tasks live exactly as long as the server.
+        drop(background);
+        served
+    });
+    Ok(RunningServer {
+        addr,
+        url,
+        vault,
+        stores,
+        sqlite,
+        ca_cert_path,
+        dev_credentials,
+        watch,
+        metrics_addr,
+        handle,
+        task,
+    })
+}
+
+/// A server's parts, ready to serve: the router and what lives with it.
+pub struct Assembled {
+    /// Every route, with its middleware.
+    pub router: axum::Router,
+    /// The vault behind it.
+    pub vault: Arc<Vault>,
+    /// The stores.
+    pub stores: StoreSet,
+    /// The SQLite files, when that is the backend.
+    pub sqlite: Option<SqliteStores>,
+    /// The detectors and the freezes.
+    pub watch: Arc<strongroom_watch::Watch>,
+    /// Tasks that live as long as the router is served: dropping this
+    /// stops them.
+    pub background: Background,
+    /// Dev credentials (dev mode).
+    pub dev_credentials: Option<DevCredentials>,
+    /// Where metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Opens the stores, prepares the vault (and, in dev mode, creates,
+/// unseals and bootstraps it) and builds the router with its background
+/// tasks, for a server listening at `url` or a function behind a gateway.
+pub async fn assemble(
+    opts: &StartOptions,
+    dir: &DataDir,
+    url: &str,
+    ca_cert_path: Option<PathBuf>,
+) -> Result<Assembled> {
+    let OpenStores {
+        set: stores,
+        sqlite,
+    } = crate::storage::open(&opts.backend, dir).await?;
+    let vault = Arc::new(Vault::new(
+        stores.clone(),
+        opts.clock.clone(),
+        opts.vault_config.clone(),
+    ));
+    // Watching starts before the vault unseals, so no record goes unseen.
+    let freezes = Arc::new(strongroom_watch::Freezes::default());
+    let watch = strongroom_watch::Watch::start(opts.watch.clone(), vault.clone(), freezes.clone())
+        .context("could not start the detectors")?;
+    // Every background task from here on stops with the server, or at once
+    // if starting fails: none may keep the unsealed vault alive.
+    let mut background = Background {
+        watch: watch.clone(),
+        tasks: Vec::new(),
+        servers: Vec::new(),
+    };
 
     let mut dev_credentials = None;
     if opts.dev {
-        dev_credentials = Some(dev_bootstrap(&dir, &vault, &url, ca_cert_path.clone()).await?);
+        dev_credentials = Some(dev_bootstrap(dir, &vault, url, ca_cert_path).await?);
     } else {
         let status = vault.seal_status().await?;
         if !status.initialized {
@@ -271,7 +338,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
 
     let mut api_config = opts.api_config.clone();
     if api_config.public_url.is_empty() {
-        api_config.public_url = url.clone();
+        api_config.public_url = url.to_owned();
     }
     background
         .tasks
@@ -366,39 +433,22 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
         }
         None => None,
     };
-    let router = strongroom_api::router(state);
-    let handle = Handle::new();
-    let serve_handle = handle.clone();
-    let task = tokio::spawn(async move {
-        let served = match tls {
-            Some(tls) => {
-                strongroom_api::server::serve_tls(listener, router, tls, serve_handle).await
-            }
-            None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
-        };
-        // The background tasks live exactly as long as the server.
-        drop(background);
-        served
-    });
-    Ok(RunningServer {
-        addr,
-        url,
+    Ok(Assembled {
+        router: strongroom_api::router(state),
         vault,
         stores,
         sqlite,
-        ca_cert_path,
-        dev_credentials,
         watch,
+        background,
+        dev_credentials,
         metrics_addr,
-        handle,
-        task,
     })
 }
 
 /// The server's background tasks: stopped when dropped, so that neither a
 /// finished server nor one that failed to start leaves a task holding the
 /// vault (and its keys) alive.
-struct Background {
+pub struct Background {
     watch: Arc<strongroom_watch::Watch>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     servers: Vec<Handle<SocketAddr>>,

@@ -18,6 +18,10 @@ pub enum Command {
     Init(InitArgs),
     /// Run the server.
     Serve(ServeArgs),
+    /// Serve the API as an AWS Lambda function behind API Gateway (built
+    /// with the `lambda` feature).
+    #[cfg(feature = "lambda")]
+    Lambda(LambdaArgs),
     /// Seal, unseal, status and key rotation.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -281,6 +285,23 @@ pub struct ServeArgs {
     /// relay, risk, secrets, people, admin, audit, vouchers. Health, seal status,
     /// the API document and access tokens are always served. Default: all.
     #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// `strongroom lambda`.
+#[cfg(feature = "lambda")]
+#[derive(Args)]
+pub struct LambdaArgs {
+    /// TOML configuration file (`[storage]` must be PostgreSQL).
+    #[arg(long, env = "STRONGROOM_CONFIG")]
+    pub config: PathBuf,
+    /// File of key shares, one per line (mode 600), to unseal at a cold
+    /// start; provide it from a secret store. Without it the function
+    /// answers `503 vault.sealed`.
+    #[arg(long, env = "STRONGROOM_UNSEAL_SHARES_FILE")]
+    pub unseal_shares_file: Option<PathBuf>,
+    /// Serve only these route groups (comma-separated), as `serve --only`.
+    #[arg(long, env = "STRONGROOM_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
 }
 

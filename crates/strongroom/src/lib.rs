@@ -13,6 +13,8 @@ pub mod commands;
 pub mod config;
 pub mod datadir;
 pub mod devtls;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod logging;
 pub mod session;
 pub mod storage;

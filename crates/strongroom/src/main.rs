@@ -34,6 +34,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Init(a) => commands::init::run(a).await.map(|_| 0),
             Command::Serve(a) => commands::serve::run(a).await.map(|_| 0),
+            #[cfg(feature = "lambda")]
+            Command::Lambda(a) => commands::lambda::run(a).await.map(|_| 0),
             Command::Operator(c) => commands::operator::run(c).await.map(|_| 0),
             Command::Principals(c) => commands::principals::run(c).await.map(|_| 0),
             Command::Secrets(c) => commands::secrets::run(c).await.map(|_| 0),

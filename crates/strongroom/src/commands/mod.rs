@@ -4,6 +4,8 @@ pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod init;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod operator;
 pub mod people;
 pub mod principals;

@@ -58,27 +58,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         listen,
         tls,
         dev: args.dev,
-        vault_config: config.vault_config(),
-        api_config: {
-            let mut api = config.api_config();
-            if !args.only.is_empty() {
-                let groups = args
-                    .only
-                    .iter()
-                    .map(|g| strongroom_api::groups::RouteGroup::parse(g.trim()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| anyhow::anyhow!("--only: {e}"))?;
-                api.only = Some(groups);
-            }
-            api
-        },
-        clock: Arc::new(SystemClock),
         backend,
-        watch: config.watch.clone(),
-        checkpoint_every: (config.audit.checkpoint_secs > 0)
-            .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
-        forwarders: config.audit.forward.clone(),
-        metrics: config.metrics.options()?,
+        ..start_options(&config, &args.only)?
     })
     .await?;
 
@@ -124,4 +105,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     server.run_until_signal().await
+}
+
+/// The options a configuration gives a server (or a function): limits,
+/// watching, audit, metrics, and `--only`'s route groups. Where to listen,
+/// TLS and the stores are the caller's.
+pub fn start_options(config: &ServerConfig, only: &[String]) -> Result<StartOptions> {
+    let mut api = config.api_config();
+    if !only.is_empty() {
+        let groups = only
+            .iter()
+            .map(|g| strongroom_api::groups::RouteGroup::parse(g.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--only: {e}"))?;
+        api.only = Some(groups);
+    }
+    Ok(StartOptions {
+        data_dir: config.data_dir.clone(),
+        listen: config.listen.clone(),
+        tls: TlsSource::InsecureHttp,
+        dev: false,
+        vault_config: config.vault_config(),
+        api_config: api,
+        clock: Arc::new(SystemClock),
+        backend: crate::storage::Backend::Sqlite,
+        watch: config.watch.clone(),
+        checkpoint_every: (config.audit.checkpoint_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
+        forwarders: config.audit.forward.clone(),
+        metrics: config.metrics.options()?,
+    })
 }

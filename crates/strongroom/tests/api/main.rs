@@ -24,6 +24,7 @@ mod custom_roles;
 mod forward;
 mod imports;
 mod integrity;
+mod lambda;
 mod leaks;
 mod matrix;
 mod metrics;
