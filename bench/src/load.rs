@@ -30,6 +30,52 @@ pub enum Scenario {
     /// `POST /v1/orders` for a voucher of this SKU at 25.00, its code in
     /// the answer.
     Order(Arc<str>),
+    /// `POST /v1/cards` with a fresh valid card number.
+    Cards,
+    /// `POST /v1/relay/bench/v1/charges` for this card token: the vault
+    /// fills in the number and expiry and calls the upstream.
+    Relay(Arc<str>),
+    /// `POST /v1/charges` straight to the upstream with this card number:
+    /// the baseline the relay is compared with.
+    Direct(Arc<str>),
+}
+
+impl Scenario {
+    fn share(&self) -> Scenario {
+        match self {
+            Scenario::Noop => Scenario::Noop,
+            Scenario::Tokenize => Scenario::Tokenize,
+            Scenario::Batch(n) => Scenario::Batch(*n),
+            Scenario::Reveal(t) => Scenario::Reveal(t.clone()),
+            Scenario::Order(sku) => Scenario::Order(sku.clone()),
+            Scenario::Cards => Scenario::Cards,
+            Scenario::Relay(t) => Scenario::Relay(t.clone()),
+            Scenario::Direct(p) => Scenario::Direct(p.clone()),
+        }
+    }
+}
+
+/// A card number that passes Luhn, different for every call.
+pub fn fresh_pan() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let body = format!("4{:05}{n:09}", std::process::id() % 100_000);
+    let digits: Vec<u32> = body.chars().filter_map(|c| c.to_digit(10)).collect();
+    // Luhn: double every second digit from the right, the check digit
+    // being the rightmost.
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
 }
 
 /// A TLS client for one server.
@@ -54,6 +100,24 @@ impl Client {
         let ca = server.credentials["ca_cert_path"]
             .as_str()
             .context("no CA in credentials")?;
+        let authority = server.url.trim_start_matches("https://").to_owned();
+        Self::to(
+            &authority,
+            std::path::Path::new(ca),
+            server.credentials.clone(),
+        )
+    }
+
+    /// A client of the local upstream (no credentials).
+    pub fn upstream(upstream: &crate::upstream::Upstream) -> Result<Self> {
+        Self::to(
+            &format!("localhost:{}", upstream.port),
+            &upstream.ca_file,
+            Value::Null,
+        )
+    }
+
+    fn to(authority: &str, ca: &std::path::Path, credentials: Value) -> Result<Self> {
         let pem = std::fs::read(ca)?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -64,13 +128,12 @@ impl Client {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let authority = server.url.trim_start_matches("https://").to_owned();
         let port = authority.rsplit(':').next().unwrap_or("8443");
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             addr: format!("127.0.0.1:{port}"),
-            host: authority,
-            credentials: server.credentials.clone(),
+            host: authority.to_owned(),
+            credentials,
         })
     }
 
@@ -148,6 +211,27 @@ impl Client {
             anyhow::bail!("login failed: {v}");
         }
         Ok(v["access_token"].as_str().context("no token")?.to_owned())
+    }
+
+    /// Tokenizes one card as the dev gateway; returns its token.
+    pub async fn card(&self, pan: &str) -> Result<String> {
+        let token = self.login_as("gateway").await?;
+        let mut s = self.connect().await?;
+        let body = json!({"pan": pan, "expiry_month": 12, "expiry_year": 2031});
+        let (status, bytes) = self
+            .send(
+                &mut s,
+                Method::POST,
+                "/v1/cards",
+                Some(&token),
+                Some(body.to_string()),
+            )
+            .await?;
+        let v: Value = serde_json::from_slice(&bytes)?;
+        if status != 201 {
+            anyhow::bail!("card not stored: {v}");
+        }
+        Ok(v["token"].as_str().context("no token")?.to_owned())
     }
 
     /// Stores `n` secrets (in batches) and returns their tokens.
@@ -247,7 +331,8 @@ pub struct Report {
     values: u64,
     errors: u64,
     elapsed: Duration,
-    p50: Duration,
+    /// Median latency.
+    pub p50: Duration,
     p99: Duration,
     max: Duration,
 }
@@ -304,13 +389,7 @@ pub async fn run(
     for worker in 0..connections {
         let client = client.clone();
         let token = token.to_owned();
-        let scenario = match scenario {
-            Scenario::Noop => Scenario::Noop,
-            Scenario::Tokenize => Scenario::Tokenize,
-            Scenario::Batch(n) => Scenario::Batch(*n),
-            Scenario::Reveal(t) => Scenario::Reveal(t.clone()),
-            Scenario::Order(sku) => Scenario::Order(sku.clone()),
-        };
+        let scenario = scenario.share();
         tasks.push(tokio::spawn(async move {
             let mut sender = client.connect().await?;
             let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
@@ -370,11 +449,38 @@ pub async fn run(
                         )),
                         1,
                     ),
+                    Scenario::Cards => (
+                        Method::POST,
+                        "/v1/cards".to_owned(),
+                        Some(format!(
+                            r#"{{"pan":"{}","expiry_month":12,"expiry_year":2031}}"#,
+                            fresh_pan()
+                        )),
+                        1,
+                    ),
+                    Scenario::Relay(card) => (
+                        Method::POST,
+                        "/v1/relay/bench/v1/charges".to_owned(),
+                        Some(format!(
+                            r#"{{"card_token":"{card}","body":{{"amount":1999,"currency":"GBP","source":{{"number":"{{{{ card.pan }}}}","exp":"{{{{ card.expiry }}}}"}}}}}}"#
+                        )),
+                        1,
+                    ),
+                    Scenario::Direct(pan) => (
+                        Method::POST,
+                        "/v1/charges".to_owned(),
+                        Some(format!(
+                            r#"{{"amount":1999,"currency":"GBP","source":{{"number":"{pan}","exp":"12/31"}}}}"#
+                        )),
+                        1,
+                    ),
+                };
+                let bearer = match &scenario {
+                    Scenario::Direct(_) => None,
+                    _ => Some(token.as_str()),
                 };
                 let sent = Instant::now();
-                let outcome = client
-                    .send(&mut sender, method, &path, Some(&token), body)
-                    .await;
+                let outcome = client.send(&mut sender, method, &path, bearer, body).await;
                 let took = sent.elapsed();
                 if sent < warm_until {
                     if outcome.is_err() {

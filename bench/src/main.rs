@@ -10,6 +10,7 @@
 
 mod load;
 mod server;
+mod upstream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,13 +36,19 @@ struct Args {
     /// Secrets stored before the reveal scenario.
     #[arg(long, default_value_t = 20_000)]
     reveal_pool: usize,
-    /// Scenarios to run (noop, tokenize, reveal, batch, import, orders).
+    /// Scenarios to run (noop, tokenize, reveal, batch, import, orders,
+    /// cards, relay).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "noop,tokenize,reveal,batch,import,orders"
+        default_value = "noop,tokenize,reveal,batch,import,orders,cards,relay"
     )]
     scenarios: Vec<String>,
+    /// Connections of the relay scenario: its direct and relayed calls to
+    /// the local upstream are compared at this concurrency (1: the latency
+    /// the relay adds to one call, without queueing).
+    #[arg(long, default_value_t = 1)]
+    relay_connections: usize,
     /// Vouchers imported before the orders scenario (more than it can sell).
     #[arg(long, default_value_t = 100_000)]
     order_stock: usize,
@@ -77,8 +84,19 @@ async fn run(args: Args) -> Result<()> {
         Some(admin) => Some(server::Database::create(admin, &args.strongroom).await?),
         None => None,
     };
-    let server =
-        server::Server::start(&args.strongroom, database.as_ref(), !args.no_detectors).await?;
+    // The relay's upstream runs in this process, on its own certificate.
+    let upstream = if args.scenarios.iter().any(|s| s == "relay") {
+        Some(upstream::Upstream::start()?)
+    } else {
+        None
+    };
+    let server = server::Server::start(
+        &args.strongroom,
+        database.as_ref(),
+        !args.no_detectors,
+        upstream.as_ref(),
+    )
+    .await?;
     println!("server: pid {} at {}", server.pid(), server.url);
     println!(
         "machine: {} cores, {}; {} connections, {} s per scenario\n",
@@ -109,8 +127,41 @@ async fn run(args: Args) -> Result<()> {
             }));
             continue;
         }
+        if name == "relay" {
+            let upstream = upstream.as_ref().context("no upstream")?;
+            let pan = load::fresh_pan();
+            let card = client.card(&pan).await?;
+            let direct = load::Client::upstream(upstream)?;
+            let token = client.login_as("gateway").await?;
+            let n = args.relay_connections;
+            let base =
+                load::run(&direct, &load::Scenario::Direct(pan.into()), "", n, measure).await?;
+            let rss = server.memory();
+            println!("{}", base.line("direct", rss));
+            results.push(base.json("direct", rss));
+            let relayed = load::run(
+                &client,
+                &load::Scenario::Relay(card.into()),
+                &token,
+                n,
+                measure,
+            )
+            .await?;
+            let rss = server.memory();
+            println!("{}", relayed.line("relay", rss));
+            let overhead = relayed.p50.as_secs_f64() * 1e3 - base.p50.as_secs_f64() * 1e3;
+            println!(
+                "relay overhead p50 {overhead:.2} ms over the direct call ({n} connection(s))"
+            );
+            let mut json = relayed.json("relay", rss);
+            json["overhead_p50_ms"] = serde_json::json!(overhead);
+            json["connections"] = serde_json::json!(n);
+            results.push(json);
+            continue;
+        }
         let scenario = match name.as_str() {
             "noop" => load::Scenario::Noop,
+            "cards" => load::Scenario::Cards,
             "tokenize" => load::Scenario::Tokenize,
             "batch" => load::Scenario::Batch(args.batch_items),
             "reveal" => {
@@ -128,7 +179,10 @@ async fn run(args: Args) -> Result<()> {
             }
             other => anyhow::bail!("unknown scenario '{other}'"),
         };
-        let token = client.login().await?;
+        let token = match &scenario {
+            load::Scenario::Cards => client.login_as("gateway").await?,
+            _ => client.login().await?,
+        };
         let report = load::run(&client, &scenario, &token, args.connections, measure).await?;
         let rss = server.memory();
         println!("{}", report.line(name, rss));

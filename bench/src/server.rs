@@ -10,7 +10,7 @@ use serde_json::Value;
 /// A `strongroom serve --dev` process on a fresh data directory.
 pub struct Server {
     child: Child,
-    _dir: tempdir::Dir,
+    _dir: TempDir,
     /// Base URL.
     pub url: String,
     /// The dev credentials file's content.
@@ -76,13 +76,12 @@ impl Database {
     }
 }
 
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -92,6 +91,7 @@ impl Server {
         binary: &Path,
         database: Option<&Database>,
         detectors: bool,
+        relay: Option<&crate::upstream::Upstream>,
     ) -> Result<Self> {
         if !binary.exists() {
             bail!(
@@ -152,6 +152,9 @@ impl Server {
         if let Some(db) = database {
             command.arg("--postgres").arg(&db.url);
         }
+        if let Some(upstream) = relay {
+            command.env("STRONGROOM_RELAY", upstream.relay_env());
+        }
         let child = command
             .env(
                 "RUST_LOG",
@@ -171,7 +174,7 @@ impl Server {
                 let url = credentials["url"].as_str().unwrap_or_default().to_owned();
                 return Ok(Self {
                     child,
-                    _dir: tempdir::Dir(dir),
+                    _dir: TempDir(dir),
                     url,
                     credentials,
                 });

@@ -109,6 +109,12 @@ pub struct DevCredentials {
     /// credentials files written before it existed.
     #[serde(default)]
     pub auditor: Option<DevIdentity>,
+    /// Dev payment gateway: tokenizes and scores cards and sends them
+    /// through the relay (`ingest` and the custom role `dev-gateway`,
+    /// holding `cards:relay`, defined without a second person: development
+    /// only). Absent from credentials files written before it existed.
+    #[serde(default)]
+    pub gateway: Option<DevIdentity>,
 }
 
 /// A running server.
@@ -639,6 +645,7 @@ async fn dev_bootstrap(
                 security_officer: mk(officer),
                 stock_manager: None,
                 auditor: None,
+                gateway: None,
             }
         }
     };
@@ -668,6 +675,25 @@ async fn dev_bootstrap(
         )
         .await?;
         creds.auditor = Some(DevIdentity {
+            client_id: made.record.client_id.clone(),
+            client_secret: made.client_secret.to_string(),
+        });
+    }
+    if creds.gateway.is_none() {
+        crate::bootstrap::define_dev_role(vault, "dev-gateway", &["cards:relay"]).await?;
+        let catalog = strongroom_api::roles::RoleCatalog::default();
+        catalog.refresh(vault.stores().central.as_ref()).await?;
+        let suffix = strongroom_crypto::random::hex_id::<3>()?;
+        let made = crate::bootstrap::create_principal_in(
+            vault,
+            &catalog,
+            &format!("dev-gateway-{suffix}"),
+            &["ingest", "dev-gateway"],
+            &["dev"],
+            "dev bootstrap",
+        )
+        .await?;
+        creds.gateway = Some(DevIdentity {
             client_id: made.record.client_id.clone(),
             client_secret: made.client_secret.to_string(),
         });

@@ -15,12 +15,24 @@ pub async fn create_principal(
     tenants: &[&str],
     why: &str,
 ) -> Result<NewCredentials> {
-    let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
-    let tenants: Vec<String> = tenants.iter().map(|s| s.to_string()).collect();
     // Built-in roles only here (dev mode and tests).
     let catalog = strongroom_api::roles::RoleCatalog::default();
+    create_principal_in(vault, &catalog, name, roles, tenants, why).await
+}
+
+/// [`create_principal`] with the roles of `catalog` (built-in and custom).
+pub async fn create_principal_in(
+    vault: &Vault,
+    catalog: &strongroom_api::roles::RoleCatalog,
+    name: &str,
+    roles: &[&str],
+    tenants: &[&str],
+    why: &str,
+) -> Result<NewCredentials> {
+    let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+    let tenants: Vec<String> = tenants.iter().map(|s| s.to_string()).collect();
     let created = new_principal(
-        &catalog,
+        catalog,
         name,
         strongroom_api::identity::KIND_SERVICE,
         &roles,
@@ -34,7 +46,7 @@ pub async fn create_principal(
         request_id: format!("cli-{why}"),
         client_addr: None,
     };
-    let subject = principal_of(&created.record, &catalog);
+    let subject = principal_of(&created.record, catalog);
     let event = vault.event(
         &ctx,
         None,
@@ -59,4 +71,56 @@ pub async fn create_principal(
         .await
         .with_context(|| format!("could not store principal '{name}'"))?;
     Ok(created)
+}
+
+/// Defines a custom role with `permissions` in force at once, without the
+/// second person a role holding dual-controlled permissions needs through
+/// the API. For development vaults only (`serve --dev`), whose one developer
+/// holds every credential anyway; audited as such.
+pub async fn define_dev_role(vault: &Vault, name: &str, permissions: &[&str]) -> Result<()> {
+    let central = &vault.stores().central;
+    if central
+        .list_custom_roles()
+        .await?
+        .iter()
+        .any(|r| r.name == name)
+    {
+        return Ok(());
+    }
+    let now = vault.clock().now_ms();
+    let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+    let ctx = RequestContext {
+        request_id: "cli-dev-bootstrap".into(),
+        client_addr: None,
+    };
+    let event = vault.event(
+        &ctx,
+        None,
+        "role.define",
+        None,
+        Some(name),
+        Outcome::Allowed,
+        Some(format!(
+            "dev bootstrap: permissions={} in force without a second person (development vault)",
+            permissions.join(",")
+        )),
+    );
+    vault
+        .record(event)
+        .await
+        .context("could not audit the role's definition")?;
+    central
+        .insert_custom_role(strongroom_store::CustomRoleRecord {
+            name: name.to_owned(),
+            permissions,
+            pending: None,
+            requested_by: "dev bootstrap".into(),
+            created_by: "dev bootstrap".into(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        })
+        .await
+        .with_context(|| format!("could not store role '{name}'"))?;
+    Ok(())
 }

@@ -794,6 +794,7 @@ impl Harness {
                     security_officer: mk(officer),
                     stock_manager: None,
                     auditor: None,
+                    gateway: None,
                 },
             )
         };

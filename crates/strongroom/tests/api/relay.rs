@@ -206,8 +206,16 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // A development vault's gateway relays with no further set-up; its role
+    // says it was defined without a second person.
+    let gw = h.creds.gateway.clone().unwrap();
+    let dev_gateway = h.login(&gw.client_id, &gw.client_secret).await;
+    let (status, body) = dev_gateway.post("/v1/relay/processor/v1/charges", plain.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // Every call audited with route and upstream status, never a value.
     let rows = h.audit_rows().await;
+    assert!(rows.iter().any(|(_, b, _)| b.contains("\"role.define\"") && b.contains("without a second person")));
     let relayed: Vec<&String> = rows.iter().map(|(_, b, _)| b).filter(|b| b.contains("card.relay")).collect();
     assert!(relayed.iter().any(|b| b.contains("route processor: upstream 200")), "{relayed:?}");
     assert!(relayed.iter().any(|b| b.contains(&format!("cvv {cvv_token} used"))));
