@@ -37,6 +37,10 @@ pub struct WatchConfig {
     pub redelivery: BurstConfig,
     /// Vouchers ordered for one customer reference.
     pub customer_vouchers: BurstConfig,
+    /// Cards of one BIN and last four tokenized by one principal: someone
+    /// holding a card's fingerprint could try the middle digits until the
+    /// fingerprint matches.
+    pub card_probing: BurstConfig,
     /// Where alerts are sent besides the log and the store.
     pub webhook: Option<WebhookConfig>,
 }
@@ -78,6 +82,12 @@ impl Default for WatchConfig {
                 window_secs: 86_400,
                 threshold: 10,
                 severity: Severity::Medium,
+            },
+            card_probing: BurstConfig {
+                enabled: true,
+                window_secs: 3600,
+                threshold: 20,
+                severity: Severity::High,
             },
             webhook: None,
         }

@@ -49,6 +49,7 @@ pub struct Detectors {
     targets: Windows,
     redeliveries: Windows,
     customers: Windows,
+    card_probes: Windows,
     /// Last alert per (detector, subject), Unix ms.
     raised: HashMap<(&'static str, String), i64>,
     /// Alerts raised in the current minute, and the minute.
@@ -80,6 +81,7 @@ impl Detectors {
             logins: w(&config.failed_logins),
             redeliveries: w(&config.redelivery),
             customers: w(&config.customer_vouchers),
+            card_probes: w(&config.card_probing),
             targets,
             config,
             rates: HashMap::new(),
@@ -111,6 +113,7 @@ impl Detectors {
         self.suspicious_targets(event, at, &mut found);
         self.redeliveries(event, at, &mut found);
         self.customer_vouchers(event, at, &mut found);
+        self.card_probing(event, at, &mut found);
         let cooldown = secs_ms(self.config.cooldown_secs);
         found.retain(|f| {
             let key = (f.detector, f.subject.key());
@@ -487,6 +490,48 @@ impl Detectors {
         }
     }
 
+    /// One principal tokenizing many cards that share a BIN and last four:
+    /// the audit note of `card.tokenize` starts with the masked number. A
+    /// caller who holds a card's fingerprint (returned at tokenization)
+    /// could otherwise try the hidden digits until a fingerprint matches.
+    fn card_probing(&mut self, event: &AuditEvent, at: i64, found: &mut Vec<Finding>) {
+        let c = &self.config.card_probing;
+        if !c.enabled || event.action != "card.tokenize" || event.outcome != Outcome::Allowed {
+            return;
+        }
+        let (Some(principal), Some(note)) = (principal_of(event), event.reason.as_deref()) else {
+            return;
+        };
+        let masked = note.split(';').next().unwrap_or_default().trim();
+        if masked.is_empty() {
+            return;
+        }
+        let tenant = event.tenant.clone().unwrap_or_default();
+        let count = self
+            .card_probes
+            .hit(&format!("{principal}\u{0}{tenant}\u{0}{masked}"), at);
+        if count > c.threshold as usize {
+            found.push(Finding {
+                detector: "card_probing",
+                severity: c.severity,
+                subject: Subject::Principal(principal.to_owned()),
+                tenant: Some(tenant),
+                summary: format!(
+                    "{} tokenized more than {} cards {masked} within {} s: trying the hidden digits of one card?",
+                    name_of(event),
+                    c.threshold,
+                    c.window_secs
+                ),
+                details: json!({
+                    "count": count,
+                    "window_secs": c.window_secs,
+                    "masked": masked,
+                    "last_token": event.target,
+                }),
+            });
+        }
+    }
+
     /// Drops state idle for longer than it can matter.
     fn sweep(&mut self, now: i64) {
         let c = &self.config;
@@ -505,6 +550,7 @@ impl Detectors {
             &mut self.targets,
             &mut self.redeliveries,
             &mut self.customers,
+            &mut self.card_probes,
         ] {
             w.sweep(now);
         }
@@ -1142,6 +1188,38 @@ mod tests {
                 tenant: "acme".into(),
                 reference: "cust-42".into()
             }
+        );
+    }
+
+    #[test]
+    fn many_cards_of_one_bin_and_last_four_from_one_caller_are_probing() {
+        let mut d = Detectors::new(WatchConfig::default());
+        let tokenize = |actor: &str, masked: &str, at: i64| {
+            let mut e = event(actor, "card.tokenize", Outcome::Allowed, at);
+            e.reason = Some(format!("{masked}; cvv held 10 min"));
+            e
+        };
+        // A shop's customers: many cards, few sharing BIN and last four.
+        let mut raised = 0;
+        for i in 0..200i64 {
+            let masked = format!("411111******{:04}", i % 50);
+            raised += d
+                .observe(&tokenize("svc:shop", &masked, T0 + i * 1000))
+                .len();
+        }
+        assert_eq!(raised, 0);
+        // One caller trying 21 middles of one card within the hour.
+        let mut found = Vec::new();
+        for i in 0..21i64 {
+            found.extend(d.observe(&tokenize("svc:prober", "555555******4444", T0 + i * 100)));
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].detector, "card_probing");
+        assert_eq!(found[0].subject, Subject::Principal("svc:prober".into()));
+        assert!(
+            !found[0].summary.contains("5555555"),
+            "{}",
+            found[0].summary
         );
     }
 
