@@ -234,7 +234,11 @@ impl PreparedRoute {
 
     /// Sends `body` to `path`; the upstream's status and body (read up to
     /// [`MAX_RESPONSE_BYTES`]).
-    pub async fn send(&self, path: &str, body: &Value) -> Result<(u16, Vec<u8>), String> {
+    pub async fn send(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
         let mut url = self.base.clone();
         let wanted = format!("{}{path}", self.base.path().trim_end_matches('/'));
         url.set_path(&wanted);
@@ -251,13 +255,15 @@ impl PreparedRoute {
             return Err("the upstream is a private address".into());
         }
         let bytes = serde_json::to_vec(body).map_err(|_| "the body could not be encoded")?;
-        let bytes = Zeroizing::new(bytes);
+        // The one copy of the filled-in body goes to the HTTP client, which
+        // zeroes it when the last reference (a retry's included) is gone.
+        let bytes = bytes::Bytes::from_owner(Zeroizing::new(bytes));
         let response = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes.to_vec())
+            .body(bytes)
             .send()
             .await
             .map_err(|e| {
@@ -273,7 +279,8 @@ impl PreparedRoute {
                 "the upstream redirected ({status}); redirects are not followed"
             ));
         }
-        let mut out = Vec::new();
+        // The answer may echo the card: zeroed once read and masked.
+        let mut out = Zeroizing::new(Vec::new());
         let mut response = response;
         while let Some(chunk) = response
             .chunk()
@@ -372,6 +379,18 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80
                 || (first & 0xffc0) == 0xfec0
         }
+    }
+}
+
+/// Zeroes every string of a JSON value (a filled-in body held the card)
+/// before it is dropped.
+pub fn zeroize_strings(value: &mut Value) {
+    use zeroize::Zeroize;
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_strings),
+        Value::Object(map) => map.values_mut().for_each(zeroize_strings),
+        _ => {}
     }
 }
 
@@ -520,6 +539,17 @@ mod tests {
             holder: Some("Ada".into()),
             cvv: cvv.map(|c| Zeroizing::new(c.to_owned())),
         }
+    }
+
+    #[test]
+    fn a_filled_in_body_is_zeroed_string_by_string() {
+        let mut body = serde_json::json!({"source": {"number": "4111111111111111", "cvc": "123"},
+                                          "list": ["4111111111111111"], "amount": 1999});
+        zeroize_strings(&mut body);
+        assert_eq!(
+            body,
+            serde_json::json!({"source": {"number": "", "cvc": ""}, "list": [""], "amount": 1999})
+        );
     }
 
     #[test]

@@ -126,10 +126,12 @@ pub async fn relay(
         .await?;
     let mut body = request.body;
     if let Err(why) = crate::relay::substitute(&mut body, &card) {
+        crate::relay::zeroize_strings(&mut body);
         return Err(ApiError::invalid(format!("body: {why}")));
     }
     let sent = route.send(&path, &body).await;
-    // The filled-in body held the card: gone before anything else happens.
+    // The filled-in body held the card: zeroed before anything else happens.
+    crate::relay::zeroize_strings(&mut body);
     drop(body);
     let (outcome, note, answer) = match sent {
         Ok((status, bytes)) => {
