@@ -15,15 +15,17 @@ pub struct Upstream {
     pub port: u16,
     /// The CA certificate that signed its certificate.
     pub ca_file: PathBuf,
-    _dir: crate::server::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Upstream {
     /// Starts it, with a certificate of its own for `localhost`.
     pub fn start() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("strongroom-upstream-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let data = strongroom::datadir::DataDir::new(&dir);
+        // A fresh private directory (the certificate's key is in it).
+        let dir = tempfile::Builder::new()
+            .prefix("strongroom-upstream-")
+            .tempdir()?;
+        let data = strongroom::datadir::DataDir::new(dir.path().join("tls"));
         data.create()?;
         let (cert, key, ca_file) = strongroom::devtls::ensure(&data)?;
         let app = axum::Router::new().route(
@@ -45,7 +47,7 @@ impl Upstream {
         Ok(Self {
             port,
             ca_file,
-            _dir: crate::server::TempDir(dir),
+            _dir: dir,
         })
     }
 

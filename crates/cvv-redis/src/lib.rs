@@ -44,10 +44,22 @@ impl RedisCvvStore {
         let connection = redis::aio::ConnectionManager::new_with_config(client, settings)
             .await
             .map_err(unavailable)?;
-        Ok(Self {
+        let store = Self {
             connection,
             prefix: format!("strongroom:{vault_id}:cvv:"),
-        })
+        };
+        // A Redis without GETDEL would accept CVVs and fail every relay.
+        let mut c = store.connection.clone();
+        redis::cmd("GETDEL")
+            .arg(store.key("probe"))
+            .query_async::<Option<Vec<u8>>>(&mut c)
+            .await
+            .map_err(|e| {
+                CardError::SharedStore(format!(
+                    "this Redis cannot hold CVVs (6.2 or later is needed for GETDEL): {e}"
+                ))
+            })?;
+        Ok(store)
     }
 
     fn key(&self, name: &str) -> String {

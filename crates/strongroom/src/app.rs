@@ -233,6 +233,7 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     };
     let Assembled {
         router,
+        state: _,
         vault,
         stores,
         sqlite,
@@ -273,6 +274,9 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
 pub struct Assembled {
     /// Every route, with its middleware.
     pub router: axum::Router,
+    /// The state behind the router (its lists of disabled and frozen
+    /// principals and custom roles, among others).
+    pub state: strongroom_api::ApiState,
     /// The vault behind it.
     pub vault: Arc<Vault>,
     /// The stores.
@@ -440,7 +444,8 @@ pub async fn assemble(
         None => None,
     };
     Ok(Assembled {
-        router: strongroom_api::router(state),
+        router: strongroom_api::router(state.clone()),
+        state,
         vault,
         stores,
         sqlite,

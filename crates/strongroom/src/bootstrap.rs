@@ -78,6 +78,9 @@ pub async fn create_principal_in(
 /// the API. For development vaults only (`serve --dev`), whose one developer
 /// holds every credential anyway; audited as such.
 pub async fn define_dev_role(vault: &Vault, name: &str, permissions: &[&str]) -> Result<()> {
+    if vault.seal_status().await?.seal_method != "dev-key-file" {
+        anyhow::bail!("roles without a second person are for development vaults only");
+    }
     let central = &vault.stores().central;
     if central
         .list_custom_roles()

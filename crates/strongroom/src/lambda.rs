@@ -18,6 +18,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::extract::{ConnectInfo, Request};
@@ -27,19 +29,78 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
 /// The router as a function serves it: the client address taken from the
-/// gateway's request context.
-pub fn gateway_router(router: axum::Router) -> axum::Router {
-    router.layer(axum::middleware::from_fn(gateway_client_address))
+/// gateway's request context, and the lists of disabled and frozen
+/// principals and custom roles brought up to date before the first request
+/// after the instance slept (a frozen instance runs no background task).
+pub fn gateway_router(router: axum::Router, state: strongroom_api::ApiState) -> axum::Router {
+    gateway_router_with(router, state, STALE_AFTER)
+}
+
+/// [`gateway_router`] with the lists reloaded when older than `stale_after`.
+pub fn gateway_router_with(
+    router: axum::Router,
+    state: strongroom_api::ApiState,
+    stale_after: Duration,
+) -> axum::Router {
+    let awake = Arc::new(Awake {
+        state,
+        stale_after,
+        refreshed: tokio::sync::Mutex::new(Instant::now()),
+    });
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            awake,
+            refresh_after_sleep,
+        ))
+        .layer(axum::middleware::from_fn(gateway_client_address))
+}
+
+/// The lists to refresh, and when they last were.
+struct Awake {
+    state: strongroom_api::ApiState,
+    stale_after: Duration,
+    refreshed: tokio::sync::Mutex<Instant>,
+}
+
+/// Lists older than this (twice the server's refresh period) are reloaded
+/// before a request is served.
+const STALE_AFTER: Duration = Duration::from_secs(2 * strongroom_api::revocation::REFRESH_SECS);
+
+async fn refresh_after_sleep(
+    axum::extract::State(awake): axum::extract::State<Arc<Awake>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    {
+        let mut refreshed = awake.refreshed.lock().await;
+        if refreshed.elapsed() >= awake.stale_after {
+            let s = &awake.state;
+            let central = s.vault.stores().central.clone();
+            let results = [
+                s.revocations.refresh(central.as_ref()).await,
+                s.roles.refresh(central.as_ref()).await,
+                s.freezes.refresh(central.as_ref()).await,
+            ];
+            if results.iter().all(Result::is_ok) {
+                *refreshed = Instant::now();
+            } else {
+                // Served on the old lists, and tried again next request.
+                tracing::warn!("could not refresh the principal and role lists after sleeping");
+            }
+        }
+    }
+    next.run(req).await
 }
 
 async fn gateway_client_address(mut req: Request, next: Next) -> Response {
     // Whatever a socket said (there is none under Lambda) gives way to the
     // gateway's view of the caller.
-    req.extensions_mut().remove::<ConnectInfo<SocketAddr>>();
-    if let Some(ip) = source_ip(&req) {
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(ip, 0)));
-    }
+    // An event without one (not from API Gateway: a direct invocation)
+    // counts as the unspecified address, one shared bucket, rather than
+    // escaping the per-address limits.
+    let ip = source_ip(&req).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 0)));
     next.run(req).await
 }
 
@@ -51,12 +112,16 @@ fn source_ip(req: &Request) -> Option<IpAddr> {
     }
 }
 
-/// Reads key shares, one per line, from `path`, refusing a file other users
-/// can read.
+/// Reads key shares, one per line, from `path`, then removes the file: it
+/// is on disk only between the deployment writing it and the function
+/// starting. Refuses a file other users can read (checked on the opened
+/// file, not its name, so it cannot be swapped in between).
 pub fn read_shares(path: &Path) -> Result<Vec<zeroize::Zeroizing<String>>> {
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
+    let mut file = std::fs::File::open(path)
         .with_context(|| format!("could not read the key shares file {}", path.display()))?;
+    let meta = file.metadata()?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -64,10 +129,21 @@ pub fn read_shares(path: &Path) -> Result<Vec<zeroize::Zeroizing<String>>> {
             path.display()
         );
     }
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("could not read the key shares file {}", path.display()))?,
-    );
+    // Sized up front so the buffer is never moved (and copied) as it grows.
+    let size = usize::try_from(meta.len()).unwrap_or(0).min(64 * 1024);
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(size + 1));
+    file.by_ref()
+        .take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("could not read the key shares file {}", path.display()))?;
+    drop(file);
+    std::fs::remove_file(path).with_context(|| {
+        format!(
+            "could not remove the key shares file {} after reading it",
+            path.display()
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes).context("the key shares file is not text")?;
     let shares: Vec<_> = text
         .lines()
         .map(str::trim)

@@ -323,56 +323,74 @@ impl Vault {
             Some(_) => format!("{}; cvv held {ttl} min", pan.masked()),
             None => pan.masked(),
         };
-        // Envelope and audit record first, then the token goes live.
-        let (put, audited) = tokio::join!(
-            self.stores.vault.put_many(vec![(token.clone(), envelope)]),
-            u.audit.append_one(self.event(
-                ctx,
-                Some(who),
-                ACTION,
-                Some(&tenant),
-                Some(&token),
-                Outcome::Allowed,
-                Some(note),
-            ))
-        );
-        audited?;
-        put?;
-        // A card is of use until the end of its expiry month; after that
-        // its record is dormant like any closed window.
-        let window_closes_at =
-            end_of_month_ms(card.expiry_year, card.expiry_month).unwrap_or_else(|| {
-                now.saturating_add(
-                    i64::try_from(self.config.default_reveal_window_secs.saturating_mul(1000))
-                        .unwrap_or(i64::MAX),
-                )
-            });
-        self.stores
-            .central
-            .insert_secrets(
-                vec![SecretRecord {
-                    token: token.clone(),
-                    tenant: tenant.clone(),
-                    class: CARD_CLASS.into(),
-                    key_version: version,
-                    fingerprint: Some(fingerprint),
-                    // A returning card is stored again, under a token of its own.
-                    fingerprint_unique: false,
-                    metadata: None,
-                    created_at: now,
-                    window_closes_at,
-                    created_by: who.id.clone(),
-                    state: SecretState::Active,
-                }]
-                .into(),
-            )
-            .await?;
-        // Held only once the card is stored: a failed request leaves no
-        // CVV behind that no one holds a token for.
+        // The CVV is held first: if its store is down, nothing is stored
+        // (no card left behind without a token holder). Should storing the
+        // card then fail, the CVV is taken back.
         let cvv_token = match &card.cvv {
-            Some(cvv) => Some(self.hold_cvv(&u, &tenant, &token, cvv, now, ttl).await?),
+            Some(cvv) => match self.hold_cvv(&u, &tenant, &token, cvv, now, ttl).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    u.audit
+                        .append_one(self.event(
+                            ctx,
+                            Some(who),
+                            ACTION,
+                            Some(&tenant),
+                            None,
+                            Outcome::Failed,
+                            Some(e.code().into()),
+                        ))
+                        .await?;
+                    return Err(e);
+                }
+            },
             None => None,
         };
+        let stored = self
+            .store_card(&u, who, ctx, (&tenant, &token), envelope, note)
+            .await;
+        let stored = match stored {
+            Ok(()) => self
+                .stores
+                .central
+                .insert_secrets(
+                    vec![SecretRecord {
+                        token: token.clone(),
+                        tenant: tenant.clone(),
+                        class: CARD_CLASS.into(),
+                        key_version: version,
+                        fingerprint: Some(fingerprint),
+                        // A returning card is stored again, under a token of its own.
+                        fingerprint_unique: false,
+                        metadata: None,
+                        created_at: now,
+                        // Of use until the end of its expiry month; then
+                        // dormant like any closed window.
+                        window_closes_at: end_of_month_ms(card.expiry_year, card.expiry_month)
+                            .unwrap_or_else(|| {
+                                now.saturating_add(
+                                    i64::try_from(
+                                        self.config.default_reveal_window_secs.saturating_mul(1000),
+                                    )
+                                    .unwrap_or(i64::MAX),
+                                )
+                            }),
+                        created_by: who.id.clone(),
+                        state: SecretState::Active,
+                    }]
+                    .into(),
+                )
+                .await
+                .map(|_| ())
+                .map_err(VaultError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            if let Some(t) = &cvv_token {
+                let _ = self.take_cvv(&u, &tenant, &token, t, now).await;
+            }
+            return Err(e);
+        }
         Ok(CardTokens {
             token,
             tenant,
@@ -386,6 +404,37 @@ impl Vault {
             cvv_token,
             created_at: now,
         })
+    }
+
+    /// Writes a card's envelope and its audit record (together: the token
+    /// goes live only once both are durable).
+    async fn store_card(
+        &self,
+        u: &Unsealed,
+        who: &Principal,
+        ctx: &RequestContext,
+        (tenant, token): (&str, &str),
+        envelope: Vec<u8>,
+        note: String,
+    ) -> Result<(), VaultError> {
+        const ACTION: &str = "card.tokenize";
+        let (put, audited) = tokio::join!(
+            self.stores
+                .vault
+                .put_many(vec![(token.to_owned(), envelope)]),
+            u.audit.append_one(self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                Some(tenant),
+                Some(token),
+                Outcome::Allowed,
+                Some(note),
+            ))
+        );
+        audited?;
+        put?;
+        Ok(())
     }
 
     /// Reveals a card: BIN and last four, or in full for `cards:reveal_full`

@@ -79,9 +79,13 @@ impl Vault {
         const ACTION: &str = "risk.score";
         let u = self.unsealed()?;
         let target = req.card_token.as_deref();
+        // The customer reference is recorded with decisions only: a refused
+        // request's reference may be anything (unchecked, too long).
         let event = |tenant: Option<&str>, outcome: Outcome, note: String| {
             let mut e = self.event(ctx, Some(who), ACTION, tenant, target, outcome, Some(note));
-            e.customer = Some(req.customer_ref.clone()).filter(|c| !c.is_empty());
+            if outcome == Outcome::Allowed {
+                e.customer = Some(req.customer_ref.clone());
+            }
             e
         };
         let tenant = match who

@@ -10,7 +10,12 @@ use crate::datadir::DataDir;
 /// Runs the function until the Lambda runtime stops it.
 pub async fn run(args: LambdaArgs) -> Result<()> {
     let config = ServerConfig::load(&args.config)?;
-    crate::logging::init(&config.log.level, &config.log.format)?;
+    // The runtime logs whole events (card data, credentials) at trace.
+    crate::logging::init_capped(
+        &config.log.level,
+        &config.log.format,
+        &crate::logging::LAMBDA_CAPS,
+    )?;
     let backend = config.storage.backend()?;
     if matches!(backend, crate::storage::Backend::Sqlite) {
         bail!(
@@ -27,6 +32,11 @@ pub async fn run(args: LambdaArgs) -> Result<()> {
         backend,
         ..super::serve::start_options(&config, &args.only)?
     };
+    if opts.api_config.rate_limits.redis_url.is_none() {
+        tracing::warn!(
+            "no [ratelimit] redis_url: each instance keeps its own rate-limit buckets, so the limits multiply with concurrency"
+        );
+    }
     let dir = DataDir::new(&opts.data_dir);
     dir.create()?;
     dir.check_permissions()?;
@@ -44,7 +54,7 @@ pub async fn run(args: LambdaArgs) -> Result<()> {
         ),
     }
     drop(shares);
-    let router = crate::lambda::gateway_router(app.router);
+    let router = crate::lambda::gateway_router(app.router, app.state);
     let served = lambda_http::run(router)
         .await
         .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"));

@@ -69,8 +69,7 @@ fn event(method: &str, path: &str, source_ip: &str, headers: Value, body: Option
 /// Invokes the function with `event`; returns the gateway response (JSON).
 async fn invoke(router: &axum::Router, event: Value) -> Value {
     let request: LambdaRequest = serde_json::from_value(event).unwrap();
-    let mut function =
-        lambda_http::Adapter::from(strongroom::lambda::gateway_router(router.clone()));
+    let mut function = lambda_http::Adapter::from(router.clone());
     let response = function
         .call(LambdaEvent::new(request, Context::default()))
         .await
@@ -90,6 +89,7 @@ async fn the_router_answers_api_gateway_events_and_limits_by_source_ip() {
     data.create().unwrap();
     let Assembled {
         router,
+        state,
         stores,
         dev_credentials,
         background,
@@ -98,6 +98,9 @@ async fn the_router_answers_api_gateway_events_and_limits_by_source_ip() {
         .await
         .unwrap();
     let creds = dev_credentials.unwrap();
+    // Lists reloaded before every request here (after every sleep in
+    // production), so a freeze made elsewhere is seen at once.
+    let router = strongroom::lambda::gateway_router_with(router, state, std::time::Duration::ZERO);
 
     let health = invoke(
         &router,
@@ -180,7 +183,7 @@ async fn the_router_answers_api_gateway_events_and_limits_by_source_ip() {
             "/v1/auth/token",
             "203.0.113.6",
             json!({}),
-            Some(wrong),
+            Some(wrong.clone()),
         ),
     )
     .await;
@@ -188,6 +191,52 @@ async fn the_router_answers_api_gateway_events_and_limits_by_source_ip() {
         other["statusCode"], 401,
         "another source has its own bucket: {other}"
     );
+    // An event without a source address (a direct invocation) does not
+    // escape the limit: such events share one bucket.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut e = event("POST", "/v1/auth/token", "", json!({}), Some(wrong.clone()));
+        e["requestContext"]["http"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sourceIp");
+        statuses.push(invoke(&router, e).await["statusCode"].as_u64().unwrap());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+
+    // Frozen by another instance (straight into the central store): this
+    // one refuses the principal's next request, its token still valid.
+    let service = stores
+        .central
+        .principal_by_client_id(&creds.service.client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let froze = stores
+        .central
+        .freeze_principal(strongroom_store::FreezeRecord {
+            principal_id: service.id.clone(),
+            frozen_at: 0,
+            alert_id: String::new(),
+            frozen_by: "another-instance".into(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    assert!(froze);
+    let refused = invoke(
+        &router,
+        event(
+            "GET",
+            "/v1/auth/whoami",
+            "198.51.100.7",
+            json!({"authorization": format!("Bearer {access}")}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(refused["statusCode"], 403, "{refused}");
+    assert_eq!(body(&refused)["error"]["code"], "auth.principal_frozen");
 
     // The audit log names the caller's address as the gateway saw it.
     let rows = stores.audit.read_from(1, 1_000_000).await.unwrap();
@@ -243,6 +292,7 @@ async fn a_function_unseals_from_a_share_file_only_it_can_read() {
     std::fs::write(&file, format!("# one share only\n{}\n", shares[2])).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let few = strongroom::lambda::read_shares(&file).unwrap();
+    assert!(!file.exists());
     let err = strongroom::lambda::unseal(&app.vault, &few)
         .await
         .unwrap_err()
@@ -250,11 +300,16 @@ async fn a_function_unseals_from_a_share_file_only_it_can_read() {
     assert!(err.contains("too few shares"), "{err}");
     // The threshold: unsealed, and the sealed function's 503 is gone.
     std::fs::write(&file, format!("{}\n\n{}\n", shares[0], shares[2])).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let two = strongroom::lambda::read_shares(&file).unwrap();
+    assert!(
+        !file.exists(),
+        "the shares are on disk no longer than it takes to read them"
+    );
     strongroom::lambda::unseal(&app.vault, &two).await.unwrap();
     assert!(!app.vault.seal_status().await.unwrap().sealed);
     let health = invoke(
-        &app.router,
+        &strongroom::lambda::gateway_router(app.router.clone(), app.state.clone()),
         event(
             "GET",
             "/v1/sys/seal-status",

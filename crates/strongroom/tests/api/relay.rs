@@ -309,3 +309,68 @@ async fn with_redis_any_node_relays_a_cvv_another_took_once(store) {
     assert_eq!(left.len(), 1, "only the second card's CVV is left");
 }
 }
+
+/// A TCP relay to Redis that the test can cut, as a network failure would.
+struct CuttableRedis {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableRedis {
+    async fn start(redis_url: &str) -> Self {
+        let target = redis_url
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let spawned = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                spawned.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Self { port, tasks }
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+on_each_backend! {
+async fn with_its_redis_gone_no_card_is_kept_without_its_cvv(store) {
+    let Some(redis_url) = crate::harness::redis_url("the CVV store failure test") else {
+        return;
+    };
+    let redis = CuttableRedis::start(&redis_url).await;
+    let mut api = test_api_config();
+    api.cvv_redis_url = Some(format!("redis://127.0.0.1:{}", redis.port));
+    let h = Harness::dev_with(store, api).await;
+    let svc = h.service().await;
+    let card = json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV});
+    let (status, first) = svc.post("/v1/cards", card.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    redis.cut();
+    let (status, body) = svc.post("/v1/cards", card).await;
+    assert_eq!((status, code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "card.cvv_store_unavailable"), "{body}");
+    // Nothing was stored for the refused card, and the failure is on record.
+    let rows = h.audit_rows().await;
+    let tokenized: Vec<&String> = rows.iter().map(|(_, b, _)| b).filter(|b| b.contains("\"card.tokenize\"")).collect();
+    assert_eq!(tokenized.iter().filter(|b| b.contains("\"allowed\"")).count(), 1, "{tokenized:?}");
+    assert!(tokenized.iter().any(|b| b.contains("\"failed\"") && b.contains("card.cvv_store_unavailable")));
+}
+}
