@@ -154,7 +154,7 @@ pub struct RecentSet {
 
 impl RecentSet {
     /// Most items kept; the least recently seen goes first.
-    pub const CAP: usize = 32;
+    pub const CAP: usize = 16;
 
     /// Notes `key` at `now_ms`; returns whether it was new to the set.
     pub fn see(&mut self, key: u64, now_ms: i64, mark: bool) -> bool {
@@ -264,6 +264,7 @@ mod tests {
         assert!(!s.see(39, 50_000, true));
         assert_eq!(s.count_since(50_000, 20_000, false), 9, "31 to 39");
         assert_eq!(s.count_since(50_000, 20_000, true), 4, "the even ones");
+        assert!(s.contains(24) && !s.contains(23), "the latest sixteen");
     }
 
     #[test]

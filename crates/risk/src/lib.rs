@@ -16,7 +16,8 @@
 //!
 //! Every point of a score comes with a [`Reason`]: a stable code, the
 //! points, and the figures behind it. State is per process and bounded
-//! ([`RiskConfig::max_entities`] of each kind); see docs/cards.md.
+//! ([`RiskConfig::max_entities`] of each kind per tenant); see
+//! docs/cards.md.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     test,
@@ -62,7 +63,7 @@ pub struct RiskConfig {
     /// Standard deviations above the card's usual amount that count as
     /// unusual.
     pub unusual_amount_z: f64,
-    /// Most cards, customers and addresses each remembered.
+    /// Most cards, customers and addresses each remembered, per tenant.
     pub max_entities: usize,
 }
 
@@ -78,7 +79,7 @@ impl Default for RiskConfig {
             new_cards_per_address: 4,
             customers_per_card: 3,
             unusual_amount_z: 3.0,
-            max_entities: 500_000,
+            max_entities: 100_000,
         }
     }
 }
@@ -225,14 +226,23 @@ struct EntityState {
     usual_addresses: RecentSet,
 }
 
+/// What is remembered for one tenant: each tenant's entities are capped
+/// and evicted on their own, so one tenant's traffic never pushes out
+/// another's history. Entities are keyed by a keyed 64-bit hash, so a key
+/// costs eight bytes whatever the customer reference's length.
+#[derive(Default)]
+struct TenantState {
+    cards: HashMap<u64, EntityState>,
+    customers: HashMap<u64, EntityState>,
+    addresses: HashMap<u64, EntityState>,
+    /// The tenant's usual amount per currency (for cards with little
+    /// history).
+    shop: Amounts,
+}
+
 #[derive(Default)]
 struct State {
-    cards: HashMap<(String, String), EntityState>,
-    customers: HashMap<(String, String), EntityState>,
-    addresses: HashMap<(String, String), EntityState>,
-    /// Each tenant's usual amount per currency (for cards with little
-    /// history).
-    shop: HashMap<String, Amounts>,
+    tenants: HashMap<String, TenantState>,
 }
 
 /// Amounts an entity needs in a currency before its usual amount is judged.
@@ -347,24 +357,21 @@ impl RiskEngine {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let state = &mut *guard;
+        let state = guard.tenants.entry(p.tenant.to_owned()).or_default();
         let now = p.at_ms;
-        let card_key = (p.tenant.to_owned(), p.card.to_owned());
-        let customer_key = (p.tenant.to_owned(), p.customer.to_owned());
-        let address_key = p.address.map(|a| (p.tenant.to_owned(), address_key(a)));
         let hashes = Hashes {
             card: self.hasher.hash_one(p.card),
             customer: self.hasher.hash_one(p.customer),
-            address: address_key.as_ref().map(|k| self.hasher.hash_one(&k.1)),
+            address: p.address.map(|a| self.hasher.hash_one(address_key(a))),
         };
         let empty = EntityState::default();
         let seen = Seen {
-            card: state.cards.get(&card_key).unwrap_or(&empty),
-            customer: state.customers.get(&customer_key).unwrap_or(&empty),
-            address: address_key
-                .as_ref()
-                .map(|k| state.addresses.get(k).unwrap_or(&empty)),
-            shop: state.shop.get(p.tenant),
+            card: state.cards.get(&hashes.card).unwrap_or(&empty),
+            customer: state.customers.get(&hashes.customer).unwrap_or(&empty),
+            address: hashes
+                .address
+                .map(|k| state.addresses.get(&k).unwrap_or(&empty)),
+            shop: Some(&state.shop),
         };
         let (features, reasons) = self.judge(p, &seen, &hashes);
         let first_use = seen.card.uses == 0;
@@ -387,7 +394,7 @@ impl RiskEngine {
         let approved = decision == Decision::Approve;
         let max = c.max_entities;
         Self::make_room(&mut state.cards, max, now);
-        let card = state.cards.entry(card_key).or_default();
+        let card = state.cards.entry(hashes.card).or_default();
         card.observe(now);
         card.recent.see(hashes.customer, now, false);
         if approved {
@@ -399,7 +406,7 @@ impl RiskEngine {
             }
         }
         Self::make_room(&mut state.customers, max, now);
-        let customer = state.customers.entry(customer_key).or_default();
+        let customer = state.customers.entry(hashes.customer).or_default();
         customer.observe(now);
         customer.recent.see(hashes.card, now, first_use);
         if approved {
@@ -409,18 +416,14 @@ impl RiskEngine {
                 customer.usual.see(h, now, false);
             }
         }
-        if let Some(key) = address_key {
+        if let Some(key) = hashes.address {
             Self::make_room(&mut state.addresses, max, now);
             let address = state.addresses.entry(key).or_default();
             address.observe(now);
             address.recent.see(hashes.card, now, first_use);
         }
-        if approved && (state.shop.len() < max || state.shop.contains_key(p.tenant)) {
-            state
-                .shop
-                .entry(p.tenant.to_owned())
-                .or_default()
-                .learn(p.currency, p.amount);
+        if approved {
+            state.shop.learn(p.currency, p.amount);
         }
         Assessment {
             score,
@@ -655,10 +658,58 @@ impl RiskEngine {
         map.retain(|_, v| v.last_ms > cut);
     }
 
-    /// How many cards, customers and addresses are remembered.
-    pub fn entities(&self) -> (usize, usize, usize) {
+    /// How many cards, customers and addresses are remembered for `tenant`.
+    pub fn entities(&self, tenant: &str) -> (usize, usize, usize) {
         self.state.lock().map_or((0, 0, 0), |s| {
-            (s.cards.len(), s.customers.len(), s.addresses.len())
+            s.tenants.get(tenant).map_or((0, 0, 0), |t| {
+                (t.cards.len(), t.customers.len(), t.addresses.len())
+            })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_790_000_000_000;
+
+    fn pay<'a>(tenant: &'a str, card: &'a str, customer: &'a str, at_ms: i64) -> Payment<'a> {
+        Payment {
+            tenant,
+            card,
+            amount: 2_000,
+            currency: "GBP",
+            customer,
+            address: None,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn one_tenants_flood_never_evicts_anothers_history() {
+        let engine = RiskEngine::new(RiskConfig {
+            max_entities: 1_000,
+            ..RiskConfig::default()
+        });
+        for i in 0..3 {
+            engine.score(&pay("shop-b", "card-b", "cust-b", T0 + i * 86_400_000));
+        }
+        let cards: Vec<String> = (0..5_000).map(|i| format!("flood-{i}")).collect();
+        for (i, card) in cards.iter().enumerate() {
+            engine.score(&pay("shop-a", card, card, T0 + 3 * 86_400_000 + i as i64));
+        }
+        let (a_cards, a_customers, _) = engine.entities("shop-a");
+        assert!(
+            a_cards <= 1_000 && a_customers <= 1_000,
+            "{a_cards} {a_customers}"
+        );
+        assert_eq!(engine.entities("shop-b"), (1, 1, 0));
+        let b = engine.score(&pay("shop-b", "card-b", "cust-b", T0 + 4 * 86_400_000));
+        assert_eq!(b.features.card_uses, 3, "shop-b's card kept its history");
+        // Tenants share nothing: the same card elsewhere is a first use.
+        let elsewhere = engine.score(&pay("shop-a", "card-b", "cust-b", T0 + 4 * 86_400_000));
+        assert_eq!(elsewhere.features.card_uses, 0);
+        assert!(elsewhere.reasons.iter().any(|r| r.code == "first_use"));
     }
 }
