@@ -3,7 +3,9 @@
 //! a CSV file, which must not be kept), then every file under the data
 //! directory (databases, WAL, everything), the server's log and, on
 //! PostgreSQL, a `pg_dump` of the database are searched for every code (raw
-//! and hex-encoded, as `bytea` dumps it) and for the root key.
+//! and hex-encoded, as `bytea` dumps it) and for the root key. Cards too:
+//! numbers and CVVs tokenized, revealed masked and relayed to a local
+//! processor (each CVV used), then sought in the same places.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -235,13 +237,18 @@ async fn leak_check(store: TestStore) {
     // TLS material outside the data directory.
     let tls_home = tmp.path().join("pki");
     std::fs::create_dir_all(&tls_home).unwrap();
-    let (_, _, ca) =
+    let (cert, key, ca) =
         strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(&tls_home)).unwrap();
+    // A payment processor the relay sends cards to.
+    let received = crate::relay::Received::default();
+    let processor = crate::relay::processor(cert, key, received.clone()).await;
     let port = free_port();
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n{storage}",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n{storage}\n\
+             [[relay.route]]\nname = \"processor\"\nupstream = \"https://localhost:{processor}\"\n\
+             paths = [\"/v1/charges\"]\nca_file = {ca:?}\nallow_private = true\ntenants = [\"shop\"]\n",
             data,
             tls_home.join("tls/server.pem"),
             tls_home.join("tls/server-key.pem")
@@ -544,6 +551,80 @@ async fn leak_check(store: TestStore) {
         assert_eq!(&again["code"], code);
     }
 
+    // Cards: numbers and CVVs tokenized, revealed masked, and each CVV used
+    // once by the relay (a principal of a dual-controlled custom role).
+    let (s, body) = admin
+        .put_json("/v1/roles/charges", json!({"permissions": ["cards:relay"]}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let (s, body) = officer
+        .post(
+            "/v1/roles/charges/approve",
+            json!({"permissions": ["cards:relay"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, made) = admin
+        .post(
+            "/v1/principals",
+            json!({"name": "charge-fn", "roles": ["charges"], "tenants": ["shop"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let (s, body) = officer
+        .post(
+            &format!("/v1/principals/{}/approve", made["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let charger = login(
+        made["client_id"].as_str().unwrap().to_owned(),
+        made["client_secret"].as_str().unwrap().to_owned(),
+    )
+    .await;
+    let cards = [
+        ("4929000000006", "0591"),
+        ("5454545454545454", "0728"),
+        ("4111111111111111", "0946"),
+    ];
+    let mut card_secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    for (pan, cvv) in cards {
+        let (s, t) = svc
+            .post("/v1/cards", json!({"pan": pan, "expiry_month": 9, "expiry_year": 2031, "cvv": cvv, "holder": "Ada Leak"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        let token = t["token"].as_str().unwrap();
+        let (s, shown) = svc
+            .post(
+                &format!("/v1/cards/{token}/reveal"),
+                json!({"purpose": "leak check"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{shown}");
+        assert_eq!(shown["masked"], true);
+        let (s, charged) = charger
+            .post("/v1/relay/processor/v1/charges", json!({"card_token": token, "cvv_token": t["cvv_token"],
+                "body": {"source": {"number": "{{ card.pan }}", "cvc": "{{ card.cvv }}", "exp": "{{ card.expiry }}"}}}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{charged}");
+        card_secrets.push((format!("card number {pan}"), pan.as_bytes().to_vec()));
+        // A CVV is a few digits: sought as a quoted string (JSON or Debug
+        // output) and as a key's value, where a leak would put it.
+        for form in [
+            format!("\"{cvv}\""),
+            format!("cvv={cvv}"),
+            format!("cvv: {cvv}"),
+        ] {
+            card_secrets.push((format!("CVV {cvv} as {form}"), form.into_bytes()));
+        }
+    }
+    {
+        let got = received.lock().unwrap();
+        assert_eq!(got.len(), 3, "the processor was charged three times");
+        assert_eq!(got[0].1["source"]["cvc"], "0591", "and got the real CVV");
+    }
+
     // Reveals put values into responses; they must not reach the log either.
     for i in (0..10_000).step_by(97) {
         let (s, body) = svc.reveal(&tokens[i]).await;
@@ -571,6 +652,7 @@ async fn leak_check(store: TestStore) {
     ]
     .into_iter()
     .chain(person_secrets)
+    .chain(card_secrets)
     .collect();
     let set: HashSet<Vec<u8>> = codes
         .iter()

@@ -16,9 +16,9 @@ const CVV: &str = "7316";
 const API_KEY: &str = "sk_test_processor_key_0123456789";
 
 /// What the processor received: the API key header and the body.
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
-async fn processor(cert: Vec<u8>, key: Vec<u8>, got: Received) -> u16 {
+pub(crate) async fn processor(cert: Vec<u8>, key: Vec<u8>, got: Received) -> u16 {
     let app = axum::Router::new()
         .route(
             "/v1/charges",
