@@ -206,6 +206,21 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // A CVV past its minutes is gone: refused, nothing sent.
+    let (status, late) = svc
+        .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV, "cvv_ttl_mins": 1}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{late}");
+    h.clock.advance_secs(61);
+    let sent_before = got.lock().unwrap().len();
+    let (status, body) = gateway
+        .post("/v1/relay/processor/v1/charges", json!({"card_token": late["token"], "cvv_token": late["cvv_token"],
+            "body": {"cvc": "{{ card.cvv }}"}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    assert_eq!(got.lock().unwrap().len(), sent_before);
+
     // A development vault's gateway relays with no further set-up; its role
     // says it was defined without a second person.
     let gw = h.creds.gateway.clone().unwrap();
