@@ -45,6 +45,10 @@ pub struct RelayRoute {
     pub upstream: String,
     /// Paths allowed: exact (`/v1/charges`) or a prefix (`/v1/charges/*`).
     pub paths: Vec<String>,
+    /// Upstream methods allowed (`POST`, `PUT`, `PATCH`, `GET`, `DELETE`);
+    /// default `["POST"]`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
     /// Tenants whose cards may go this way (`*`: all); the processor's
     /// credentials belong to these.
     pub tenants: Vec<String>,
@@ -69,6 +73,13 @@ pub struct RelayRoute {
 fn default_timeout() -> u64 {
     30
 }
+
+fn default_methods() -> Vec<String> {
+    vec!["POST".into()]
+}
+
+/// The methods a route may allow.
+const METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "GET", "DELETE"];
 
 /// Why the relay could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +156,13 @@ impl PreparedRoute {
                 "name must be 1 to 40 letters, digits, '-' or '_'".into()
             ));
         }
+        if route.methods.is_empty() || route.methods.iter().any(|m| !METHODS.contains(&m.as_str()))
+        {
+            return Err(bad(format!(
+                "methods must be some of {}",
+                METHODS.join(", ")
+            )));
+        }
         let base = reqwest::Url::parse(&route.upstream)
             .map_err(|e| bad(format!("upstream '{}': {e}", route.upstream)))?;
         if base.scheme() != "https" || base.host_str().is_none() {
@@ -218,6 +236,12 @@ impl PreparedRoute {
     /// plain path characters are accepted — no `%` (nothing is decoded
     /// twice), no `\`, no control characters — and no `.` or `..` segment,
     /// so the path checked is the path sent.
+    /// Whether the route allows calling its upstream with `method`.
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.route.methods.iter().any(|m| m == method)
+    }
+
+    /// Whether the route allows `path` (plain characters, no dot segments).
     pub fn allows(&self, path: &str) -> bool {
         let plain = path
             .bytes()
@@ -236,9 +260,15 @@ impl PreparedRoute {
     /// [`MAX_RESPONSE_BYTES`]).
     pub async fn send(
         &self,
+        method: &str,
         path: &str,
         body: &Value,
     ) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
+        if !self.allows_method(method) {
+            return Err("that method is not one this route allows".into());
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| "not an HTTP method".to_owned())?;
         let mut url = self.base.clone();
         let wanted = format!("{}{path}", self.base.path().trim_end_matches('/'));
         url.set_path(&wanted);
@@ -258,21 +288,25 @@ impl PreparedRoute {
         // The one copy of the filled-in body goes to the HTTP client, which
         // zeroes it when the last reference (a retry's included) is gone.
         let bytes = bytes::Bytes::from_owner(Zeroizing::new(bytes));
-        let response = self
+        let request = self
             .client
-            .post(url)
-            .headers(self.headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| {
-                if is_refused_address(&e) {
-                    "the upstream resolves only to private addresses".to_owned()
-                } else {
-                    format!("upstream unreachable: {}", e.without_url())
-                }
-            })?;
+            .request(method, url)
+            .headers(self.headers.clone());
+        // A GET or DELETE without a body sends none.
+        let request = if body.is_null() {
+            request
+        } else {
+            request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes)
+        };
+        let response = request.send().await.map_err(|e| {
+            if is_refused_address(&e) {
+                "the upstream resolves only to private addresses".to_owned()
+            } else {
+                format!("upstream unreachable: {}", e.without_url())
+            }
+        })?;
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             return Err(format!(

@@ -25,6 +25,9 @@ pub struct RelayRequest {
     card_token: String,
     /// A CVV token, for `{{ card.cvv }}`: used up by this call.
     cvv_token: Option<String>,
+    /// The upstream method (default `POST`): one the route allows.
+    #[schema(value_type = Option<String>, pattern = "^(POST|PUT|PATCH|GET|DELETE)$")]
+    method: Option<String>,
     /// The JSON to send, with `{{ card.pan }}`, `{{ card.cvv }}`,
     /// `{{ card.expiry }}`, `{{ card.expiry_month }}`,
     /// `{{ card.expiry_year }}`, `{{ card.holder }}` where the values go.
@@ -57,7 +60,7 @@ pub struct RelayAnswer {
     responses(
         (status = 200, description = "The upstream's answer, card numbers masked", body = RelayAnswer),
         (status = 400, response = crate::openapi::Invalid),
-        (status = 403, description = "`auth.forbidden`, or `relay.path_not_allowed`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`auth.forbidden`, `relay.path_not_allowed` or `relay.method_not_allowed`", body = crate::openapi::ErrorBody),
         (status = 404, description = "`relay.no_route`, or `secret.not_found` for the card token", body = crate::openapi::ErrorBody),
         (status = 409, description = "`vault.dormant`: the card's window closed", body = crate::openapi::ErrorBody),
         (status = 502, description = "`relay.upstream`: unreachable, a redirect (never followed), a private address, or an answer over 1 MiB", body = crate::openapi::ErrorBody)
@@ -105,6 +108,15 @@ pub async fn relay(
         )
         .await;
     };
+    let method = request.method.as_deref().unwrap_or("POST").to_owned();
+    if !route.allows_method(&method) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "relay.method_not_allowed",
+            "that method is not one this route allows",
+        )
+        .await;
+    }
     let path = format!("/{path}");
     if !route.allows(&path) {
         return refuse(
@@ -129,7 +141,7 @@ pub async fn relay(
         crate::relay::zeroize_strings(&mut body);
         return Err(ApiError::invalid(format!("body: {why}")));
     }
-    let sent = route.send(&path, &body).await;
+    let sent = route.send(&method, &path, &body).await;
     // The filled-in body held the card: zeroed before anything else happens.
     crate::relay::zeroize_strings(&mut body);
     drop(body);

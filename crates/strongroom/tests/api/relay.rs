@@ -97,6 +97,7 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         name: name.into(),
         upstream: format!("https://localhost:{port}"),
         paths: vec!["/v1/charges".into(), "/v1/redirect".into()],
+        methods: vec!["POST".into()],
         headers: [("x-processor-version".to_owned(), "2026-11".to_owned())].into(),
         header_files: [("x-api-key".to_owned(), key_file.clone())].into(),
         ca_file: ca.clone(),
@@ -206,6 +207,13 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // Only the route's methods (here POST): refused before the card is opened.
+    let mut delete = plain.clone();
+    delete["method"] = json!("DELETE");
+    let (status, body) = gateway.post("/v1/relay/processor/v1/charges", delete).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "relay.method_not_allowed"), "{body}");
+    assert_eq!(got.lock().unwrap().len(), sent_before);
+
     // A CVV past its minutes is gone: refused, nothing sent.
     let (status, late) = svc
         .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV, "cvv_ttl_mins": 1}))
@@ -255,6 +263,7 @@ async fn with_redis_any_node_relays_a_cvv_another_took_once(store) {
         name: "processor".into(),
         upstream: format!("https://localhost:{port}"),
         paths: vec!["/v1/charges".into()],
+        methods: vec!["POST".into()],
         ca_file: ca,
         allow_private: true,
         timeout_secs: 10,
