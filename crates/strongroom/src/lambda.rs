@@ -4,14 +4,17 @@
 //!
 //! * **The client's address** comes from the gateway's request context
 //!   (`requestContext.http.sourceIp`, which API Gateway takes from the
-//!   connection and a caller cannot set), not from a socket: rate limits per
-//!   address and the audit log's client address use it. A caller's own
-//!   `X-Forwarded-For` is ignored.
+//!   connection; only a direct invocation could write it, so only the
+//!   gateway may invoke), not from a socket: rate limits per address and the
+//!   audit log's client address use it. A caller's own `X-Forwarded-For` is
+//!   ignored.
 //! * **Unsealing** cannot wait for operators at every cold start: the
 //!   function reads key shares from a file its deployment provides (from a
-//!   secret store, never the function's environment), and refuses one that
-//!   other users can read. That file is then as valuable as the root key;
-//!   see docs/cards.md.
+//!   secret store, never the function's environment), refuses one that
+//!   other users can read, and removes it once read. That file is as
+//!   valuable as the root key; see docs/cards.md.
+//! * **No background task runs while an instance is frozen**, so the lists
+//!   of disabled and frozen principals are reloaded after it slept.
 //!
 //! TLS ends at the gateway; the stores must be PostgreSQL (a function's disk
 //! lasts as long as its instance).
@@ -93,11 +96,10 @@ async fn refresh_after_sleep(
 }
 
 async fn gateway_client_address(mut req: Request, next: Next) -> Response {
-    // Whatever a socket said (there is none under Lambda) gives way to the
-    // gateway's view of the caller.
-    // An event without one (not from API Gateway: a direct invocation)
-    // counts as the unspecified address, one shared bucket, rather than
-    // escaping the per-address limits.
+    // The gateway's view of the caller replaces whatever a socket said
+    // (there is none under Lambda). An event without one (a direct
+    // invocation) counts as the unspecified address, one shared bucket,
+    // rather than escaping the per-address limits.
     let ip = source_ip(&req).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::new(ip, 0)));
