@@ -18,6 +18,9 @@
 //! * [`breaker`]: a circuit breaker that stops calling a failing supplier
 //!   and reports it, then lets one trial call through after a cool-down.
 //! * [`resilient`]: the above around one supplier call.
+//! * [`connector`]: what every supplier connector offers.
+//! * [`buy`]: placing an order once, looking it up by reference after an
+//!   ambiguous failure instead of buying again.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     test,
@@ -31,6 +34,8 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod buy;
+pub mod connector;
 pub mod error;
 pub mod pace;
 pub mod reference;

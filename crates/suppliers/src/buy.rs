@@ -1,0 +1,260 @@
+//! Buying once, whatever the network does.
+//!
+//! An order is placed under the supplier's call discipline
+//! ([`crate::resilient::Resilient`]). When the outcome is ambiguous (a
+//! timeout after the order was sent, a connection cut before the answer),
+//! the order is looked up by its client reference before anything else:
+//! found, it is the answer; not found, it is placed again with the same
+//! reference (which the supplier's idempotency also guards). Each lookup
+//! and placing goes through the discipline, so a supplier that keeps
+//! failing opens its circuit instead of being hammered.
+
+use crate::SupplierError;
+use crate::connector::{PlacedOrder, PurchaseRequest, SupplierConnector};
+use crate::resilient::Resilient;
+
+/// Placings tried after ambiguous outcomes before giving up (the order is
+/// then left for reconciliation to settle, never bought blindly).
+pub const MAX_AMBIGUOUS: u32 = 3;
+
+/// Places `request` once: see the module documentation.
+pub async fn buy_once(
+    connector: &dyn SupplierConnector,
+    discipline: &Resilient,
+    request: &PurchaseRequest,
+) -> Result<PlacedOrder, SupplierError> {
+    let mut ambiguous = 0u32;
+    loop {
+        let placed = discipline.call(|_| connector.place_order(request)).await;
+        let why = match placed {
+            Ok(order) => return Ok(order),
+            Err(SupplierError::Ambiguous { why, .. }) => why,
+            Err(other) => return Err(other),
+        };
+        ambiguous += 1;
+        // Did the order go through? Ask before placing it again.
+        match discipline
+            .call(|_| connector.find_order(&request.reference))
+            .await?
+        {
+            Some(order) => return Ok(order),
+            None if ambiguous < MAX_AMBIGUOUS => continue,
+            None => {
+                return Err(SupplierError::Ambiguous {
+                    supplier: connector.name().to_owned(),
+                    why: format!(
+                        "{why}; still not found by reference {} after {ambiguous} tries",
+                        request.reference
+                    ),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::connector::{Balance, CatalogueItem, CollectedCode, Money, OrderStatus};
+    use crate::resilient::Limits;
+
+    /// A supplier in memory: it keeps orders by reference, as the real ones
+    /// do, and can be told to lose the answer after placing an order.
+    #[derive(Default)]
+    struct Supplier {
+        orders: Mutex<HashMap<String, u32>>,
+        placed: Mutex<u32>,
+        lose_answers: Mutex<u32>,
+    }
+
+    fn order(reference: &str, quantity: u32) -> PlacedOrder {
+        PlacedOrder {
+            supplier_order: format!("so-{reference}"),
+            reference: reference.to_owned(),
+            charged: Some(Money {
+                amount: 2_500 * u64::from(quantity),
+                currency: "GBP".into(),
+            }),
+            status: OrderStatus::Complete(
+                (0..quantity)
+                    .map(|i| CollectedCode {
+                        code: Zeroizing::new(format!("CODE-{reference}-{i}")),
+                        pin: None,
+                        claim_url: None,
+                        expires_at: None,
+                        face_value: Money {
+                            amount: 2_500,
+                            currency: "GBP".into(),
+                        },
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SupplierConnector for Supplier {
+        fn name(&self) -> &str {
+            "memory"
+        }
+        async fn catalogue(&self) -> Result<Vec<CatalogueItem>, SupplierError> {
+            Ok(Vec::new())
+        }
+        async fn place_order(&self, r: &PurchaseRequest) -> Result<PlacedOrder, SupplierError> {
+            let mut orders = self.orders.lock().unwrap();
+            if !orders.contains_key(&r.reference) {
+                *self.placed.lock().unwrap() += 1;
+                orders.insert(r.reference.clone(), r.quantity);
+            }
+            let mut lose = self.lose_answers.lock().unwrap();
+            if *lose > 0 {
+                *lose -= 1;
+                return Err(SupplierError::Ambiguous {
+                    supplier: "memory".into(),
+                    why: "timed out after sending".into(),
+                });
+            }
+            Ok(order(&r.reference, r.quantity))
+        }
+        async fn find_order(&self, reference: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+            Ok(self
+                .orders
+                .lock()
+                .unwrap()
+                .get(reference)
+                .map(|q| order(reference, *q)))
+        }
+        async fn collect(&self, _: &str) -> Result<OrderStatus, SupplierError> {
+            Ok(OrderStatus::Pending)
+        }
+        async fn balance(&self) -> Result<Vec<Balance>, SupplierError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn request() -> PurchaseRequest {
+        PurchaseRequest {
+            reference: "sr-r-rp1-0".into(),
+            product: "AMZ-GB".into(),
+            face_value: Money {
+                amount: 2_500,
+                currency: "GBP".into(),
+            },
+            quantity: 3,
+        }
+    }
+
+    fn discipline() -> Resilient {
+        Resilient::new(
+            "memory",
+            Limits {
+                interval: Duration::ZERO,
+                ..Limits::default()
+            },
+            Box::new(|_, _| {}),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_is_found_by_reference_and_bought_once() {
+        let supplier = Supplier::default();
+        *supplier.lose_answers.lock().unwrap() = 1;
+        let got = buy_once(&supplier, &discipline(), &request())
+            .await
+            .unwrap();
+        assert_eq!(got.reference, "sr-r-rp1-0");
+        let OrderStatus::Complete(codes) = got.status else {
+            panic!("complete")
+        };
+        assert_eq!(codes.len(), 3);
+        assert_eq!(*supplier.placed.lock().unwrap(), 1, "bought once");
+        assert!(
+            !format!("{codes:?}").contains("CODE-"),
+            "codes never in Debug"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_not_found_is_placed_again_with_the_same_reference() {
+        /// Loses the order itself (the request never arrived) the first time.
+        struct Flaky(Supplier, Mutex<bool>);
+        #[async_trait::async_trait]
+        impl SupplierConnector for Flaky {
+            fn name(&self) -> &str {
+                "flaky"
+            }
+            async fn catalogue(&self) -> Result<Vec<CatalogueItem>, SupplierError> {
+                self.0.catalogue().await
+            }
+            async fn place_order(&self, r: &PurchaseRequest) -> Result<PlacedOrder, SupplierError> {
+                let first = std::mem::replace(&mut *self.1.lock().unwrap(), false);
+                if first {
+                    return Err(SupplierError::Ambiguous {
+                        supplier: "flaky".into(),
+                        why: "reset".into(),
+                    });
+                }
+                self.0.place_order(r).await
+            }
+            async fn find_order(
+                &self,
+                reference: &str,
+            ) -> Result<Option<PlacedOrder>, SupplierError> {
+                self.0.find_order(reference).await
+            }
+            async fn collect(&self, o: &str) -> Result<OrderStatus, SupplierError> {
+                self.0.collect(o).await
+            }
+            async fn balance(&self) -> Result<Vec<Balance>, SupplierError> {
+                self.0.balance().await
+            }
+        }
+        let flaky = Flaky(Supplier::default(), Mutex::new(true));
+        let got = buy_once(&flaky, &discipline(), &request()).await.unwrap();
+        assert_eq!(got.reference, "sr-r-rp1-0");
+        assert_eq!(*flaky.0.placed.lock().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejection_buys_nothing_and_is_final() {
+        struct Broke;
+        #[async_trait::async_trait]
+        impl SupplierConnector for Broke {
+            fn name(&self) -> &str {
+                "broke"
+            }
+            async fn catalogue(&self) -> Result<Vec<CatalogueItem>, SupplierError> {
+                Ok(Vec::new())
+            }
+            async fn place_order(&self, _: &PurchaseRequest) -> Result<PlacedOrder, SupplierError> {
+                Err(SupplierError::Rejected {
+                    supplier: "broke".into(),
+                    code: "RE010".into(),
+                    why: "insufficient funds".into(),
+                })
+            }
+            async fn find_order(&self, _: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+                panic!("a rejection is not ambiguous: no lookup")
+            }
+            async fn collect(&self, _: &str) -> Result<OrderStatus, SupplierError> {
+                Ok(OrderStatus::Pending)
+            }
+            async fn balance(&self) -> Result<Vec<Balance>, SupplierError> {
+                Ok(Vec::new())
+            }
+        }
+        let err = buy_once(&Broke, &discipline(), &request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SupplierError::Rejected { ref code, .. } if code == "RE010"),
+            "{err}"
+        );
+    }
+}
