@@ -55,9 +55,16 @@ impl RedisCvvStore {
             .query_async::<Option<Vec<u8>>>(&mut c)
             .await
             .map_err(|e| {
-                CardError::SharedStore(format!(
-                    "this Redis cannot hold CVVs (6.2 or later is needed for GETDEL): {e}"
-                ))
+                if e.to_string()
+                    .to_ascii_lowercase()
+                    .contains("unknown command")
+                {
+                    CardError::SharedStore(format!(
+                        "this Redis cannot hold CVVs (6.2 or later is needed for GETDEL): {e}"
+                    ))
+                } else {
+                    unavailable(e)
+                }
             })?;
         Ok(store)
     }

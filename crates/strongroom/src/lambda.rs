@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
@@ -87,8 +87,15 @@ async fn refresh_after_sleep(
             if results.iter().all(Result::is_ok) {
                 *refreshed = Instant::now();
             } else {
-                // Served on the old lists, and tried again next request.
+                // A principal disabled or frozen while this instance slept
+                // must not get in on old lists: refused until they load.
                 tracing::warn!("could not refresh the principal and role lists after sleeping");
+                return strongroom_api::ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "store.unavailable",
+                    "the principal lists could not be brought up to date; try again",
+                )
+                .into_response();
             }
         }
     }

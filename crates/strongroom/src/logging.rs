@@ -15,21 +15,48 @@ pub fn init(level: &str, format: &str) -> Result<()> {
 pub const LAMBDA_CAPS: [&str; 2] = ["lambda_runtime=info", "lambda_http=info"];
 
 /// [`init`] with `caps` (`target=level`) in force whatever `RUST_LOG` or
-/// `level` say about those targets.
+/// `level` say: the caps are a second filter every event must also pass, so
+/// no directive (a longer target, a span filter) can lift them.
 pub fn init_capped(level: &str, format: &str, caps: &[&str]) -> Result<()> {
+    use tracing_subscriber::util::SubscriberInitExt;
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned());
-    let spec = capped(&spec, caps);
+    subscriber(&spec, format, caps, std::io::stderr)?
+        .try_init()
+        .map_err(|e| anyhow!("could not install logging: {e}"))
+}
+
+/// The subscriber [`init_capped`] installs, filtered by `spec` and `caps`,
+/// writing to `writer`.
+pub fn subscriber<W>(
+    spec: &str,
+    format: &str,
+    caps: &[&str],
+    writer: W,
+) -> Result<impl tracing::Subscriber + Send + Sync + 'static>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    let spec = capped(spec, caps);
     let filter =
         EnvFilter::try_new(&spec).map_err(|e| anyhow!("invalid log level '{spec}': {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        "json" => builder.json().try_init(),
-        "text" => builder.try_init(),
+    let mut limits = Targets::new().with_default(LevelFilter::TRACE);
+    for cap in caps {
+        let (target, level) = cap
+            .split_once('=')
+            .ok_or_else(|| anyhow!("a log cap is target=level, not '{cap}'"))?;
+        let level: LevelFilter = level.parse().map_err(|e| anyhow!("log cap '{cap}': {e}"))?;
+        limits = limits.with_target(target, level);
+    }
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = match format {
+        "json" => layer.json().with_filter(filter.and(limits)).boxed(),
+        "text" => layer.with_filter(filter.and(limits)).boxed(),
         other => return Err(anyhow!("log.format must be text or json, not '{other}'")),
     };
-    installed.map_err(|e| anyhow!("could not install logging: {e}"))
+    Ok(tracing_subscriber::registry().with(layer))
 }
 
 /// `spec` without its directives for the targets of `caps`, then `caps`.
@@ -51,6 +78,7 @@ pub fn capped(spec: &str, caps: &[&str]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -68,5 +96,43 @@ mod tests {
             "info,hyper=debug,lambda_runtime=info,lambda_http=info"
         );
         assert_eq!(capped("debug", &[]), "debug");
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_directive_lifts_the_caps() {
+        for spec in [
+            "trace",
+            "lambda_runtime:=trace",
+            "trace,lambda_runtime::layers=trace",
+            "[{requestId}]=trace",
+        ] {
+            let buf = Buffer::default();
+            let out = buf.clone();
+            let sub = subscriber(spec, "text", &LAMBDA_CAPS, move || out.clone()).unwrap();
+            tracing::subscriber::with_default(sub, || {
+                tracing::trace!(target: "lambda_runtime::layers::api_response", "raw event 4111111111111111");
+                tracing::info!(target: "lambda_runtime", "runtime started");
+                tracing::trace!(target: "strongroom", "ours at trace");
+            });
+            let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            assert!(!text.contains("4111111111111111"), "{spec}: {text}");
+            assert!(text.contains("runtime started"), "{spec}: {text}");
+            if spec == "trace" {
+                assert!(text.contains("ours at trace"), "{text}");
+            }
+        }
     }
 }

@@ -39,7 +39,8 @@ struct Inner {
     state: State,
     consecutive: u32,
     open_until: Option<Instant>,
-    trial_in_flight: bool,
+    /// When the half-open trial was let through, while it has no result.
+    trial_since: Option<Instant>,
 }
 
 /// The circuit of one supplier.
@@ -60,7 +61,7 @@ impl Breaker {
                 state: State::Closed,
                 consecutive: 0,
                 open_until: None,
-                trial_in_flight: false,
+                trial_since: None,
             }),
         }
     }
@@ -91,15 +92,19 @@ impl Breaker {
                 Some(until) if now < until => Err(until - now),
                 _ => {
                     inner.state = State::HalfOpen;
-                    inner.trial_in_flight = true;
+                    inner.trial_since = Some(now);
                     Ok(())
                 }
             },
-            State::HalfOpen if inner.trial_in_flight => Err(self.cool_down),
-            State::HalfOpen => {
-                inner.trial_in_flight = true;
-                Ok(())
-            }
+            // A trial that never reported (cancelled, dropped) does not
+            // hold the circuit forever: after a cool-down, another goes.
+            State::HalfOpen => match inner.trial_since {
+                Some(since) if now < since + self.cool_down => Err(since + self.cool_down - now),
+                _ => {
+                    inner.trial_since = Some(now);
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -111,14 +116,14 @@ impl Breaker {
         inner.state = State::Closed;
         inner.consecutive = 0;
         inner.open_until = None;
-        inner.trial_in_flight = false;
+        inner.trial_since = None;
         (was != State::Closed).then_some(Transition::Closed)
     }
 
     /// Records a failure that says the supplier is unwell.
     pub fn failed(&self) -> Option<Transition> {
         let mut inner = self.lock();
-        inner.trial_in_flight = false;
+        inner.trial_since = None;
         inner.consecutive = inner.consecutive.saturating_add(1);
         let trip = inner.state == State::HalfOpen || inner.consecutive >= self.failures;
         if trip && inner.state != State::Open {
@@ -158,6 +163,17 @@ mod tests {
         assert_eq!(b.succeeded(), Some(Transition::Closed));
         assert_eq!(b.state(), State::Closed);
         assert!(b.admit().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_that_never_reports_does_not_hold_it_open_for_ever() {
+        let b = Breaker::new(1, Duration::from_secs(10));
+        b.failed();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.admit().is_ok(), "the trial (then cancelled, no result)");
+        assert!(b.admit().is_err());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.admit().is_ok(), "another trial after a cool-down");
     }
 
     #[tokio::test(start_paused = true)]

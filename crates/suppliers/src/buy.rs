@@ -17,6 +17,10 @@ use crate::resilient::Resilient;
 /// then left for reconciliation to settle, never bought blindly).
 pub const MAX_AMBIGUOUS: u32 = 3;
 
+/// The wait before looking an order up after an ambiguous outcome: a request
+/// still being processed should be found, not placed again.
+pub const LOOKUP_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Places `request` once: see the module documentation.
 pub async fn buy_once(
     connector: &dyn SupplierConnector,
@@ -29,14 +33,26 @@ pub async fn buy_once(
         let why = match placed {
             Ok(order) => return Ok(order),
             Err(SupplierError::Ambiguous { why, .. }) => why,
+            // Retries that ran out may each have reached the supplier.
+            Err(SupplierError::Exhausted { last, .. }) => last,
             Err(other) => return Err(other),
         };
         ambiguous += 1;
-        // Did the order go through? Ask before placing it again.
-        match discipline
+        // Did the order go through? Give the supplier a moment, then ask
+        // before placing it again. Whatever stops the question being
+        // answered leaves the outcome unknown, never "not bought".
+        tokio::time::sleep(LOOKUP_AFTER).await;
+        let found = discipline
             .call(|_| connector.find_order(&request.reference))
-            .await?
-        {
+            .await
+            .map_err(|e| SupplierError::Ambiguous {
+                supplier: connector.name().to_owned(),
+                why: format!(
+                    "{why}; looking up reference {} failed: {e}",
+                    request.reference
+                ),
+            })?;
+        match found {
             Some(order) => return Ok(order),
             None if ambiguous < MAX_AMBIGUOUS => continue,
             None => {
@@ -219,6 +235,44 @@ mod tests {
         let got = buy_once(&flaky, &discipline(), &request()).await.unwrap();
         assert_eq!(got.reference, "sr-r-rp1-0");
         assert_eq!(*flaky.0.placed.lock().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_fails_leaves_the_outcome_unknown() {
+        /// Loses every answer and cannot be asked about orders.
+        struct Mute(Supplier);
+        #[async_trait::async_trait]
+        impl SupplierConnector for Mute {
+            fn name(&self) -> &str {
+                "mute"
+            }
+            async fn catalogue(&self) -> Result<Vec<CatalogueItem>, SupplierError> {
+                Ok(Vec::new())
+            }
+            async fn place_order(&self, r: &PurchaseRequest) -> Result<PlacedOrder, SupplierError> {
+                *self.0.lose_answers.lock().unwrap() = 1;
+                self.0.place_order(r).await
+            }
+            async fn find_order(&self, _: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+                Err(SupplierError::Rejected {
+                    supplier: "mute".into(),
+                    code: "404".into(),
+                    why: "no lookup".into(),
+                })
+            }
+            async fn collect(&self, _: &str) -> Result<OrderStatus, SupplierError> {
+                Ok(OrderStatus::Pending)
+            }
+            async fn balance(&self) -> Result<Vec<Balance>, SupplierError> {
+                Ok(Vec::new())
+            }
+        }
+        let mute = Mute(Supplier::default());
+        let err = buy_once(&mute, &discipline(), &request())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SupplierError::Ambiguous { .. }), "{err}");
+        assert_eq!(*mute.0.placed.lock().unwrap(), 1, "not placed again");
     }
 
     #[tokio::test(start_paused = true)]

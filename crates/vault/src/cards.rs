@@ -386,9 +386,27 @@ impl Vault {
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
-            if let Some(t) = &cvv_token {
-                let _ = self.take_cvv(&u, &tenant, &token, t, now).await;
+            // Nothing of a card that was not stored may stay behind: its
+            // envelope, its CVV; and the log says it failed.
+            if let Err(x) = self.stores.vault.delete(&token).await {
+                tracing::error!(error = %x, token = %token, "could not remove a failed card's envelope");
             }
+            if let Some(t) = &cvv_token
+                && let Err(x) = self.take_cvv(&u, &tenant, &token, t, now).await
+            {
+                tracing::error!(error = %x, token = %token, "could not take back a failed card's CVV; it expires with its minutes");
+            }
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    ACTION,
+                    Some(&tenant),
+                    Some(&token),
+                    Outcome::Failed,
+                    Some(e.code().into()),
+                ))
+                .await?;
             return Err(e);
         }
         Ok(CardTokens {

@@ -151,7 +151,7 @@ pub async fn relay(
             let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
             (
                 Outcome::Allowed,
-                format!("route {route_name}: upstream {status}"),
+                format!("route {route_name}: {method} upstream {status}"),
                 Ok(RelayAnswer {
                     upstream_status: status,
                     body,
@@ -160,7 +160,7 @@ pub async fn relay(
         }
         Err(why) => (
             Outcome::Failed,
-            format!("route {route_name}: {why}"),
+            format!("route {route_name}: {method}: {why}"),
             Err(why),
         ),
     };

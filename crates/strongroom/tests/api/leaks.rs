@@ -609,6 +609,10 @@ async fn leak_check(store: TestStore) {
             .await;
         assert_eq!(s, StatusCode::OK, "{charged}");
         card_secrets.push((format!("card number {pan}"), pan.as_bytes().to_vec()));
+        card_secrets.push((
+            format!("card number {pan} as hex"),
+            HEXLOWER.encode(pan.as_bytes()).into_bytes(),
+        ));
         // A CVV is a few digits: sought as a quoted string (JSON or Debug
         // output) and as a key's value, where a leak would put it.
         for form in [

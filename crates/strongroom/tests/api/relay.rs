@@ -240,7 +240,7 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
     let rows = h.audit_rows().await;
     assert!(rows.iter().any(|(_, b, _)| b.contains("\"role.define\"") && b.contains("without a second person")));
     let relayed: Vec<&String> = rows.iter().map(|(_, b, _)| b).filter(|b| b.contains("card.relay")).collect();
-    assert!(relayed.iter().any(|b| b.contains("route processor: upstream 200")), "{relayed:?}");
+    assert!(relayed.iter().any(|b| b.contains("route processor: POST upstream 200")), "{relayed:?}");
     assert!(relayed.iter().any(|b| b.contains(&format!("cvv {cvv_token} used"))));
     for (_, body, _) in &rows {
         assert!(!body.contains(PAN) && !body.contains(API_KEY) && !body.contains(&format!("\"{CVV}\"")), "{body}");
