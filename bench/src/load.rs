@@ -59,23 +59,10 @@ impl Scenario {
 pub fn fresh_pan() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let body = format!("4{:05}{n:09}", std::process::id() % 100_000);
-    let digits: Vec<u32> = body.chars().filter_map(|c| c.to_digit(10)).collect();
-    // Luhn: double every second digit from the right, the check digit
-    // being the rightmost.
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                *d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    (0..10)
+        .map(|check| format!("{body}{check}"))
+        .find(|pan| strongroom_cards::pan::luhn_valid(pan))
+        .unwrap_or(body)
 }
 
 /// A TLS client for one server.

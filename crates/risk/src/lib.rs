@@ -262,7 +262,7 @@ struct Seen<'a> {
     card: &'a EntityState,
     customer: &'a EntityState,
     address: Option<&'a EntityState>,
-    shop: Option<&'a Amounts>,
+    shop: &'a Amounts,
 }
 
 /// The payment's card, customer and address as set members.
@@ -371,7 +371,7 @@ impl RiskEngine {
             address: hashes
                 .address
                 .map(|k| state.addresses.get(&k).unwrap_or(&empty)),
-            shop: Some(&state.shop),
+            shop: &state.shop,
         };
         let (features, reasons) = self.judge(p, &seen, &hashes);
         let first_use = seen.card.uses == 0;
@@ -609,7 +609,7 @@ impl RiskEngine {
             && customer_amounts.is_none()
             && let Some(shop) = seen
                 .shop
-                .and_then(|s| s.get(p.currency))
+                .get(p.currency)
                 .filter(|s| s.n >= MIN_SHOP_AMOUNTS)
         {
             let z = shop.z(p.amount);

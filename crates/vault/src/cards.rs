@@ -146,12 +146,15 @@ fn cvv_store_failed(e: CardError) -> VaultError {
     VaultError::CvvStoreUnavailable
 }
 
-/// What binds a CVV kept in a shared store to its tenant, card and token.
-fn cvv_binding(tenant: &str, card: &str, cvv_token: &str) -> Vec<u8> {
-    strongroom_crypto::aead::context(
+/// What binds a CVV kept in a shared store to its tenant, card and token,
+/// and the name it is kept under (a MAC of the same: no token in the store).
+fn cvv_binding(u: &Unsealed, tenant: &str, card: &str, cvv_token: &str) -> (Vec<u8>, String) {
+    let binding = strongroom_crypto::aead::context(
         "strongroom cvv",
         &[tenant.as_bytes(), card.as_bytes(), cvv_token.as_bytes()],
-    )
+    );
+    let name = data_encoding::HEXLOWER.encode(&u.cvv_name_key.tag(&[&binding]));
+    (binding, name)
 }
 
 impl Vault {
@@ -190,10 +193,9 @@ impl Vault {
         let ttl_ms = u64::from(ttl_mins) * 60_000;
         let plain =
             strongroom_cards::shared::encode(now.saturating_add(i64::from(ttl_mins) * 60_000), cvv);
-        let binding = cvv_binding(tenant, card, &token);
+        let (binding, name) = cvv_binding(u, tenant, card, &token);
         let sealed = u.cvv_key.seal(&binding, &plain)?;
         drop(plain);
-        let name = data_encoding::HEXLOWER.encode(&u.cvv_name_key.tag(&[&binding]));
         store
             .put(&name, &sealed, ttl_ms)
             .await
@@ -215,8 +217,7 @@ impl Vault {
         let Some(store) = self.shared_cvvs.get() else {
             return Ok(self.cvvs.take(tenant, card, cvv_token, now));
         };
-        let binding = cvv_binding(tenant, card, cvv_token);
-        let name = data_encoding::HEXLOWER.encode(&u.cvv_name_key.tag(&[&binding]));
+        let (binding, name) = cvv_binding(u, tenant, card, cvv_token);
         let Some(sealed) = store.take(&name).await.map_err(cvv_store_failed)? else {
             return Ok(None);
         };
@@ -263,20 +264,24 @@ impl Vault {
                 }
                 Ok((tenant, pan, ttl))
             });
+        // A refusal or failure, recorded with its code.
+        let refused = |tenant: Option<&str>, token: Option<&str>, outcome, e: &VaultError| {
+            self.event(
+                ctx,
+                Some(who),
+                ACTION,
+                tenant,
+                token,
+                outcome,
+                Some(e.code().into()),
+            )
+        };
         let (tenant, pan, ttl) = match checked {
             Ok(v) => v,
             Err(e) => {
                 let tenant = who.resolve_tenant(card.tenant.as_deref()).ok();
                 u.audit
-                    .append_one(self.event(
-                        ctx,
-                        Some(who),
-                        ACTION,
-                        tenant.as_deref(),
-                        None,
-                        Outcome::Denied,
-                        Some(e.code().into()),
-                    ))
+                    .append_one(refused(tenant.as_deref(), None, Outcome::Denied, &e))
                     .await?;
                 return Err(e);
             }
@@ -331,15 +336,7 @@ impl Vault {
                 Ok(t) => Some(t),
                 Err(e) => {
                     u.audit
-                        .append_one(self.event(
-                            ctx,
-                            Some(who),
-                            ACTION,
-                            Some(&tenant),
-                            None,
-                            Outcome::Failed,
-                            Some(e.code().into()),
-                        ))
+                        .append_one(refused(Some(&tenant), None, Outcome::Failed, &e))
                         .await?;
                     return Err(e);
                 }
@@ -397,15 +394,7 @@ impl Vault {
                 tracing::error!(error = %x, token = %token, "could not take back a failed card's CVV; it expires with its minutes");
             }
             u.audit
-                .append_one(self.event(
-                    ctx,
-                    Some(who),
-                    ACTION,
-                    Some(&tenant),
-                    Some(&token),
-                    Outcome::Failed,
-                    Some(e.code().into()),
-                ))
+                .append_one(refused(Some(&tenant), Some(&token), Outcome::Failed, &e))
                 .await?;
             return Err(e);
         }

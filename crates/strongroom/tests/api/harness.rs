@@ -935,3 +935,15 @@ pub fn redis_url(test: &str) -> Option<String> {
     eprintln!("SKIPPED: Redis is not reachable at {addr}; {test} did not run");
     None
 }
+
+/// The key shares `strongroom init` printed (`Share N: srs1-…`).
+pub fn printed_shares(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("Share ")
+                .and_then(|r| r.split_once(": "))
+        })
+        .map(|(_, s)| s.trim().to_owned())
+        .collect()
+}

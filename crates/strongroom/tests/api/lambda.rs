@@ -263,15 +263,7 @@ async fn a_function_unseals_from_a_share_file_only_it_can_read() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shares: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.trim()
-                .strip_prefix("Share ")
-                .and_then(|r| r.split_once(": "))
-        })
-        .map(|(_, s)| s.trim().to_owned())
-        .collect();
+    let shares = crate::harness::printed_shares(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(shares.len(), 3);
     let file = dir.path().join("shares");
 

@@ -136,17 +136,8 @@ struct Initialised {
 }
 
 fn parse_init(out: &str) -> Initialised {
-    let shares = out
-        .lines()
-        .filter_map(|l| {
-            l.trim()
-                .strip_prefix("Share ")
-                .and_then(|r| r.split_once(": "))
-        })
-        .map(|(_, s)| s.trim().to_owned())
-        .collect();
     Initialised {
-        shares,
+        shares: crate::harness::printed_shares(out),
         bootstrap_token: crate::harness::bootstrap_token(out),
     }
 }
