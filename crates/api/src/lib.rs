@@ -124,6 +124,8 @@ pub struct ApiState {
     pub metrics: Arc<metrics::RequestMetrics>,
     /// The configured relay routes to payment processors.
     pub relay: Arc<relay::Relay>,
+    /// The suppliers codes are bought from.
+    pub supply: Arc<strongroom_vouchers::supply::Supply>,
 }
 
 impl ApiState {
@@ -131,6 +133,10 @@ impl ApiState {
     pub fn new(vault: Arc<Vault>, config: ApiConfig) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
+            supply: Arc::new(strongroom_vouchers::supply::Supply::new(
+                vault.clone(),
+                Vec::new(),
+            )),
             vault,
             rate_limits: Arc::new(ratelimit::RateLimits::new(config.rate_limits.clone())),
             config: Arc::new(config),
@@ -215,6 +221,15 @@ fn documented_routes(
         .routes(routes!(orders::approve_reopen))
         .routes(routes!(orders::archive))
         .routes(routes!(links::open))
+        .routes(routes!(suppliers::list))
+        .routes(routes!(suppliers::set_credential))
+        .routes(routes!(suppliers::plan))
+        .routes(routes!(suppliers::replenish))
+        .routes(routes!(suppliers::reconcile))
+        .routes(routes!(suppliers::purchases))
+        .routes(routes!(suppliers::purchase))
+        .routes(routes!(suppliers::approve))
+        .routes(routes!(suppliers::decline))
         .layer(DefaultBodyLimit::max(body_limit));
     let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(batch)

@@ -590,7 +590,8 @@ pub fn base() -> OpenApi {
             (name = "audit", description = "The hash-chained audit log"),
             (name = "alerts", description = "What the detectors raised; containment by freezing principals"),
             (name = "catalog", description = "Retailers, products (SKUs) and their face values"),
-            (name = "orders", description = "The storefront's orders: allocation, delivery by code or reveal link")
+            (name = "orders", description = "The storefront's orders: allocation, delivery by code or reveal link"),
+            (name = "suppliers", description = "Buying codes from suppliers' APIs: replenishment, spend approvals, reconciliation")
         )
     )]
     struct Base;

@@ -29,6 +29,7 @@ mod orders;
 pub mod records;
 pub mod schema;
 pub mod setup;
+mod supply;
 pub mod testing;
 mod watch;
 

@@ -325,6 +325,49 @@ const CENTRAL: &[&str] = &[
      GRANT SELECT, INSERT, UPDATE ON {schema}.alerts TO {role};
      GRANT SELECT, INSERT, DELETE ON {schema}.frozen_principals TO {role};
      GRANT SELECT, INSERT, UPDATE ON {schema}.forwarder_cursors TO {role}",
+    "CREATE TABLE {schema}.purchases (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         supplier TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         face_value BIGINT NOT NULL,
+         currency TEXT NOT NULL,
+         quantity BIGINT NOT NULL,
+         cost BIGINT NOT NULL,
+         purpose TEXT NOT NULL,
+         state TEXT NOT NULL,
+         day TEXT NOT NULL,
+         requested_by TEXT NOT NULL,
+         approved_by TEXT NOT NULL DEFAULT '',
+         charged BIGINT NOT NULL DEFAULT 0,
+         codes_received BIGINT NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         created_at BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL
+     );
+     CREATE INDEX purchases_spend ON {schema}.purchases (supplier, day, currency);
+     CREATE TABLE {schema}.purchase_lines (
+         purchase_id TEXT NOT NULL,
+         line BIGINT NOT NULL,
+         reference TEXT NOT NULL UNIQUE,
+         supplier_order TEXT NOT NULL DEFAULT '',
+         state TEXT NOT NULL,
+         charged BIGINT NOT NULL DEFAULT 0,
+         codes BIGINT NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (purchase_id, line)
+     );
+     CREATE TABLE {schema}.supplier_credentials (
+         supplier TEXT PRIMARY KEY,
+         token TEXT NOT NULL,
+         set_by TEXT NOT NULL,
+         set_at BIGINT NOT NULL
+     );
+     CREATE INDEX vouchers_source ON {schema}.vouchers (import_id);
+     GRANT SELECT, INSERT, UPDATE ON {schema}.purchases TO {role};
+     GRANT SELECT, INSERT, UPDATE ON {schema}.purchase_lines TO {role};
+     GRANT SELECT, INSERT, UPDATE ON {schema}.supplier_credentials TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

@@ -25,9 +25,11 @@ mod error;
 mod orders;
 mod ports;
 pub mod sqlite;
+mod supply;
 mod watch;
 
 pub use error::StoreError;
 pub use orders::*;
 pub use ports::*;
+pub use supply::*;
 pub use watch::*;

@@ -357,7 +357,7 @@ pub struct OperatorRecord {
 /// The central store: tokens, metadata, principals, stock and orders.
 /// Holds no secret.
 #[async_trait]
-pub trait CentralStore: crate::OrderStore + crate::WatchStore {
+pub trait CentralStore: crate::OrderStore + crate::WatchStore + crate::SupplyStore {
     /// For each fingerprint, the token of an active record in (tenant, class)
     /// carrying it, if any.
     async fn find_fingerprints(

@@ -59,6 +59,8 @@ pub struct StartOptions {
     pub forwarders: Vec<strongroom_watch::forward::ForwarderConfig>,
     /// Prometheus metrics on a listener of their own (`None`: none).
     pub metrics: Option<MetricsOptions>,
+    /// Suppliers, replenishment and reconciliation.
+    pub suppliers: crate::suppliers::SuppliersSettings,
 }
 
 /// The metrics listener.
@@ -372,6 +374,18 @@ pub async fn assemble(
     let mut state = ApiState::new(vault.clone(), api_config);
     state.freezes = freezes.clone();
     state.relay = Arc::new(relay);
+    let supply = Arc::new(
+        opts.suppliers
+            .build(&vault)
+            .await
+            .context("could not set up the suppliers")?,
+    );
+    background.tasks.extend(crate::suppliers::spawn_scheduler(
+        supply.clone(),
+        vault.clone(),
+        &opts.suppliers,
+    ));
+    state.supply = supply;
     if let Some(url) = &opts.api_config.cvv_redis_url {
         let vault_id = vault.seal_status().await?.vault_id.unwrap_or_default();
         let store = strongroom_cvv_redis::RedisCvvStore::connect(url, &vault_id)

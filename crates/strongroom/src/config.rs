@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Risk scoring thresholds (`[risk]`, see docs/cards.md).
     #[serde(default)]
     pub risk: strongroom_risk::RiskConfig,
+    /// Suppliers codes are bought from (`[suppliers]`, see docs/suppliers.md).
+    #[serde(default)]
+    pub suppliers: crate::suppliers::SuppliersSettings,
 }
 
 /// `[cards]`: where CVVs wait for the relay.
@@ -347,7 +350,7 @@ fn default_listen() -> String {
 }
 
 /// The top-level keys of the configuration file.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "data_dir",
     "listen",
     "insecure_http",
@@ -363,6 +366,7 @@ const SECTIONS: [&str; 15] = [
     "relay",
     "cards",
     "risk",
+    "suppliers",
 ];
 
 impl ServerConfig {
@@ -403,6 +407,7 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        self.suppliers.check()?;
         for forwarder in &self.audit.forward {
             forwarder.check()?;
         }

@@ -18,3 +18,4 @@ pub mod lambda;
 pub mod logging;
 pub mod session;
 pub mod storage;
+pub mod suppliers;

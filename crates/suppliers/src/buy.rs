@@ -43,7 +43,7 @@ pub async fn buy_once(
         // answered leaves the outcome unknown, never "not bought".
         tokio::time::sleep(LOOKUP_AFTER).await;
         let found = discipline
-            .call(|_| connector.find_order(&request.reference))
+            .call(|_| connector.find_order(request))
             .await
             .map_err(|e| SupplierError::Ambiguous {
                 supplier: connector.name().to_owned(),
@@ -70,7 +70,6 @@ pub async fn buy_once(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -84,33 +83,27 @@ mod tests {
     /// do, and can be told to lose the answer after placing an order.
     #[derive(Default)]
     struct Supplier {
-        orders: Mutex<HashMap<String, u32>>,
+        orders: Mutex<std::collections::HashSet<String>>,
         placed: Mutex<u32>,
         lose_answers: Mutex<u32>,
     }
 
-    fn order(reference: &str, quantity: u32) -> PlacedOrder {
+    fn order(reference: &str) -> PlacedOrder {
+        let gbp = |amount| Money {
+            amount,
+            currency: "GBP".into(),
+        };
         PlacedOrder {
             supplier_order: format!("so-{reference}"),
             reference: reference.to_owned(),
-            charged: Some(Money {
-                amount: 2_500 * u64::from(quantity),
-                currency: "GBP".into(),
-            }),
-            status: OrderStatus::Complete(
-                (0..quantity)
-                    .map(|i| CollectedCode {
-                        code: Zeroizing::new(format!("CODE-{reference}-{i}")),
-                        pin: None,
-                        claim_url: None,
-                        expires_at: None,
-                        face_value: Money {
-                            amount: 2_500,
-                            currency: "GBP".into(),
-                        },
-                    })
-                    .collect(),
-            ),
+            charged: Some(gbp(2_500)),
+            status: OrderStatus::Complete(vec![CollectedCode {
+                code: Zeroizing::new(format!("CODE-{reference}")),
+                pin: None,
+                claim_url: None,
+                expires_at: None,
+                face_value: gbp(2_500),
+            }]),
         }
     }
 
@@ -124,9 +117,8 @@ mod tests {
         }
         async fn place_order(&self, r: &PurchaseRequest) -> Result<PlacedOrder, SupplierError> {
             let mut orders = self.orders.lock().unwrap();
-            if !orders.contains_key(&r.reference) {
+            if orders.insert(r.reference.clone()) {
                 *self.placed.lock().unwrap() += 1;
-                orders.insert(r.reference.clone(), r.quantity);
             }
             let mut lose = self.lose_answers.lock().unwrap();
             if *lose > 0 {
@@ -136,15 +128,18 @@ mod tests {
                     why: "timed out after sending".into(),
                 });
             }
-            Ok(order(&r.reference, r.quantity))
+            Ok(order(&r.reference))
         }
-        async fn find_order(&self, reference: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+        async fn find_order(
+            &self,
+            r: &PurchaseRequest,
+        ) -> Result<Option<PlacedOrder>, SupplierError> {
             Ok(self
                 .orders
                 .lock()
                 .unwrap()
-                .get(reference)
-                .map(|q| order(reference, *q)))
+                .contains(&r.reference)
+                .then(|| order(&r.reference)))
         }
         async fn collect(&self, _: &str) -> Result<OrderStatus, SupplierError> {
             Ok(OrderStatus::Pending)
@@ -162,7 +157,6 @@ mod tests {
                 amount: 2_500,
                 currency: "GBP".into(),
             },
-            quantity: 3,
         }
     }
 
@@ -188,7 +182,7 @@ mod tests {
         let OrderStatus::Complete(codes) = got.status else {
             panic!("complete")
         };
-        assert_eq!(codes.len(), 3);
+        assert_eq!(codes.len(), 1);
         assert_eq!(*supplier.placed.lock().unwrap(), 1, "bought once");
         assert!(
             !format!("{codes:?}").contains("CODE-"),
@@ -220,9 +214,9 @@ mod tests {
             }
             async fn find_order(
                 &self,
-                reference: &str,
+                r: &PurchaseRequest,
             ) -> Result<Option<PlacedOrder>, SupplierError> {
-                self.0.find_order(reference).await
+                self.0.find_order(r).await
             }
             async fn collect(&self, o: &str) -> Result<OrderStatus, SupplierError> {
                 self.0.collect(o).await
@@ -253,7 +247,10 @@ mod tests {
                 *self.0.lose_answers.lock().unwrap() = 1;
                 self.0.place_order(r).await
             }
-            async fn find_order(&self, _: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+            async fn find_order(
+                &self,
+                _: &PurchaseRequest,
+            ) -> Result<Option<PlacedOrder>, SupplierError> {
                 Err(SupplierError::Rejected {
                     supplier: "mute".into(),
                     code: "404".into(),
@@ -293,7 +290,10 @@ mod tests {
                     why: "insufficient funds".into(),
                 })
             }
-            async fn find_order(&self, _: &str) -> Result<Option<PlacedOrder>, SupplierError> {
+            async fn find_order(
+                &self,
+                _: &PurchaseRequest,
+            ) -> Result<Option<PlacedOrder>, SupplierError> {
                 panic!("a rejection is not ambiguous: no lookup")
             }
             async fn collect(&self, _: &str) -> Result<OrderStatus, SupplierError> {

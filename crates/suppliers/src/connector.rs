@@ -55,10 +55,9 @@ pub struct PurchaseRequest {
     pub reference: String,
     /// The supplier's product id.
     pub product: String,
-    /// Face value of each code.
+    /// Face value of the code. One order buys one code: each code then has
+    /// its own reference, and a lost answer puts at most one code in doubt.
     pub face_value: Money,
-    /// How many codes.
-    pub quantity: u32,
 }
 
 /// One code collected from a supplier.
@@ -135,12 +134,27 @@ pub trait SupplierConnector: Send + Sync {
     /// placed is [`SupplierError::Ambiguous`]: never retried blindly.
     async fn place_order(&self, request: &PurchaseRequest) -> Result<PlacedOrder, SupplierError>;
 
-    /// The order carrying our client `reference`, if the supplier has one.
-    async fn find_order(&self, reference: &str) -> Result<Option<PlacedOrder>, SupplierError>;
+    /// The order carrying `request`'s client reference, if the supplier has
+    /// one. (Some suppliers are asked by sending the same request again
+    /// under the same idempotency key, so the whole request is given.)
+    async fn find_order(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<Option<PlacedOrder>, SupplierError>;
 
     /// The codes of an order that was pending.
     async fn collect(&self, supplier_order: &str) -> Result<OrderStatus, SupplierError>;
 
     /// The account's balances.
     async fn balance(&self) -> Result<Vec<Balance>, SupplierError>;
+}
+
+/// Where a connector gets its supplier credential from (an API key, an
+/// OAuth client's `ID:SECRET`): asked each time one is needed, so a
+/// credential changed in the vault is used from the next call.
+#[async_trait::async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// The credential, or a failure that stops the call (a missing
+    /// credential is a rejection: retrying cannot help).
+    async fn credential(&self) -> Result<Zeroizing<String>, SupplierError>;
 }

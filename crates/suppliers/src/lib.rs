@@ -41,4 +41,11 @@ pub mod pace;
 pub mod reference;
 pub mod resilient;
 
+pub use buy::buy_once;
+pub use connector::{
+    Balance, CatalogueItem, CollectedCode, CredentialSource, Denominations, Money, OrderStatus,
+    PlacedOrder, PurchaseRequest, SupplierConnector,
+};
 pub use error::SupplierError;
+pub use reference::{Purpose, client_reference};
+pub use resilient::{Limits, Resilient};

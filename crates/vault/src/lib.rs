@@ -164,6 +164,13 @@ impl Vault {
         self.shared_cvvs.set(store).is_ok()
     }
 
+    /// The longest reveal window a secret may be given (for secrets the
+    /// server itself reads for as long as they are kept, like supplier
+    /// credentials).
+    pub fn max_reveal_window_secs(&self) -> u64 {
+        self.config.max_reveal_window_secs
+    }
+
     /// The stores (for the identity layer, which keeps principals centrally).
     pub fn stores(&self) -> &StoreSet {
         &self.stores

@@ -100,6 +100,14 @@ pub enum Permission {
     RelayCards,
     /// Score card payments for fraud risk (no card data involved).
     ScoreRisk,
+    /// Buy codes from suppliers (replenish stock, reconcile), within the
+    /// daily spend limits; see purchases and suppliers' state.
+    BuyFromSuppliers,
+    /// Approve a purchase over a spend limit (never one's own request).
+    ApproveSpend,
+    /// Set the credentials Strongroom uses with a supplier (kept in the
+    /// vault; nobody can read them back).
+    ManageSupplierCredentials,
 }
 
 /// How long a person's second factor counts as recent for sensitive
@@ -108,7 +116,7 @@ pub const MFA_FRESH_SECS: i64 = 300;
 
 impl Permission {
     /// Every permission, in a fixed order (the bit order of [`PermissionSet`]).
-    pub const ALL: [Permission; 25] = [
+    pub const ALL: [Permission; 28] = [
         Permission::Tokenize,
         Permission::Reveal,
         Permission::RevealMasked,
@@ -134,6 +142,9 @@ impl Permission {
         Permission::RevealFullPan,
         Permission::RelayCards,
         Permission::ScoreRisk,
+        Permission::BuyFromSuppliers,
+        Permission::ApproveSpend,
+        Permission::ManageSupplierCredentials,
     ];
 
     /// Whether a person needs a second factor proven within
@@ -172,6 +183,8 @@ impl Permission {
                 | Permission::FreezePrincipals
                 | Permission::RevealFullPan
                 | Permission::RelayCards
+                | Permission::ApproveSpend
+                | Permission::ManageSupplierCredentials
         )
     }
 
@@ -203,6 +216,9 @@ impl Permission {
             Permission::RevealFullPan => "cards:reveal_full",
             Permission::RelayCards => "cards:relay",
             Permission::ScoreRisk => "risk:score",
+            Permission::BuyFromSuppliers => "suppliers:buy",
+            Permission::ApproveSpend => "suppliers:approve_spend",
+            Permission::ManageSupplierCredentials => "suppliers:credentials",
         }
     }
 
@@ -339,6 +355,8 @@ impl Role {
                 ReadAlerts,
                 AcknowledgeAlerts,
                 FreezePrincipals,
+                ApproveSpend,
+                ManageSupplierCredentials,
             ],
             Role::Admin => &[ManagePrincipals, ManageRoles, Seal],
             Role::Auditor => &[ReadAudit, ReadMetadata, ReadAlerts],
@@ -356,6 +374,7 @@ impl Role {
                 Tokenize,
                 ReadOrders,
                 ArchiveVouchers,
+                BuyFromSuppliers,
             ],
         };
         list.iter().copied().collect()

@@ -35,6 +35,20 @@ pub enum VoucherError {
     /// Four eyes: whoever asked for a re-opening cannot approve it.
     #[error("a re-opening must be approved by someone other than who asked for it")]
     SamePerson,
+    /// No supplier of that name is configured.
+    #[error("no supplier of that name is configured")]
+    SupplierNotFound,
+    /// No purchase of that id for this caller.
+    #[error("no such purchase")]
+    PurchaseNotFound,
+    /// The purchase's state does not allow this; the message says why.
+    #[error("{0}")]
+    PurchaseState(String),
+    /// Four eyes: whoever asked for a purchase over a limit cannot approve it.
+    #[error(
+        "a purchase over a spend limit must be approved by someone other than who asked for it"
+    )]
+    SpendSamePerson,
     /// The voucher was redelivered as often as a day allows.
     #[error("this voucher has been redelivered as often as allowed in 24 hours; try again later")]
     RedeliveryLimit,
@@ -54,6 +68,10 @@ impl VoucherError {
             VoucherError::OrderState(_) => "order.state",
             VoucherError::SamePerson => "order.same_person",
             VoucherError::RedeliveryLimit => "order.redelivery_limit",
+            VoucherError::SupplierNotFound => "supplier.not_found",
+            VoucherError::PurchaseNotFound => "purchase.not_found",
+            VoucherError::PurchaseState(_) => "purchase.state",
+            VoucherError::SpendSamePerson => "purchase.same_person",
         }
     }
 }

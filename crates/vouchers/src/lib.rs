@@ -26,6 +26,7 @@ pub mod import;
 pub mod money;
 pub mod orders;
 pub mod stock;
+pub mod supply;
 
 pub use catalog::{Catalog, NewProduct};
 pub use error::VoucherError;

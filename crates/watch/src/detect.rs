@@ -114,6 +114,7 @@ impl Detectors {
         self.redeliveries(event, at, &mut found);
         self.customer_vouchers(event, at, &mut found);
         self.card_probing(event, at, &mut found);
+        supplier_events(event, &mut found);
         let cooldown = secs_ms(self.config.cooldown_secs);
         found.retain(|f| {
             let key = (f.detector, f.subject.key());
@@ -606,6 +607,56 @@ fn name_of(event: &AuditEvent) -> String {
         Some(name) => format!("{name} ({})", event.actor),
         None => event.actor.clone(),
     }
+}
+
+/// What the supplier side records for people to act on: a purchase waiting
+/// over a spend limit, a low balance, a supplier's circuit opening, a
+/// reconciliation mismatch. Each is about the purchase or the supplier
+/// (never a principal: nobody is frozen for them).
+fn supplier_events(event: &AuditEvent, found: &mut Vec<Finding>) {
+    let (severity, subject, what) = match (event.action.as_str(), event.outcome) {
+        ("supplier.purchase", Outcome::Denied) => (
+            Severity::Medium,
+            format!("purchase:{}", event.target.as_deref().unwrap_or_default()),
+            "a purchase waits for a security officer",
+        ),
+        ("supplier.low_balance", _) => (
+            Severity::Medium,
+            format!("supplier:{}", event.target.as_deref().unwrap_or_default()),
+            "a supplier's balance is low",
+        ),
+        ("supplier.circuit_open", _) => (
+            Severity::High,
+            format!("supplier:{}", event.target.as_deref().unwrap_or_default()),
+            "a supplier keeps failing and is no longer called",
+        ),
+        ("supplier.reconcile_mismatch", _) => (
+            Severity::High,
+            format!("purchase:{}", event.target.as_deref().unwrap_or_default()),
+            "reconciliation found a mismatch",
+        ),
+        _ => return,
+    };
+    found.push(Finding {
+        detector: "suppliers",
+        severity,
+        subject: Subject::Component(subject),
+        tenant: event.tenant.clone(),
+        summary: format!(
+            "{what}: {}",
+            event
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect::<String>()
+        ),
+        details: json!({
+            "action": event.action,
+            "target": event.target,
+        }),
+    });
 }
 
 /// One principal's reveal counts: the open bucket and the baseline of the

@@ -27,7 +27,12 @@ impl From<VoucherError> for ApiError {
             VoucherError::NotFound(message) => {
                 ApiError::new(StatusCode::NOT_FOUND, "catalog.not_found", message)
             }
-            VoucherError::SamePerson => ApiError::new(StatusCode::FORBIDDEN, code, e.to_string()),
+            VoucherError::SamePerson | VoucherError::SpendSamePerson => {
+                ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+            }
+            VoucherError::SupplierNotFound | VoucherError::PurchaseNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, code, e.to_string())
+            }
             VoucherError::RedeliveryLimit => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string())
             }
@@ -36,7 +41,8 @@ impl From<VoucherError> for ApiError {
             }
             VoucherError::OutOfStock
             | VoucherError::IdempotencyConflict
-            | VoucherError::OrderState(_) => {
+            | VoucherError::OrderState(_)
+            | VoucherError::PurchaseState(_) => {
                 ApiError::new(StatusCode::CONFLICT, code, e.to_string())
             }
         }

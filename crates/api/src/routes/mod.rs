@@ -17,6 +17,7 @@ pub mod relay;
 pub mod risk;
 pub mod roles;
 pub mod secrets;
+pub mod suppliers;
 pub mod sys;
 
 use axum::body::Body;

@@ -214,6 +214,46 @@ const MIGRATIONS: Migrations = &[
          seq INTEGER NOT NULL,
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID",
+    "CREATE TABLE purchases (
+         id TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL,
+         supplier TEXT NOT NULL,
+         product_id TEXT NOT NULL,
+         face_value INTEGER NOT NULL,
+         currency TEXT NOT NULL,
+         quantity INTEGER NOT NULL,
+         cost INTEGER NOT NULL,
+         purpose TEXT NOT NULL,
+         state TEXT NOT NULL,
+         day TEXT NOT NULL,
+         requested_by TEXT NOT NULL,
+         approved_by TEXT NOT NULL DEFAULT '',
+         charged INTEGER NOT NULL DEFAULT 0,
+         codes_received INTEGER NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX purchases_spend ON purchases (supplier, day, currency);
+     CREATE TABLE purchase_lines (
+         purchase_id TEXT NOT NULL,
+         line INTEGER NOT NULL,
+         reference TEXT NOT NULL UNIQUE,
+         supplier_order TEXT NOT NULL DEFAULT '',
+         state TEXT NOT NULL,
+         charged INTEGER NOT NULL DEFAULT 0,
+         codes INTEGER NOT NULL DEFAULT 0,
+         note TEXT NOT NULL DEFAULT '',
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (purchase_id, line)
+     ) WITHOUT ROWID;
+     CREATE TABLE supplier_credentials (
+         supplier TEXT PRIMARY KEY,
+         token TEXT NOT NULL,
+         set_by TEXT NOT NULL,
+         set_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX vouchers_source ON vouchers (import_id)",
 ];
 
 // Column lists as macros, so every statement is a literal built at compile time.

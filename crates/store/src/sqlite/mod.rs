@@ -6,6 +6,7 @@ mod engine;
 mod fingerprints;
 mod orders;
 mod records;
+mod supply;
 mod watch;
 
 use std::path::Path;

@@ -134,5 +134,6 @@ pub fn start_options(config: &ServerConfig, only: &[String]) -> Result<StartOpti
             .then(|| std::time::Duration::from_secs(config.audit.checkpoint_secs)),
         forwarders: config.audit.forward.clone(),
         metrics: config.metrics.options()?,
+        suppliers: config.suppliers.clone(),
     })
 }

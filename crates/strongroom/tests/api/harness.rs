@@ -176,6 +176,7 @@ impl Harness {
             checkpoint_every: None,
             forwarders: forwarders.clone(),
             metrics: Some(test_metrics()),
+            suppliers: Default::default(),
         })
         .await
         .unwrap();
@@ -264,6 +265,7 @@ impl Harness {
             checkpoint_every: None,
             forwarders: self.forwarders.clone(),
             metrics: Some(test_metrics()),
+            suppliers: Default::default(),
         }
     }
 

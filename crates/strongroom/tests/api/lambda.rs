@@ -33,6 +33,7 @@ fn options(data_dir: &std::path::Path, dev: bool) -> StartOptions {
         checkpoint_every: None,
         forwarders: Vec::new(),
         metrics: None,
+        suppliers: Default::default(),
     }
 }
 
