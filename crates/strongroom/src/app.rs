@@ -377,7 +377,6 @@ pub async fn assemble(
     let supply = Arc::new(
         opts.suppliers
             .build(&vault)
-            .await
             .context("could not set up the suppliers")?,
     );
     background.tasks.extend(crate::suppliers::spawn_scheduler(

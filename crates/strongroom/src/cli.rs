@@ -43,6 +43,9 @@ pub enum Command {
     /// What the detectors raised: list and acknowledge alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Suppliers: credentials, replenishment, purchases, reconciliation.
+    #[command(subcommand)]
+    Suppliers(SuppliersCommand),
     /// PostgreSQL: create schemas, roles and grants; apply migrations.
     #[command(subcommand)]
     Db(DbCommand),
@@ -430,6 +433,60 @@ pub enum PrincipalsCommand {
         /// What was found (kept in the audit log).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `strongroom suppliers …`.
+#[derive(Subcommand)]
+pub enum SuppliersCommand {
+    /// The configured suppliers: circuit, today's spend against the limit,
+    /// whether a credential is set.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set a supplier's credential (as a security officer), read from stdin
+    /// or a prompt, never from the command line: an API key, or for Tango
+    /// Card CLIENT_ID:CLIENT_SECRET.
+    Credential {
+        /// The supplier's configured name.
+        supplier: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Buy what every product below its minimum lacks to reach its target,
+    /// with progress (as a stock manager).
+    Replenish {
+        /// Show what would be bought, buy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Purchases, newest first.
+    Purchases {
+        /// Only in this state (`awaiting_approval`, `unsettled`, …).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a purchase over a spend limit and buy it (as a security
+    /// officer other than who asked).
+    Approve {
+        /// Purchase id (`pu_…`).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Compare a day's purchases: ordered, charged, received, in stock.
+    /// Exits 3 when something does not add up.
+    Reconcile {
+        /// UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
         #[command(flatten)]
         client: ClientArgs,
     },

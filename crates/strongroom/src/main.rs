@@ -43,6 +43,7 @@ fn main() -> std::process::ExitCode {
             Command::Vouchers(c) => commands::vouchers::run(c).await,
             Command::Audit(c) => commands::audit::run(c).await,
             Command::Alerts(c) => commands::alerts::run(c).await.map(|_| 0),
+            Command::Suppliers(c) => commands::suppliers::run(c).await,
             Command::Db(c) => commands::db::run(c).await.map(|_| 0),
             Command::Enrol { username, client } => {
                 commands::people::enrol(&username, &client).await.map(|_| 0)

@@ -31,6 +31,10 @@ pub struct SuppliersSettings {
     /// Reconcile the previous UTC day once a day, after 00:15 UTC.
     #[serde(default = "yes")]
     pub reconcile_daily: bool,
+    /// Seconds a purchase waits for an order the supplier completes later
+    /// before leaving it to reconciliation.
+    #[serde(default = "default_collect_within")]
+    pub collect_within_secs: u64,
     /// The suppliers.
     #[serde(default)]
     pub supplier: Vec<SupplierSettings>,
@@ -41,6 +45,7 @@ impl Default for SuppliersSettings {
         Self {
             replenish_every_secs: default_replenish_every(),
             reconcile_daily: true,
+            collect_within_secs: default_collect_within(),
             supplier: Vec::new(),
         }
     }
@@ -48,6 +53,10 @@ impl Default for SuppliersSettings {
 
 fn default_replenish_every() -> u64 {
     300
+}
+
+fn default_collect_within() -> u64 {
+    30
 }
 
 fn yes() -> bool {
@@ -209,6 +218,19 @@ impl SuppliersSettings {
                 _ => {}
             }
             for p in &s.product {
+                for fv in &p.face_values {
+                    let ok = fv
+                        .split_once('.')
+                        .map_or(fv.as_str(), |(w, _)| w)
+                        .parse::<u64>()
+                        .is_ok();
+                    if !ok || fv.chars().any(|c| !c.is_ascii_digit() && c != '.') {
+                        bail!(
+                            "{what}: product {}: face value '{fv}' is an amount like 25.00",
+                            p.sku
+                        );
+                    }
+                }
                 if !plain_id(&p.supplier_product) {
                     bail!(
                         "{what}: supplier_product '{}' is 1-64 of a-z, A-Z, 0-9, '-', '_', '.'",
@@ -227,8 +249,7 @@ impl SuppliersSettings {
     }
 
     /// The suppliers, with their connectors, for `vault`.
-    pub async fn build(&self, vault: &Arc<Vault>) -> Result<Supply> {
-        let central = &vault.stores().central;
+    pub fn build(&self, vault: &Arc<Vault>) -> Result<Supply> {
         let mut suppliers = Vec::new();
         for s in &self.supplier {
             let what = format!("suppliers.supplier '{}'", s.name);
@@ -266,34 +287,17 @@ impl SuppliersSettings {
                     credential,
                 )?),
             };
-            let products = central
-                .list_products(&strongroom_store::TenantScope::one(&s.tenant))
-                .await?;
-            let mut rules = Vec::new();
-            for p in &s.product {
-                let currency = products
-                    .iter()
-                    .find(|x| x.sku == p.sku)
-                    .map(|x| x.currency.clone());
-                let mut face_values = Vec::new();
-                for fv in &p.face_values {
-                    // A product added later is checked when it is bought.
-                    if let Some(c) = &currency {
-                        face_values.push(
-                            strongroom_vouchers::import::parse_amount(fv, c).map_err(|e| {
-                                anyhow::anyhow!("{what}: product {} face value {fv}: {e}", p.sku)
-                            })?,
-                        );
-                    }
-                }
-                rules.push(SupplyRule {
+            let rules = s
+                .product
+                .iter()
+                .map(|p| SupplyRule {
                     sku: p.sku.clone(),
                     supplier_product: p.supplier_product.clone(),
-                    face_values,
+                    face_values: p.face_values.clone(),
                     min_stock: p.min_stock,
                     target_stock: p.target_stock,
-                });
-            }
+                })
+                .collect();
             let on_transition = circuit_events(vault.clone(), s.tenant.clone());
             let interval = Duration::from_secs_f64(1.0 / s.requests_per_sec);
             suppliers.push(Supplier {
@@ -316,7 +320,8 @@ impl SuppliersSettings {
                 products: rules,
             });
         }
-        Ok(Supply::new(vault.clone(), suppliers))
+        Ok(Supply::new(vault.clone(), suppliers)
+            .collecting_within(Duration::from_secs(self.collect_within_secs.min(600))))
     }
 }
 

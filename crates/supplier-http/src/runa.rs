@@ -159,7 +159,16 @@ impl Runa {
                 from_decimal(&t, currency)
             });
         let status = match text(body, "/status").unwrap_or_default() {
-            "COMPLETED" => OrderStatus::Complete(self.codes_of(body, face_value).await?),
+            // Placed and paid; a payout that cannot be fetched now is
+            // collected later (the order is never placed again for it).
+            "COMPLETED" => match self.codes_of(body, face_value).await {
+                Ok(codes) => OrderStatus::Complete(codes),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(supplier = self.http.name(), order = %id, error = %e, "codes to collect later");
+                    OrderStatus::Pending
+                }
+                Err(e) => return Err(e),
+            },
             "PROCESSING" | "PENDING" => OrderStatus::Pending,
             "FAILED" | "CANCELLED" => OrderStatus::Failed {
                 why: text(body, "/failure_reason")

@@ -20,14 +20,17 @@ pub enum Purpose {
 }
 
 /// The client reference of purchase `id`, line `line` (a replenishment buys
-/// several batches). Letters, digits and `-` only; at most [`MAX_LEN`].
+/// several batches). Letters, digits, `-` and `_` only; at most [`MAX_LEN`].
 /// `None` if `id` holds anything else or is too long: our ids never do.
 pub fn client_reference(purpose: Purpose, id: &str, line: u32) -> Option<String> {
     let tag = match purpose {
         Purpose::Order => "o",
         Purpose::Replenishment => "r",
     };
-    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let reference = format!("sr-{tag}-{id}-{line}");
     (ok && reference.len() <= MAX_LEN).then_some(reference)
 }

@@ -43,7 +43,7 @@ use crate::{VoucherError, guard};
 pub const MAX_QUANTITY: i64 = 1000;
 
 /// How long a pending (asynchronous) order is waited for within one
-/// purchase before it is left for the next run to collect.
+/// purchase, by default, before it is left for reconciliation to collect.
 pub const COLLECT_WITHIN: Duration = Duration::from_secs(30);
 
 /// One product a supplier keeps in stock.
@@ -53,8 +53,9 @@ pub struct SupplyRule {
     pub sku: String,
     /// The supplier's id for it (Tango `utid`, Runa product code).
     pub supplier_product: String,
-    /// Face values to keep (minor units); empty: every one of the product.
-    pub face_values: Vec<i64>,
+    /// Face values to keep, as amounts (`25.00`) read in the product's
+    /// currency; empty: every one of the product.
+    pub face_values: Vec<String>,
     /// Replenish when fewer are available than this.
     pub min_stock: i64,
     /// …up to this many.
@@ -233,6 +234,8 @@ pub struct Supply {
     /// One replenishment at a time in this process: two runs would both
     /// see the same shortfall.
     replenishing: Mutex<()>,
+    /// How long a pending order is waited for within a purchase.
+    collect_within: Duration,
 }
 
 /// The UTC day (`YYYY-MM-DD`) of a Unix-ms time.
@@ -282,7 +285,14 @@ impl Supply {
             vault,
             suppliers: suppliers.into_iter().map(Arc::new).collect(),
             replenishing: Mutex::new(()),
+            collect_within: COLLECT_WITHIN,
         }
+    }
+
+    /// Waits at most `within` for a pending order within a purchase.
+    pub fn collecting_within(mut self, within: Duration) -> Self {
+        self.collect_within = within;
+        self
     }
 
     /// The configured suppliers.
@@ -428,8 +438,13 @@ impl Supply {
                 else {
                     continue;
                 };
+                let kept: Vec<i64> = rule
+                    .face_values
+                    .iter()
+                    .filter_map(|fv| crate::import::parse_amount(fv, &p.currency).ok())
+                    .collect();
                 for fv in &p.denominations {
-                    if !rule.face_values.is_empty() && !rule.face_values.contains(fv) {
+                    if !rule.face_values.is_empty() && !kept.contains(fv) {
                         continue;
                     }
                     let available: i64 = counts
@@ -874,7 +889,7 @@ impl Supply {
         // An asynchronous order: wait a little for it, within the purchase.
         let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(500);
-        while matches!(status, OrderStatus::Pending) && started.elapsed() < COLLECT_WITHIN {
+        while matches!(status, OrderStatus::Pending) && started.elapsed() < self.collect_within {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
             match s

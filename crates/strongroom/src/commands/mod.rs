@@ -12,6 +12,7 @@ pub mod principals;
 pub mod roles;
 pub mod secrets;
 pub mod serve;
+pub mod suppliers;
 pub mod vouchers;
 
 use std::io::{BufRead, IsTerminal, Write};

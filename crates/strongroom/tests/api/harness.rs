@@ -138,6 +138,7 @@ pub struct Harness {
     pub api_config: ApiConfig,
     pub watch: WatchConfig,
     pub forwarders: Vec<ForwarderConfig>,
+    pub suppliers: strongroom::suppliers::SuppliersSettings,
 }
 
 impl Harness {
@@ -151,9 +152,20 @@ impl Harness {
         store: TestStore,
     ) -> Self {
         let settings = (test_api_config(), WatchConfig::default(), Vec::new());
-        Self::launch_with(dir, data, dev, clock, creds, store, settings).await
+        Self::launch_with(
+            dir,
+            data,
+            dev,
+            clock,
+            creds,
+            store,
+            settings,
+            Default::default(),
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn launch_with(
         dir: TempDir,
         data: PathBuf,
@@ -162,6 +174,7 @@ impl Harness {
         creds: Option<DevCredentials>,
         store: TestStore,
         (api_config, watch, forwarders): Settings,
+        suppliers: strongroom::suppliers::SuppliersSettings,
     ) -> Self {
         let server = start(StartOptions {
             data_dir: data,
@@ -176,7 +189,7 @@ impl Harness {
             checkpoint_every: None,
             forwarders: forwarders.clone(),
             metrics: Some(test_metrics()),
-            suppliers: Default::default(),
+            suppliers: suppliers.clone(),
         })
         .await
         .unwrap();
@@ -194,7 +207,29 @@ impl Harness {
             api_config,
             watch,
             forwarders,
+            suppliers,
         }
+    }
+
+    /// A dev server buying from these suppliers.
+    pub async fn dev_suppliers(
+        store: TestStore,
+        suppliers: strongroom::suppliers::SuppliersSettings,
+    ) -> Self {
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().join("data");
+        let settings = (test_api_config(), WatchConfig::default(), Vec::new());
+        Self::launch_with(
+            dir,
+            data,
+            true,
+            ManualClock::new(now_ms()),
+            None,
+            store,
+            settings,
+            suppliers,
+        )
+        .await
     }
 
     /// A dev server with these API settings (rate limits, say).
@@ -219,6 +254,7 @@ impl Harness {
             None,
             store,
             settings,
+            Default::default(),
         )
         .await
     }
@@ -242,12 +278,23 @@ impl Harness {
             api_config,
             watch,
             forwarders,
+            suppliers,
             ..
         } = self;
         server.shutdown().await.unwrap();
         let data = dir.path().join("data");
         let settings = (api_config, watch, forwarders);
-        Self::launch_with(dir, data, true, clock, Some(creds), store, settings).await
+        Self::launch_with(
+            dir,
+            data,
+            true,
+            clock,
+            Some(creds),
+            store,
+            settings,
+            suppliers,
+        )
+        .await
     }
 
     /// Options to start another server on this harness's data directory.

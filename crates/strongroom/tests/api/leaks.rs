@@ -241,14 +241,24 @@ async fn leak_check(store: TestStore) {
         strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(&tls_home)).unwrap();
     // A payment processor the relay sends cards to.
     let received = crate::relay::Received::default();
-    let processor = crate::relay::processor(cert, key, received.clone()).await;
+    let processor = crate::relay::processor(cert.clone(), key.clone(), received.clone()).await;
+    // A supplier codes are bought from (Runa's model).
+    let runa = crate::suppliers::Shared::default();
+    let tango = std::sync::Arc::new(std::sync::Mutex::new(crate::suppliers::Tango::default()));
+    let supplier_port = crate::suppliers::suppliers_server(cert, key, runa.clone(), tango).await;
     let port = free_port();
     std::fs::write(
         &config,
         format!(
             "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nlevel = \"trace\"\n{storage}\n\
              [[relay.route]]\nname = \"processor\"\nupstream = \"https://localhost:{processor}\"\n\
-             paths = [\"/v1/charges\"]\nca_file = {ca:?}\nallow_private = true\ntenants = [\"shop\"]\n",
+             paths = [\"/v1/charges\"]\nca_file = {ca:?}\nallow_private = true\ntenants = [\"shop\"]\n\
+             [suppliers]\nreplenish_every_secs = 0\nreconcile_daily = false\n\
+             [[suppliers.supplier]]\nname = \"runa\"\nkind = \"runa\"\ntenant = \"shop\"\n\
+             base_url = \"https://localhost:{supplier_port}\"\nca_file = {ca:?}\nrequests_per_sec = 50\n\
+             daily_limit = [\"1000.00 GBP\"]\n\
+             [[suppliers.supplier.product]]\nsku = \"ACME-GIFT\"\nsupplier_product = \"ACME-UK\"\n\
+             min_stock = 1010\ntarget_stock = 1020\n",
             data,
             tls_home.join("tls/server.pem"),
             tls_home.join("tls/server-key.pem")
@@ -498,6 +508,48 @@ async fn leak_check(store: TestStore) {
     assert_eq!(s, StatusCode::CREATED, "{report}");
     assert_eq!(report["accepted"], 1000, "{report}");
     let imported: Vec<String> = imported.into_iter().flat_map(|(c, p)| [c, p]).collect();
+    // Codes bought from a supplier go straight into the vault; its
+    // credential too. Neither may be found anywhere else.
+    let (s, body) = officer
+        .put_json(
+            "/v1/suppliers/runa/credential",
+            json!({"credential": crate::suppliers::RUNA_KEY}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    let (s, bought) = stock
+        .post(
+            "/v1/suppliers/replenish",
+            json!({"sku": "ACME-GIFT", "face_value": 2500}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{bought}");
+    assert_eq!(bought["purchase"]["codes_received"], 20, "{bought}");
+    let (supplier_codes, payout_urls) = {
+        let m = runa.lock().unwrap();
+        let urls: Vec<String> = m
+            .orders
+            .values()
+            .filter_map(|(_, o)| o["items"][0]["payout"]["url"].as_str().map(str::to_owned))
+            .collect();
+        (m.codes.clone(), urls)
+    };
+    assert_eq!((supplier_codes.len(), payout_urls.len()), (20, 20));
+    let supplier_secrets: Vec<(String, Vec<u8>)> = [(
+        "supplier credential".to_owned(),
+        crate::suppliers::RUNA_KEY.as_bytes().to_vec(),
+    )]
+    .into_iter()
+    .chain(
+        supplier_codes
+            .iter()
+            .map(|c| (format!("supplier code {c}"), c.as_bytes().to_vec())),
+    )
+    .chain(payout_urls.iter().map(|u| {
+        let tail = u.rsplit('/').next().unwrap_or_default();
+        (format!("payout link {tail}"), tail.as_bytes().to_vec())
+    }))
+    .collect();
 
     // The storefront orders 40 of them, by code and by reveal link (each
     // link opened), the archive job moves them to the archive vault, and
@@ -657,6 +709,7 @@ async fn leak_check(store: TestStore) {
     .into_iter()
     .chain(person_secrets)
     .chain(card_secrets)
+    .chain(supplier_secrets)
     .collect();
     let set: HashSet<Vec<u8>> = codes
         .iter()

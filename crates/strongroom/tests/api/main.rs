@@ -38,4 +38,5 @@ mod risk;
 mod roles;
 mod seal;
 mod secrets;
+mod suppliers;
 mod watch;

@@ -76,6 +76,8 @@ enum Target {
     Card,
     /// A relay route's name (and a path under it).
     RelayRoute,
+    /// A name or id nothing has (no supplier or purchase exists here).
+    Unknown,
 }
 
 struct Row {
@@ -158,6 +160,7 @@ const ORDER_READERS: Who = Who::Roles(&["fulfilment", "support", "stock_manager"
 const ALERT_READERS: Who = Who::Roles(&["security_officer", "auditor"]);
 const CARD_READERS: Who = Who::Roles(&["fulfilment", "support"]);
 const NOBODY: Who = Who::Roles(&[]);
+const BUYERS: Who = Who::Roles(&["stock_manager", "security_officer"]);
 const RISK_SCORERS: Who = Who::Roles(&["ingest"]);
 
 fn table() -> Vec<Row> {
@@ -336,6 +339,30 @@ fn table() -> Vec<Row> {
         row(M::POST, "/v1/vouchers/archive", STOCK, 403)
             .body(|_| json!({"older_than_days": 0}))
             .wrong_tenant(403),
+        // No supplier is configured here (suppliers.rs buys for real).
+        row(M::GET, "/v1/suppliers", BUYERS, 200),
+        row(M::PUT, "/v1/suppliers/{name}/credential", OFFICER, 404)
+            .on(Unknown)
+            .body(|_| json!({"credential": "matrix-key"}))
+            .wrong_tenant(404),
+        row(M::GET, "/v1/suppliers/replenishment", STOCK, 200),
+        row(M::POST, "/v1/suppliers/replenish", STOCK, 404)
+            .body(|_| json!({"tenant": "dev", "sku": "NOT-KEPT", "face_value": 2500}))
+            .wrong_tenant(403),
+        row(M::POST, "/v1/suppliers/reconcile", STOCK, 200)
+            .body(|_| json!({"day": "2026-01-01"}))
+            .wrong_tenant(200),
+        row(M::GET, "/v1/purchases", BUYERS, 200),
+        row(M::GET, "/v1/purchases/{id}", BUYERS, 404)
+            .on(Unknown)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/purchases/{id}/approve", OFFICER, 404)
+            .on(Unknown)
+            .wrong_tenant(404),
+        row(M::POST, "/v1/purchases/{id}/decline", OFFICER, 404)
+            .on(Unknown)
+            .body(|_| json!({"reason": "matrix"}))
+            .wrong_tenant(404),
         // Last: a success seals the vault, and the server is restarted.
         row(M::POST, "/v1/sys/seal", SEALERS, 204).seals(),
     ]
@@ -463,6 +490,7 @@ async fn make_target(
     let role_name = || format!("r-{}", random_code().to_lowercase().replace('-', ""));
     Some(match target {
         Target::Nothing => return None,
+        Target::Unknown => return Some("not-configured".into()),
         Target::Secret => h.service().await.put(&random_code()).await,
         Target::RelayRoute => "processor".to_owned(),
         Target::Card => {
