@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use strongroom_store::{
-    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, StoreResult, SupplierCredentialRecord,
-    SupplyStore, purchase_state,
+    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, StoreResult,
+    SupplierCredentialRecord, SupplyStore, purchase_state,
 };
 
 use crate::central::PgCentralStore;
@@ -51,7 +51,8 @@ fn purchase_from_row(r: &PgRow) -> StoreResult<PurchaseRecord> {
 impl PgCentralStore {
     fn spent_sql(&self) -> String {
         format!(
-            "SELECT COALESCE(SUM(CASE WHEN state = ANY($4) THEN cost ELSE charged END), 0)::BIGINT \
+            "SELECT COALESCE(SUM(CASE WHEN state = ANY($4) THEN cost \
+             ELSE GREATEST(charged, face_value * codes_received) END), 0)::BIGINT \
              FROM {}.purchases WHERE supplier = $1 AND day = $2 AND currency = $3",
             self.schema
         )
@@ -71,17 +72,41 @@ impl SupplyStore for PgCentralStore {
         &self,
         mut p: PurchaseRecord,
         daily_limit: Option<i64>,
-    ) -> StoreResult<bool> {
+        one_open: bool,
+    ) -> StoreResult<Reservation> {
         let e = db_error("reserve purchase");
         let mut tx = self.db.pool().begin().await.map_err(e)?;
+        // One purchase of a supplier and day at a time is checked.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("strongroom-spend:{}:{}", p.supplier, p.day))
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+        if one_open {
+            let open: i64 = sqlx::query_scalar(sql(&format!(
+                "SELECT COUNT(*) FROM {}.purchases WHERE tenant = $1 AND product_id = $2 \
+                 AND face_value = $3 AND state = ANY($4)",
+                self.schema
+            )))
+            .bind(&p.tenant)
+            .bind(&p.product_id)
+            .bind(p.face_value)
+            .bind(
+                purchase_state::OPEN
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(e)?;
+            if open > 0 {
+                return Ok(Reservation::AlreadyOnOrder);
+            }
+        }
         let within = match daily_limit {
             None => true,
             Some(limit) => {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(format!("strongroom-spend:{}:{}", p.supplier, p.day))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(e)?;
                 let spent: i64 = sqlx::query_scalar(sql(&self.spent_sql()))
                     .bind(&p.supplier)
                     .bind(&p.day)
@@ -123,7 +148,11 @@ impl SupplyStore for PgCentralStore {
         .await
         .map_err(e)?;
         tx.commit().await.map_err(e)?;
-        Ok(within)
+        Ok(if within {
+            Reservation::Reserved
+        } else {
+            Reservation::OverLimit
+        })
     }
 
     async fn spent(&self, supplier: &str, day: &str, currency: &str) -> StoreResult<i64> {

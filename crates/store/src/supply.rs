@@ -34,6 +34,8 @@ pub mod purchase_state {
     /// States whose whole cost counts against the day's spend: the supplier
     /// has not (or not surely) said what it charged.
     pub const COMMITTED: [&str; 3] = [APPROVED, BUYING, UNSETTLED];
+    /// States of a purchase still open: its codes are on order.
+    pub const OPEN: [&str; 4] = [AWAITING_APPROVAL, APPROVED, BUYING, UNSETTLED];
 }
 
 /// One purchase from a supplier: `quantity` codes of one product and face
@@ -104,6 +106,18 @@ pub struct PurchaseLineRecord {
     pub updated_at: i64,
 }
 
+/// How [`SupplyStore::reserve_purchase`] recorded a purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Within the limit, in the state given.
+    Reserved,
+    /// Over the limit: recorded as awaiting approval.
+    OverLimit,
+    /// Not recorded: a purchase of the same product and face value is
+    /// still open (asked with `one_open`).
+    AlreadyOnOrder,
+}
+
 /// Which purchases to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurchaseFilter {
@@ -136,17 +150,22 @@ pub trait SupplyStore: Send + Sync {
     /// Records `purchase`, within `daily_limit` of its supplier and currency
     /// when one is given: if what the supplier's purchases of that day
     /// already committed plus `purchase.cost` would exceed it, the purchase
-    /// is recorded as awaiting approval instead. Returns whether it was
-    /// recorded as given (within the limit). Atomic against every other
-    /// purchase of the same supplier and day.
+    /// is recorded as awaiting approval instead. With `one_open`, nothing
+    /// is recorded while another purchase of the same tenant, product and
+    /// face value is open (two nodes replenishing the same shortfall buy
+    /// it once). Atomic against every other purchase of the same supplier
+    /// and day.
     async fn reserve_purchase(
         &self,
         purchase: PurchaseRecord,
         daily_limit: Option<i64>,
-    ) -> StoreResult<bool>;
+        one_open: bool,
+    ) -> StoreResult<Reservation>;
 
     /// What `supplier`'s purchases of `day` in `currency` have committed:
-    /// the cost of those being bought, what the others were charged.
+    /// the cost of those being bought or unsettled; for the others, what
+    /// they were charged or the face value of the codes received, whichever
+    /// is more (a supplier that reports no charge still spends).
     async fn spent(&self, supplier: &str, day: &str, currency: &str) -> StoreResult<i64>;
 
     /// Moves a purchase from `from` to `to` with `approved_by` set (when not

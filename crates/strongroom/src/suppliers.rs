@@ -35,6 +35,10 @@ pub struct SuppliersSettings {
     /// before leaving it to reconciliation.
     #[serde(default = "default_collect_within")]
     pub collect_within_secs: u64,
+    /// Seconds an order that found no stock waits for a code bought on
+    /// demand (a purchase still under way then stocks it for later).
+    #[serde(default = "default_on_demand_within")]
+    pub on_demand_within_secs: u64,
     /// The suppliers.
     #[serde(default)]
     pub supplier: Vec<SupplierSettings>,
@@ -46,6 +50,7 @@ impl Default for SuppliersSettings {
             replenish_every_secs: default_replenish_every(),
             reconcile_daily: true,
             collect_within_secs: default_collect_within(),
+            on_demand_within_secs: default_on_demand_within(),
             supplier: Vec::new(),
         }
     }
@@ -53,6 +58,10 @@ impl Default for SuppliersSettings {
 
 fn default_replenish_every() -> u64 {
     300
+}
+
+fn default_on_demand_within() -> u64 {
+    8
 }
 
 fn default_collect_within() -> u64 {
@@ -157,6 +166,10 @@ pub struct ProductSettings {
     /// product's.
     #[serde(default)]
     pub face_values: Vec<String>,
+    /// An order that finds no stock buys one code from this supplier
+    /// (within `on_demand_within_secs`).
+    #[serde(default)]
+    pub on_demand: bool,
     /// Replenish when fewer are available than this…
     pub min_stock: i64,
     /// …up to this many.
@@ -205,6 +218,11 @@ impl SuppliersSettings {
             }
             for l in s.daily_limit.iter().chain(&s.low_balance) {
                 amount_in(l, &what)?;
+            }
+            if let Some(url) = s.tango.as_ref().and_then(|t| t.token_url.as_deref())
+                && !url.starts_with("https://")
+            {
+                bail!("{what}: token_url must be https:// (the client secret is sent to it)");
             }
             match s.kind {
                 Kind::Tango if s.tango.is_none() => {
@@ -294,6 +312,7 @@ impl SuppliersSettings {
                     sku: p.sku.clone(),
                     supplier_product: p.supplier_product.clone(),
                     face_values: p.face_values.clone(),
+                    on_demand: p.on_demand,
                     min_stock: p.min_stock,
                     target_stock: p.target_stock,
                 })
@@ -321,7 +340,8 @@ impl SuppliersSettings {
             });
         }
         Ok(Supply::new(vault.clone(), suppliers)
-            .collecting_within(Duration::from_secs(self.collect_within_secs.min(600))))
+            .collecting_within(Duration::from_secs(self.collect_within_secs.min(600)))
+            .on_demand_within(Duration::from_secs(self.on_demand_within_secs.clamp(1, 60))))
     }
 }
 

@@ -57,6 +57,11 @@ pub struct RunaSettings {
     /// `sync` (default) or `async`.
     #[serde(default)]
     pub execution_mode: ExecutionMode,
+    /// Hosts payout links may point to (default: the API's own host). A
+    /// payout link anywhere else is not fetched: an answer must not make
+    /// the server call an address of its choosing.
+    #[serde(default)]
+    pub payout_hosts: Vec<String>,
 }
 
 /// The Runa connector.
@@ -163,11 +168,12 @@ impl Runa {
             // collected later (the order is never placed again for it).
             "COMPLETED" => match self.codes_of(body, face_value).await {
                 Ok(codes) => OrderStatus::Complete(codes),
-                Err(e) if e.is_transient() => {
+                // Whatever went wrong, the order stands (and is charged):
+                // never reported as not bought.
+                Err(e) => {
                     tracing::warn!(supplier = self.http.name(), order = %id, error = %e, "codes to collect later");
                     OrderStatus::Pending
                 }
-                Err(e) => return Err(e),
             },
             "PROCESSING" | "PENDING" => OrderStatus::Pending,
             "FAILED" | "CANCELLED" => OrderStatus::Failed {
@@ -225,10 +231,16 @@ impl Runa {
                 .transient("a payout URL that does not parse", None)
         })?;
         let base = self.http.url("/")?;
-        if parsed.scheme() != base.scheme() || parsed.host_str().is_none() {
+        let host = parsed.host_str().unwrap_or_default();
+        let allowed = if self.settings.payout_hosts.is_empty() {
+            base.host_str() == Some(host)
+        } else {
+            self.settings.payout_hosts.iter().any(|h| h == host)
+        };
+        if parsed.scheme() != base.scheme() || !allowed {
             return Err(self.http.rejected(
                 "payout_host",
-                "a payout URL with another scheme than the API",
+                "a payout URL on a host not in payout_hosts (or another scheme than the API)",
             ));
         }
         parsed.query_pairs_mut().append_pair("format", "json");

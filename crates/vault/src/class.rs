@@ -13,6 +13,9 @@ pub enum DataClass {
     VoucherCode,
     /// Any other secret (API keys, PINs kept apart from their codes, …).
     Generic,
+    /// A supplier's API credential: stored and read only through the
+    /// vault's supplier-credential calls, never revealed to a caller.
+    SupplierCredential,
 }
 
 impl DataClass {
@@ -21,6 +24,7 @@ impl DataClass {
         match self {
             DataClass::VoucherCode => "voucher_code",
             DataClass::Generic => "generic",
+            DataClass::SupplierCredential => "supplier_credential",
         }
     }
 
@@ -29,6 +33,7 @@ impl DataClass {
         match self {
             DataClass::VoucherCode => "sr_vc_",
             DataClass::Generic => "sr_gen_",
+            DataClass::SupplierCredential => "sr_sup_",
         }
     }
 
@@ -37,6 +42,9 @@ impl DataClass {
         match name {
             "voucher_code" => Ok(DataClass::VoucherCode),
             "generic" => Ok(DataClass::Generic),
+            "supplier_credential" => Err(VaultError::Invalid(
+                "supplier credentials are set with PUT /v1/suppliers/{name}/credential and read only by the server".into(),
+            )),
             "pan" | "cvv" => Err(VaultError::Invalid(format!(
                 "class '{name}' is card data and is not accepted by the secrets API"
             ))),

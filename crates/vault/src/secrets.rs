@@ -270,9 +270,15 @@ impl Vault {
         &self,
         who: &Principal,
         item: NewSecret,
+        internal: Option<DataClass>,
     ) -> Result<(String, DataClass, NewSecret), VaultError> {
         let tenant = who.resolve_tenant(item.tenant.as_deref())?;
-        let class = DataClass::parse(&item.class)?;
+        // A class only the vault's own calls store (supplier credentials)
+        // is never taken from a request.
+        let class = match internal {
+            Some(class) => class,
+            None => DataClass::parse(&item.class)?,
+        };
         if item.value.is_empty() || item.value.len() > self.config.max_value_bytes {
             return Err(VaultError::Invalid(format!(
                 "value must be 1 to {} bytes",
@@ -299,10 +305,95 @@ impl Vault {
         ctx: &RequestContext,
         item: NewSecret,
     ) -> Result<Tokenized, VaultError> {
-        let mut results = self.store_items(who, ctx, vec![item], false).await?;
+        let mut results = self.store_items(who, ctx, vec![item], false, None).await?;
         results
             .pop()
             .ok_or(VaultError::Invalid("empty batch".into()))?
+    }
+
+    /// Keeps a supplier's credential in `tenant` (class
+    /// `supplier_credential`). No reveal returns it: only
+    /// [`Vault::read_supplier_credential`], for the server's own calls to
+    /// the supplier. Needs `secrets:tokenize` (the server's own identity).
+    pub async fn keep_supplier_credential(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        tenant: &str,
+        supplier: &str,
+        value: SecretBytes,
+    ) -> Result<Tokenized, VaultError> {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("supplier".into(), supplier.into());
+        let item = NewSecret {
+            tenant: Some(tenant.to_owned()),
+            class: DataClass::SupplierCredential.as_str().into(),
+            value,
+            metadata: Some(metadata),
+            reveal_window_secs: Some(self.config.max_reveal_window_secs),
+            on_duplicate: OnDuplicate::Allow,
+        };
+        let mut results = self
+            .store_items(
+                who,
+                ctx,
+                vec![item],
+                false,
+                Some(DataClass::SupplierCredential),
+            )
+            .await?;
+        results
+            .pop()
+            .ok_or(VaultError::Invalid("empty batch".into()))?
+    }
+
+    /// Reads a supplier credential kept by
+    /// [`Vault::keep_supplier_credential`], audited as
+    /// `supplier.credential_read` by `system:suppliers`. Any other token is
+    /// refused.
+    pub async fn read_supplier_credential(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<SecretBytes, VaultError> {
+        const ACTION: &str = "supplier.credential_read";
+        let u = self.unsealed()?;
+        let reader = Principal::system(
+            "suppliers",
+            crate::PermissionSet::EMPTY.with(Permission::Reveal),
+        );
+        let rec = self
+            .authorize_on(&u, &reader, ctx, ACTION, Permission::Reveal, token)
+            .await?;
+        let record = |outcome: Outcome, reason: Option<String>| {
+            self.event(
+                ctx,
+                Some(&reader),
+                ACTION,
+                Some(&rec.tenant),
+                Some(token),
+                outcome,
+                reason,
+            )
+        };
+        if rec.class != DataClass::SupplierCredential.as_str() {
+            u.audit
+                .append_one(record(Outcome::Denied, Some("request.invalid".into())))
+                .await?;
+            return Err(VaultError::Invalid("not a supplier credential".into()));
+        }
+        match self.open_record_from(&u, &rec).await {
+            Ok((value, _)) => {
+                u.audit.append_one(record(Outcome::Allowed, None)).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                u.audit
+                    .append_one(record(Outcome::Failed, Some(e.code().into())))
+                    .await?;
+                Err(e)
+            }
+        }
     }
 
     /// Stores secrets; one result per item, in order. An item's failure does
@@ -315,7 +406,7 @@ impl Vault {
         ctx: &RequestContext,
         items: Vec<NewSecret>,
     ) -> Result<Vec<Result<Tokenized, VaultError>>, VaultError> {
-        self.store_items(who, ctx, items, true).await
+        self.store_items(who, ctx, items, true, None).await
     }
 
     async fn store_items(
@@ -324,6 +415,7 @@ impl Vault {
         ctx: &RequestContext,
         items: Vec<NewSecret>,
         batch: bool,
+        internal: Option<DataClass>,
     ) -> Result<Vec<Result<Tokenized, VaultError>>, VaultError> {
         let u = self.unsealed()?;
         if let Err(e) = who.require(Permission::Tokenize) {
@@ -399,7 +491,7 @@ impl Vault {
 
         for (index, item) in items.into_iter().enumerate() {
             let named_tenant = item.tenant.clone();
-            match self.prepare_item(who, item) {
+            match self.prepare_item(who, item, internal) {
                 Ok((tenant, class, item)) => {
                     let metadata = match item.metadata {
                         None => None,
@@ -890,6 +982,15 @@ impl Vault {
                 .await?;
             return Err(VaultError::Invalid(
                 "that token is a card's: reveal it at /v1/cards/{token}/reveal".into(),
+            ));
+        }
+        if rec.class == DataClass::SupplierCredential.as_str() {
+            // Only the server reads supplier credentials.
+            u.audit
+                .append_one(deny(Outcome::Denied, "request.invalid"))
+                .await?;
+            return Err(VaultError::Invalid(
+                "that token is a supplier credential: nobody reveals it".into(),
             ));
         }
         if self.clock.now_ms() >= rec.window_closes_at {

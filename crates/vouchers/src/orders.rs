@@ -194,12 +194,25 @@ fn secs_ms(secs: u64) -> i64 {
 pub struct Orders {
     vault: Arc<Vault>,
     config: OrderConfig,
+    /// Suppliers that buy a code for an order that finds no stock.
+    supply: Option<Arc<crate::supply::Supply>>,
 }
 
 impl Orders {
     /// Orders kept in `vault`'s central store.
     pub fn new(vault: Arc<Vault>, config: OrderConfig) -> Self {
-        Self { vault, config }
+        Self {
+            vault,
+            config,
+            supply: None,
+        }
+    }
+
+    /// Orders that, finding no stock of a product a supplier keeps on
+    /// demand, buy one code within the on-demand budget.
+    pub fn with_supply(mut self, supply: Arc<crate::supply::Supply>) -> Self {
+        self.supply = Some(supply);
+        self
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -326,7 +339,22 @@ impl Orders {
         let asked_hash = order.request_hash.clone();
         let threshold = product.low_stock_threshold;
         let central = &self.vault.stores().central;
-        match central.place_order(order, threshold).await? {
+        let mut placed = central.place_order(order.clone(), threshold).await?;
+        if matches!(placed, PlaceOutcome::OutOfStock)
+            && let Some(supply) = &self.supply
+        {
+            let bought = supply
+                .buy_on_demand(ctx, &product, new.face_value)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(sku = %product.sku, code = e.code(), "on-demand purchase failed");
+                    false
+                });
+            if bought {
+                placed = central.place_order(order, threshold).await?;
+            }
+        }
+        match placed {
             PlaceOutcome::OutOfStock => {
                 let target = format!("{}/{}", product.sku, new.face_value);
                 self.refuse(

@@ -23,21 +23,36 @@ use std::time::Duration;
 use strongroom_audit::Outcome;
 use strongroom_crypto::random;
 use strongroom_store::{
-    ProductRecord, PurchaseFilter, PurchaseLineRecord, PurchaseRecord, SupplierCredentialRecord,
-    TenantScope, VoucherRecord, purchase_state as state,
+    ProductRecord, PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation,
+    SupplierCredentialRecord, TenantScope, VoucherRecord, purchase_state as state,
 };
 use strongroom_suppliers::{
     CollectedCode, Money, OrderStatus, PlacedOrder, PurchaseRequest, Purpose, Resilient,
     SupplierConnector, SupplierError, buy_once, client_reference,
 };
 use strongroom_vault::{
-    NewSecret, OnDuplicate, Permission, PermissionSet, Principal, Redaction, RequestContext,
-    SecretBytes, Vault, VaultError,
+    NewSecret, OnDuplicate, Permission, PermissionSet, Principal, RequestContext, SecretBytes,
+    Vault, VaultError,
 };
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::{VoucherError, guard};
+
+/// Unsettled lines are asked about again for this long after their
+/// purchase (well within the suppliers' idempotency windows).
+const ASK_AGAIN_WITHIN_MS: i64 = 25 * 86_400_000;
+
+/// A line not found by its reference is taken as never placed once it has
+/// been left alone this long.
+const NOT_FOUND_AFTER_MS: i64 = 10 * 60 * 1000;
+
+/// How long an order that found no stock waits, by default, for a code
+/// bought on demand.
+pub const ON_DEMAND_WITHIN: Duration = Duration::from_secs(8);
+
+/// A purchase `buying` for longer than this was cut short.
+const STALE_BUYING_MS: i64 = 15 * 60 * 1000;
 
 /// Most codes one purchase may ask for.
 pub const MAX_QUANTITY: i64 = 1000;
@@ -56,6 +71,9 @@ pub struct SupplyRule {
     /// Face values to keep, as amounts (`25.00`) read in the product's
     /// currency; empty: every one of the product.
     pub face_values: Vec<String>,
+    /// Buy one code for an order that finds none (within the on-demand
+    /// time budget).
+    pub on_demand: bool,
     /// Replenish when fewer are available than this.
     pub min_stock: i64,
     /// …up to this many.
@@ -201,24 +219,17 @@ impl strongroom_suppliers::CredentialSource for VaultCredential {
             .ok_or_else(|| {
                 missing("no credential set: strongroom suppliers credential set NAME")
             })?;
-        let reader = Principal::system("suppliers", PermissionSet::EMPTY.with(Permission::Reveal));
         let ctx = RequestContext {
             request_id: format!("supplier-credential-{}", self.supplier),
             client_addr: None,
         };
         let revealed = self
             .vault
-            .reveal(
-                &reader,
-                &ctx,
-                &record.token,
-                "supplier_credential",
-                Redaction::None,
-            )
+            .read_supplier_credential(&ctx, &record.token)
             .await
             .map_err(|e| missing(&format!("the vault refused it ({})", e.code())))?;
         let value = Zeroizing::new(
-            std::str::from_utf8(revealed.value.expose())
+            std::str::from_utf8(revealed.expose())
                 .map_err(|_| missing("not text"))?
                 .to_owned(),
         );
@@ -236,6 +247,8 @@ pub struct Supply {
     replenishing: Mutex<()>,
     /// How long a pending order is waited for within a purchase.
     collect_within: Duration,
+    /// How long an order that found no stock waits for an on-demand code.
+    on_demand_within: Duration,
 }
 
 /// The UTC day (`YYYY-MM-DD`) of a Unix-ms time.
@@ -286,6 +299,89 @@ impl Supply {
             suppliers: suppliers.into_iter().map(Arc::new).collect(),
             replenishing: Mutex::new(()),
             collect_within: COLLECT_WITHIN,
+            on_demand_within: ON_DEMAND_WITHIN,
+        }
+    }
+
+    /// Waits at most `within` for an on-demand code.
+    pub fn on_demand_within(mut self, within: Duration) -> Self {
+        self.on_demand_within = within;
+        self
+    }
+
+    /// Runs `work` on a task of its own and waits for it: a purchase under
+    /// way is finished and settled even if the request that started it is
+    /// gone (a client that hung up, a proxy's timeout).
+    async fn detached<T, F>(
+        self: &Arc<Self>,
+        work: impl FnOnce(Arc<Self>) -> F,
+    ) -> Result<T, VoucherError>
+    where
+        F: std::future::Future<Output = Result<T, VoucherError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(work(Arc::clone(self)))
+            .await
+            .map_err(|e| VoucherError::PurchaseState(format!("the purchase stopped: {e}")))?
+    }
+
+    /// Buys one code of `product` at `face_value` for an order that found
+    /// none, if a supplier keeps the product on demand. Waits at most the
+    /// on-demand budget; a purchase still under way then goes on and stocks
+    /// its code for a later order. Returns whether a code is in stock now.
+    pub async fn buy_on_demand(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        product: &ProductRecord,
+        face_value: i64,
+    ) -> Result<bool, VoucherError> {
+        let found = self.suppliers.iter().find_map(|s| {
+            let rule = s.products.iter().find(|r| {
+                r.on_demand
+                    && s.tenant == product.tenant
+                    && r.sku == product.sku
+                    && (r.face_values.is_empty()
+                        || r.face_values.iter().any(|fv| {
+                            crate::import::parse_amount(fv, &product.currency).ok()
+                                == Some(face_value)
+                        }))
+            })?;
+            Some((Arc::clone(s), rule.supplier_product.clone()))
+        });
+        let Some((s, supplier_product)) = found else {
+            return Ok(false);
+        };
+        let who = Principal::system(
+            "on-demand",
+            PermissionSet::EMPTY.with(Permission::BuyFromSuppliers),
+        );
+        let sku = product.sku.clone();
+        let (ctx, product) = (ctx.clone(), product.clone());
+        let this = Arc::clone(self);
+        let purchase = tokio::spawn(async move {
+            this.buy(
+                &who,
+                &ctx,
+                &s,
+                &product,
+                &supplier_product,
+                face_value,
+                1,
+                Purpose::Order,
+            )
+            .await
+        });
+        match tokio::time::timeout(self.on_demand_within, purchase).await {
+            Ok(Ok(Ok(Some(done)))) => Ok(done.purchase.codes_received > 0),
+            Ok(Ok(Ok(None))) => Ok(false),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(e)) => Err(VoucherError::PurchaseState(format!(
+                "the purchase stopped: {e}"
+            ))),
+            Err(_) => {
+                tracing::warn!(%sku, "an on-demand code took longer than the order could wait; it will be stocked");
+                Ok(false)
+            }
         }
     }
 
@@ -326,7 +422,22 @@ impl Supply {
             Permission::ManageSupplierCredentials,
         )
         .await?;
-        let s = self.supplier(supplier)?;
+        let s = match self.supplier(supplier) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(self
+                    .refuse(who, ctx, ACTION, (None, Some(supplier)), e.code(), e)
+                    .await);
+            }
+        };
+        // A supplier of another tenant is as good as unknown.
+        if !who.may_act_in(&s.tenant) {
+            let target = (Some(s.tenant.as_str()), Some(supplier));
+            let e = VoucherError::SupplierNotFound;
+            return Err(self
+                .refuse(who, ctx, ACTION, target, "auth.wrong_tenant", e)
+                .await);
+        }
         if value.is_empty() || value.len() > 4096 {
             return Err(VoucherError::Invalid(
                 "a credential is 1 to 4096 bytes".into(),
@@ -334,22 +445,9 @@ impl Supply {
         }
         let holder =
             Principal::system("suppliers", PermissionSet::EMPTY.with(Permission::Tokenize));
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("supplier_credential".into(), supplier.into());
         let stored = self
             .vault
-            .tokenize(
-                &holder,
-                ctx,
-                NewSecret {
-                    tenant: Some(s.tenant.clone()),
-                    class: "generic".into(),
-                    value,
-                    metadata: Some(metadata),
-                    reveal_window_secs: Some(self.vault.max_reveal_window_secs()),
-                    on_duplicate: OnDuplicate::Allow,
-                },
-            )
+            .keep_supplier_credential(&holder, ctx, &s.tenant, supplier, value)
             .await?;
         let now = self.vault.clock().now_ms();
         let replaced = self
@@ -495,7 +593,7 @@ impl Supply {
     /// Replenishes one product and face value of the plan (nothing if it is
     /// not short). `None`: nothing to buy.
     pub async fn replenish_line(
-        &self,
+        self: &Arc<Self>,
         who: &Principal,
         ctx: &RequestContext,
         tenant: Option<&str>,
@@ -523,23 +621,52 @@ impl Supply {
             return Err(VoucherError::SupplierNotFound);
         };
         let product = self.product(&tenant, sku).await?;
-        self.buy(
-            who,
-            ctx,
-            &s,
-            &product,
-            &rule.supplier_product,
-            face_value,
-            line.to_order,
-            Purpose::Replenishment,
-        )
+        let (who, ctx) = (who.clone(), ctx.clone());
+        let supplier_product = rule.supplier_product.clone();
+        self.detached(move |this| async move {
+            this.buy(
+                &who,
+                &ctx,
+                &s,
+                &product,
+                &supplier_product,
+                face_value,
+                line.to_order,
+                Purpose::Replenishment,
+            )
+            .await
+        })
         .await
-        .map(Some)
     }
 
     /// Replenishes everything short (the server's scheduler).
-    pub async fn replenish_all(&self, ctx: &RequestContext) -> Result<usize, VoucherError> {
+    pub async fn replenish_all(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+    ) -> Result<usize, VoucherError> {
         let who = replenisher();
+        // Unsettled purchases hold their products back (nothing more is
+        // bought while one may be paid for): ask about them first.
+        let unsettled = self
+            .vault
+            .stores()
+            .central
+            .list_purchases(
+                &PurchaseFilter {
+                    scope: TenantScope::All,
+                    state: Some(state::UNSETTLED.into()),
+                    day: None,
+                    supplier: None,
+                },
+                100,
+            )
+            .await?;
+        for p in unsettled {
+            let id = p.id.clone();
+            if let Err(e) = self.settle_again(ctx, p).await {
+                tracing::warn!(purchase = %id, code = e.code(), "could not settle a purchase");
+            }
+        }
         let plan = self.plan(&who).await?;
         let mut bought = 0;
         for line in plan.into_iter().filter(|l| l.to_order > 0) {
@@ -584,7 +711,7 @@ impl Supply {
         face_value: i64,
         quantity: i64,
         purpose: Purpose,
-    ) -> Result<PurchaseOutcome, VoucherError> {
+    ) -> Result<Option<PurchaseOutcome>, VoucherError> {
         const ACTION: &str = "supplier.purchase";
         if !(1..=MAX_QUANTITY).contains(&quantity) {
             return Err(VoucherError::Invalid(format!(
@@ -620,10 +747,16 @@ impl Supply {
         };
         let limit = s.daily_limits.get(&product.currency).copied().unwrap_or(0);
         let central = &self.vault.stores().central;
-        let within = central
-            .reserve_purchase(purchase.clone(), Some(limit))
+        // A replenishment never stacks on an open purchase of the same
+        // product (another node may be buying the same shortfall).
+        let one_open = purpose == Purpose::Replenishment;
+        let reservation = central
+            .reserve_purchase(purchase.clone(), Some(limit), one_open)
             .await?;
-        if !within {
+        if reservation == Reservation::AlreadyOnOrder {
+            return Ok(None);
+        }
+        if reservation == Reservation::OverLimit {
             guard::record(
                 &self.vault,
                 ctx,
@@ -641,7 +774,7 @@ impl Supply {
                 )),
             )
             .await?;
-            return self.outcome(&id).await;
+            return self.outcome(&id).await.map(Some);
         }
         guard::record(
             &self.vault,
@@ -657,7 +790,7 @@ impl Supply {
             )),
         )
         .await?;
-        self.carry_out(ctx, s, product, purchase).await
+        self.carry_out(ctx, s, product, purchase).await.map(Some)
     }
 
     /// The purchase and its lines.
@@ -753,8 +886,8 @@ impl Supply {
                 }
             }
             record.updated_at = self.vault.clock().now_ms();
-            purchase.charged += record.charged;
-            purchase.codes_received += record.codes;
+            purchase.charged = purchase.charged.saturating_add(record.charged);
+            purchase.codes_received = purchase.codes_received.saturating_add(record.codes);
             central.put_purchase_line(record).await?;
         }
         purchase.state = if unsettled {
@@ -1029,7 +1162,7 @@ impl Supply {
     /// Needs `suppliers:approve_spend`, and someone other than whoever
     /// asked for it.
     pub async fn approve(
-        &self,
+        self: &Arc<Self>,
         who: &Principal,
         ctx: &RequestContext,
         id: &str,
@@ -1037,20 +1170,18 @@ impl Supply {
         const ACTION: &str = "supplier.approve";
         guard::require(&self.vault, ctx, who, ACTION, Permission::ApproveSpend).await?;
         let central = &self.vault.stores().central;
-        let purchase = self.visible(who, id).await?;
+        let purchase = match self.visible(who, id).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(self
+                    .refuse(who, ctx, ACTION, (None, Some(id)), e.code(), e)
+                    .await);
+            }
+        };
         if purchase.requested_by == who.id {
-            guard::record(
-                &self.vault,
-                ctx,
-                Some(who),
-                ACTION,
-                Some(&purchase.tenant),
-                Some(id),
-                Outcome::Denied,
-                Some("purchase.same_person".into()),
-            )
-            .await?;
-            return Err(VoucherError::SpendSamePerson);
+            let e = VoucherError::SpendSamePerson;
+            let target = (Some(purchase.tenant.as_str()), Some(id));
+            return Err(self.refuse(who, ctx, ACTION, target, e.code(), e).await);
         }
         let s = self.supplier(&purchase.supplier)?.clone();
         let now = self.vault.clock().now_ms();
@@ -1098,7 +1229,9 @@ impl Supply {
         }
         let mut buying = purchase;
         buying.state = state::BUYING.into();
-        self.carry_out(ctx, &s, &product, buying).await
+        let ctx = ctx.clone();
+        self.detached(move |this| async move { this.carry_out(&ctx, &s, &product, buying).await })
+            .await
     }
 
     /// Declines a purchase waiting over a spend limit.
@@ -1112,7 +1245,14 @@ impl Supply {
         const ACTION: &str = "supplier.decline";
         guard::require(&self.vault, ctx, who, ACTION, Permission::ApproveSpend).await?;
         let reason = guard::check_reason(reason)?;
-        let purchase = self.visible(who, id).await?;
+        let purchase = match self.visible(who, id).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(self
+                    .refuse(who, ctx, ACTION, (None, Some(id)), e.code(), e)
+                    .await);
+            }
+        };
         let now = self.vault.clock().now_ms();
         if !self
             .vault
@@ -1157,17 +1297,65 @@ impl Supply {
 
     /// One purchase and its lines, for a holder of `suppliers:buy` or
     /// `suppliers:approve_spend`.
-    pub async fn get(&self, who: &Principal, id: &str) -> Result<PurchaseOutcome, VoucherError> {
-        Self::may_see(who)?;
-        self.visible(who, id).await?;
+    pub async fn get(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> Result<PurchaseOutcome, VoucherError> {
+        const ACTION: &str = "supplier.purchase_read";
+        self.may_see(who, ctx, ACTION).await?;
+        if let Err(e) = self.visible(who, id).await {
+            return Err(self
+                .refuse(who, ctx, ACTION, (None, Some(id)), e.code(), e)
+                .await);
+        }
         self.outcome(id).await
     }
 
-    fn may_see(who: &Principal) -> Result<(), VoucherError> {
+    /// Who may see suppliers and purchases: buyers and approvers. A
+    /// refusal is audited.
+    async fn may_see(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+    ) -> Result<(), VoucherError> {
         if who.has(Permission::BuyFromSuppliers) || who.has(Permission::ApproveSpend) {
-            Ok(())
-        } else {
-            Err(VaultError::Forbidden(Permission::BuyFromSuppliers.name()).into())
+            return Ok(());
+        }
+        let e = VaultError::Forbidden(Permission::BuyFromSuppliers.name());
+        let code = e.code();
+        Err(self
+            .refuse(who, ctx, action, (None, None), code, e.into())
+            .await)
+    }
+
+    /// Records a refusal (of `tenant` and `target`, for `reason`) and
+    /// returns `error`, or the audit's failure if it could not be recorded.
+    async fn refuse(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+        (tenant, target): (Option<&str>, Option<&str>),
+        reason: &str,
+        error: VoucherError,
+    ) -> VoucherError {
+        let recorded = guard::record(
+            &self.vault,
+            ctx,
+            Some(who),
+            action,
+            tenant,
+            target,
+            Outcome::Denied,
+            Some(reason.to_owned()),
+        )
+        .await;
+        match recorded {
+            Ok(()) => error,
+            Err(e) => e,
         }
     }
 
@@ -1175,11 +1363,12 @@ impl Supply {
     pub async fn list(
         &self,
         who: &Principal,
+        ctx: &RequestContext,
         state: Option<&str>,
         day: Option<&str>,
         limit: usize,
     ) -> Result<Vec<PurchaseRecord>, VoucherError> {
-        Self::may_see(who)?;
+        self.may_see(who, ctx, "supplier.purchase_list").await?;
         if let Some(d) = day {
             check_day(d)?;
         }
@@ -1200,8 +1389,12 @@ impl Supply {
     }
 
     /// Each supplier's circuit, today's spend and limit, credential state.
-    pub async fn status(&self, who: &Principal) -> Result<Vec<SupplierStatus>, VoucherError> {
-        Self::may_see(who)?;
+    pub async fn status(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<Vec<SupplierStatus>, VoucherError> {
+        self.may_see(who, ctx, "supplier.list").await?;
         let scope = TenantScope::of(&who.tenants);
         let today = day_of(self.vault.clock().now_ms());
         let mut out = Vec::new();
@@ -1270,17 +1463,22 @@ impl Supply {
             if matches!(p.state.as_str(), state::AWAITING_APPROVAL | state::DECLINED) {
                 continue;
             }
-            let p = if p.state == state::UNSETTLED {
+            // A purchase still `buying` long after it started was cut short
+            // (the server stopped mid-way): settled like an unsettled one.
+            let stale = p.state == state::BUYING
+                && self.vault.clock().now_ms() - p.updated_at > STALE_BUYING_MS;
+            let p = if p.state == state::UNSETTLED || stale {
                 self.settle_again(ctx, p).await?
             } else {
                 p
             };
             let lines = central.purchase_lines(&p.id).await?;
             let in_stock = central.vouchers_from(&p.id).await?;
-            report.ordered += p.quantity;
-            report.received += p.codes_received;
-            report.in_stock += in_stock;
-            *charged.entry(p.currency.clone()).or_default() += p.charged;
+            report.ordered = report.ordered.saturating_add(p.quantity);
+            report.received = report.received.saturating_add(p.codes_received);
+            report.in_stock = report.in_stock.saturating_add(in_stock);
+            let sum = charged.entry(p.currency.clone()).or_default();
+            *sum = sum.saturating_add(p.charged);
             let mut found = |line: i64, kind: &str, detail: String| {
                 report.mismatches.push(Mismatch {
                     purchase_id: p.id.clone(),
@@ -1329,7 +1527,10 @@ impl Supply {
                             "order {} charged {} for codes worth {}",
                             l.supplier_order,
                             crate::money::display(l.charged, &p.currency),
-                            crate::money::display(p.face_value * l.codes, &p.currency)
+                            crate::money::display(
+                                p.face_value.saturating_mul(l.codes),
+                                &p.currency
+                            )
                         ),
                     );
                 }
@@ -1399,6 +1600,12 @@ impl Supply {
         let Ok(s) = self.supplier(&p.supplier).map(Arc::clone) else {
             return Ok(p);
         };
+        // Past the suppliers' idempotency windows (Runa keeps a key 30
+        // days), asking again could buy again: left for a person.
+        let now = self.vault.clock().now_ms();
+        if now - p.created_at > ASK_AGAIN_WITHIN_MS {
+            return Ok(p);
+        }
         let central = &self.vault.stores().central;
         let Some(product) = central
             .list_products(&TenantScope::one(&p.tenant))
@@ -1416,6 +1623,7 @@ impl Supply {
             .unwrap_or_default();
         let mut still = false;
         for mut l in central.purchase_lines(&p.id).await? {
+            let was = l.state.clone();
             let answer = match l.state.as_str() {
                 "pending" => s
                     .discipline
@@ -1446,19 +1654,29 @@ impl Supply {
                     let before = (l.charged, l.codes);
                     self.take_order(ctx, &s, &product, &p, &mut l, order)
                         .await?;
-                    p.charged += l.charged - before.0;
-                    p.codes_received += l.codes - before.1;
+                    p.charged = p.charged.saturating_add(l.charged.saturating_sub(before.0));
+                    p.codes_received = p
+                        .codes_received
+                        .saturating_add(l.codes.saturating_sub(before.1));
                 }
-                Ok(None) => {
+                // A supplier's search may lag its orders: "not found" is
+                // believed only of a line left alone for a while.
+                Ok(None) if now - l.updated_at > NOT_FOUND_AFTER_MS => {
                     l.state = "failed".into();
                     l.note = "the supplier has no order of this reference".into();
+                }
+                Ok(None) => {
+                    l.note = "not found by reference yet".into();
                 }
                 Err(e) => l.note = e.to_string(),
             }
             if matches!(l.state.as_str(), "pending" | "unknown" | "placing") {
                 still = true;
             }
-            l.updated_at = self.vault.clock().now_ms();
+            // The time of the last change of state, not of the last question.
+            if l.state != was {
+                l.updated_at = self.vault.clock().now_ms();
+            }
             central.put_purchase_line(l).await?;
         }
         if !still {

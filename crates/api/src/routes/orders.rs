@@ -176,7 +176,7 @@ fn history(events: &[VoucherEvent]) -> Vec<Transition<'_>> {
 /// A JSON body built from borrowed views (so a code is copied once, into
 /// the body).
 fn orders(state: &ApiState) -> Orders {
-    Orders::new(state.vault.clone(), state.config.orders.clone())
+    Orders::new(state.vault.clone(), state.config.orders.clone()).with_supply(state.supply.clone())
 }
 
 /// `POST /v1/orders`: allocates a voucher (earliest code expiry first) and

@@ -199,9 +199,10 @@ impl From<PurchaseOutcome> for Purchase {
 )]
 pub async fn list(
     State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
 ) -> Result<Json<Vec<Supplier>>, ApiError> {
-    let status = state.supply.status(&who).await?;
+    let status = state.supply.status(&who, &ctx).await?;
     Ok(Json(status.into_iter().map(Supplier::from).collect()))
 }
 
@@ -393,6 +394,7 @@ pub async fn replenish(
 )]
 pub async fn purchases(
     State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Purchase>>, ApiError> {
@@ -401,6 +403,7 @@ pub async fn purchases(
         .supply
         .list(
             &who,
+            &ctx,
             q.get("state").map(String::as_str),
             q.get("day").map(String::as_str),
             limit,
@@ -424,10 +427,11 @@ pub async fn purchases(
 )]
 pub async fn purchase(
     State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Purchase>, ApiError> {
-    Ok(Json(state.supply.get(&who, &id).await?.into()))
+    Ok(Json(state.supply.get(&who, &ctx, &id).await?.into()))
 }
 
 /// `POST /v1/purchases/{id}/approve`: approves a purchase over a spend

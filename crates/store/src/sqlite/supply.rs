@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::central::SqliteCentralStore;
 use crate::supply::purchase_state;
 use crate::{
-    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, StoreError, StoreResult,
+    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, StoreError, StoreResult,
     SupplierCredentialRecord, SupplyStore,
 };
 
@@ -48,7 +48,8 @@ fn purchase_from_row(r: &Row<'_>) -> rusqlite::Result<PurchaseRecord> {
 fn spent_on(conn: &Connection, supplier: &str, day: &str, currency: &str) -> StoreResult<i64> {
     let [a, b, c] = purchase_state::COMMITTED;
     conn.prepare_cached(
-        "SELECT COALESCE(SUM(CASE WHEN state IN (?4, ?5, ?6) THEN cost ELSE charged END), 0) \
+        "SELECT COALESCE(SUM(CASE WHEN state IN (?4, ?5, ?6) THEN cost \
+         ELSE MAX(charged, face_value * codes_received) END), 0) \
          FROM purchases WHERE supplier = ?1 AND day = ?2 AND currency = ?3",
     )
     .and_then(|mut s| s.query_row(params![supplier, day, currency, a, b, c], |r| r.get(0)))
@@ -61,9 +62,28 @@ impl SupplyStore for SqliteCentralStore {
         &self,
         mut p: PurchaseRecord,
         daily_limit: Option<i64>,
-    ) -> StoreResult<bool> {
+        one_open: bool,
+    ) -> StoreResult<Reservation> {
         self.db
             .write(move |conn| {
+                if one_open {
+                    let [a, b, c, d] = purchase_state::OPEN;
+                    let open: i64 = conn
+                        .prepare_cached(
+                            "SELECT COUNT(*) FROM purchases WHERE tenant = ?1 AND product_id = ?2 \
+                             AND face_value = ?3 AND state IN (?4, ?5, ?6, ?7)",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(
+                                params![p.tenant, p.product_id, p.face_value, a, b, c, d],
+                                |r| r.get(0),
+                            )
+                        })
+                        .map_err(StoreError::backend("read open purchases"))?;
+                    if open > 0 {
+                        return Ok(Reservation::AlreadyOnOrder);
+                    }
+                }
                 let within = match daily_limit {
                     None => true,
                     Some(limit) => {
@@ -103,7 +123,11 @@ impl SupplyStore for SqliteCentralStore {
                     ],
                 )
                 .map_err(StoreError::backend("insert purchase"))?;
-                Ok(within)
+                Ok(if within {
+                    Reservation::Reserved
+                } else {
+                    Reservation::OverLimit
+                })
             })
             .await
     }

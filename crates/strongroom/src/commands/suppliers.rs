@@ -131,12 +131,12 @@ pub async fn run(cmd: SuppliersCommand) -> Result<i32> {
                     Ok(v) => {
                         if let Some(p) = v.get("purchase").filter(|p| !p.is_null()) {
                             failed |= !matches!(s(p, "state"), "complete");
-                            bar.println(purchase_line(p));
+                            bar.suspend(|| println!("{}", purchase_line(p)));
                         }
                     }
                     Err(e) => {
                         failed = true;
-                        bar.println(format!("{}: {e:#}", s(l, "sku")));
+                        bar.suspend(|| eprintln!("{}: {e:#}", s(l, "sku")));
                     }
                 }
             }

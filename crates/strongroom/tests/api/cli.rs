@@ -607,7 +607,7 @@ async fn vouchers_catalogue_and_import_at_the_command_line() {
 
 /// Runs the CLI against `h` as `who` (credentials in the environment, as an
 /// operator would give them).
-async fn cli_as(
+pub(crate) async fn cli_as(
     h: &crate::harness::Harness,
     who: &strongroom::app::DevIdentity,
     args: &[&str],

@@ -245,7 +245,9 @@ async fn leak_check(store: TestStore) {
     // A supplier codes are bought from (Runa's model).
     let runa = crate::suppliers::Shared::default();
     let tango = std::sync::Arc::new(std::sync::Mutex::new(crate::suppliers::Tango::default()));
-    let supplier_port = crate::suppliers::suppliers_server(cert, key, runa.clone(), tango).await;
+    let supplier_port =
+        crate::suppliers::suppliers_server(cert, key, runa.clone(), tango, Default::default())
+            .await;
     let port = free_port();
     std::fs::write(
         &config,

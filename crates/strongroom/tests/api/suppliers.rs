@@ -20,6 +20,7 @@ use crate::harness::{Caller, Harness, on_each_backend};
 
 pub(crate) const RUNA_KEY: &str = "runa-live-key-0f1e2d3c4b5a69788796a5b4";
 const TANGO_SECRET: &str = "tango-client-secret-9a8b7c6d5e4f";
+const REST_KEY: &str = "shop-api-key-5566778899";
 
 /// What the Runa model does next, and what it saw.
 #[derive(Default)]
@@ -94,9 +95,13 @@ async fn runa_order(
         m.placed += 1;
         let id = format!("ord_{}", m.placed);
         let item = &body.0["items"][0];
+        let asynchronous = headers
+            .get("x-execution-mode")
+            .and_then(|v| v.to_str().ok())
+            == Some("async");
         let order = json!({
             "id": id,
-            "status": "COMPLETED",
+            "status": if asynchronous { "PROCESSING" } else { "COMPLETED" },
             "external_ref": key,
             "payment": {"currency": body.0["payment_method"]["currency"], "total_price": item["face_value"]},
             "items": [{"id": format!("{id}-1"), "face_value": item["face_value"],
@@ -122,12 +127,16 @@ async fn runa_get_order(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let m = m.lock().unwrap();
+    let mut m = m.lock().unwrap();
     if !authorised(&headers) {
         return Status::UNAUTHORIZED.into_response();
     }
-    match m.orders.values().find(|(_, o)| o["id"] == id.as_str()) {
-        Some((_, o)) => axum::Json(o.clone()).into_response(),
+    // An asynchronous order completes by the time it is asked about.
+    match m.orders.values_mut().find(|(_, o)| o["id"] == id.as_str()) {
+        Some((_, o)) => {
+            o["status"] = json!("COMPLETED");
+            axum::Json(o.clone()).into_response()
+        }
         None => Status::NOT_FOUND.into_response(),
     }
 }
@@ -266,12 +275,70 @@ async fn tango_account(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// Starts both models on one local HTTPS server; returns its port.
+/// A retailer's own API (the REST connector's configuration describes it).
+#[derive(Default)]
+pub(crate) struct Retailer {
+    /// Reference → answer.
+    orders: HashMap<String, Value>,
+    /// Answer with an error inside a 200.
+    refuse: bool,
+}
+
+async fn rest_order(
+    State(r): State<Arc<Mutex<Retailer>>>,
+    headers: HeaderMap,
+    body: axum::Json<Value>,
+) -> Response {
+    let expected = format!("Bearer {REST_KEY}");
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return Status::UNAUTHORIZED.into_response();
+    }
+    let mut r = r.lock().unwrap();
+    if r.refuse {
+        return axum::Json(
+            json!({"ok": false, "error": {"code": "NO_STOCK", "message": "sold out"}}),
+        )
+        .into_response();
+    }
+    if body.0["sku"] != "SHOE-10" || body.0["amount"] != "10.00" {
+        return (
+            Status::BAD_REQUEST,
+            axum::Json(json!({"error": {"code": "BAD_BODY"}})),
+        )
+            .into_response();
+    }
+    let reference = body.0["ref"].as_str().unwrap_or_default().to_owned();
+    let n = r.orders.len() + 1;
+    let answer = r.orders.entry(reference).or_insert_with(|| {
+        json!({
+            "ok": true,
+            "data": {"id": format!("R{n}"),
+                     "code": format!("SHOE-{n}-{}", strongroom_crypto::random::hex_id::<6>().unwrap()),
+                     "pin": "1111", "expires": "2029-12-31"},
+            "price": "9.50"
+        })
+    });
+    axum::Json(answer.clone()).into_response()
+}
+
+async fn rest_find(
+    State(r): State<Arc<Mutex<Retailer>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let r = r.lock().unwrap();
+    match q.get("ref").and_then(|x| r.orders.get(x)) {
+        Some(a) => axum::Json(a.clone()).into_response(),
+        None => Status::NOT_FOUND.into_response(),
+    }
+}
+
+/// Starts the models on one local HTTPS server; returns its port.
 pub(crate) async fn suppliers_server(
     cert: Vec<u8>,
     key: Vec<u8>,
     runa: Shared,
     tango: Arc<Mutex<Tango>>,
+    retailer: Arc<Mutex<Retailer>>,
 ) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -293,10 +360,16 @@ pub(crate) async fn suppliers_server(
             axum::routing::get(tango_account),
         )
         .with_state(tango);
+    let rest_routes = axum::Router::new()
+        .route(
+            "/shop/codes",
+            axum::routing::post(rest_order).get(rest_find),
+        )
+        .with_state(retailer);
     let tls = strongroom_api::server::tls_config(&cert, &key).unwrap();
     tokio::spawn(strongroom_api::server::serve_tls(
         listener,
-        runa_routes.merge(tango_routes),
+        runa_routes.merge(tango_routes).merge(rest_routes),
         tls,
         axum_server::Handle::new(),
     ));
@@ -336,6 +409,53 @@ low_balance = ["50.00 GBP"]
   supplier_product = "PAY-UK"
   min_stock = 1
   target_stock = 1
+  [[supplier.product]]
+  sku = "NOW-15"
+  supplier_product = "NOW-UK"
+  on_demand = true
+  min_stock = 0
+  target_stock = 0
+
+[[supplier]]
+name = "runa-async"
+kind = "runa"
+tenant = "dev"
+base_url = "https://localhost:{port}"
+ca_file = "{ca}"
+requests_per_sec = 50
+daily_limit = ["1000.00 GBP"]
+  [supplier.runa]
+  execution_mode = "async"
+  [[supplier.product]]
+  sku = "LATER-30"
+  supplier_product = "LATER"
+  min_stock = 1
+  target_stock = 2
+
+[[supplier]]
+name = "shop"
+kind = "rest"
+tenant = "dev"
+base_url = "https://localhost:{port}/shop"
+ca_file = "{ca}"
+requests_per_sec = 50
+daily_limit = ["1000.00 GBP"]
+  [supplier.rest]
+  order_path = "/codes"
+  order_body = {{ ref = "{{reference}}", sku = "{{product}}", amount = "{{face_value}}" }}
+  find_path = "/codes?ref={{reference}}"
+  code_pointer = "/data/code"
+  pin_pointer = "/data/pin"
+  expiry_pointer = "/data/expires"
+  order_id_pointer = "/data/id"
+  charged_pointer = "/price"
+  error_pointer = "/error/code"
+  error_message_pointer = "/error/message"
+  [[supplier.product]]
+  sku = "REST-10"
+  supplier_product = "SHOE-10"
+  min_stock = 1
+  target_stock = 2
 
 [[supplier]]
 name = "runa-tight"
@@ -356,6 +476,11 @@ daily_limit = ["100.00 GBP"]
   supplier_product = "LIM-B"
   min_stock = 1
   target_stock = 3
+  [[supplier.product]]
+  sku = "LIMIT-C"
+  supplier_product = "LIM-C"
+  min_stock = 1
+  target_stock = 1
 
 [[supplier]]
 name = "flaky"
@@ -440,14 +565,26 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     let (cert, key, ca) = strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(dir.path())).unwrap();
     let runa = Shared::default();
     let tango = Arc::new(Mutex::new(Tango::default()));
-    let port = suppliers_server(cert, key, runa.clone(), tango.clone()).await;
+    let retailer = Arc::new(Mutex::new(Retailer::default()));
+    let port = suppliers_server(cert, key, runa.clone(), tango.clone(), retailer.clone()).await;
     let h = Harness::dev_suppliers(store, settings(port, &ca)).await;
     let stock = h.principal("buyer", &["stock_manager"], &["dev"]).await;
     let officer = h.officer().await;
     let (status, body) = stock.post("/v1/retailers", json!({"name": "Supplied"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    for (sku, face) in [("AMZ-25", 2500), ("EMPTY-10", 1000), ("PAYOUT-5", 500),
-                        ("LIMIT-A", 2500), ("LIMIT-B", 2500), ("FLAKY-20", 2000), ("TANGO-50", 5000)] {
+    for (sku, face) in [
+        ("AMZ-25", 2500),
+        ("EMPTY-10", 1000),
+        ("PAYOUT-5", 500),
+        ("LIMIT-A", 2500),
+        ("LIMIT-B", 2500),
+        ("LIMIT-C", 2500),
+        ("FLAKY-20", 2000),
+        ("TANGO-50", 5000),
+        ("NOW-15", 1500),
+        ("LATER-30", 3000),
+        ("REST-10", 1000),
+    ] {
         product(&stock, sku, face).await;
     }
 
@@ -460,12 +597,22 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
         .put_json("/v1/suppliers/runa/credential", json!({"credential": RUNA_KEY}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    for name in ["runa", "runa-tight", "flaky"] {
+    for name in ["runa", "runa-tight", "flaky", "runa-async"] {
         let (status, body) = officer
             .put_json(&format!("/v1/suppliers/{name}/credential"), json!({"credential": RUNA_KEY}))
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
+    let (status, body) = officer
+        .put_json("/v1/suppliers/shop/credential", json!({"credential": REST_KEY}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // An officer of another tenant cannot touch this tenant's suppliers.
+    let elsewhere = h.principal("officer-elsewhere", &["security_officer"], &["other"]).await;
+    let (status, body) = elsewhere
+        .put_json("/v1/suppliers/runa/credential", json!({"credential": "attacker-key"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = officer
         .put_json("/v1/suppliers/tango/credential", json!({"credential": format!("strongroom:{TANGO_SECRET}")}))
         .await;
@@ -526,6 +673,10 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     states.sort();
     assert_eq!(states, ["awaiting_approval".to_owned(), "complete".to_owned()], "{a} {b}");
     let waiting = if a["state"] == "awaiting_approval" { a } else { b };
+    // While it waits, replenishing again buys nothing more of either.
+    for sku in ["LIMIT-A", "LIMIT-B"] {
+        assert!(replenish(&stock, sku, 2500).await.is_null(), "{sku}");
+    }
     let (_, listed) = stock.get("/v1/suppliers").await;
     let tight = listed.as_array().unwrap().iter().find(|s| s["name"] == "runa-tight").unwrap().clone();
     assert!(tight["spend"][0]["spent"].as_i64().unwrap() <= 10_000, "{tight}");
@@ -536,6 +687,23 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["state"], "complete", "{approved}");
     assert!(!approved["approved_by"].as_str().unwrap().is_empty());
+    // Four eyes: whoever asked cannot approve, even holding both powers.
+    let (status, body) = h.admin().await
+        .put_json("/v1/roles/buyer-approver", json!({"permissions": ["suppliers:buy", "suppliers:approve_spend"]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = h.approver().await
+        .post("/v1/roles/buyer-approver/approve", json!({"permissions": ["suppliers:buy", "suppliers:approve_spend"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let both = h.principal("buyer-approver", &["buyer-approver"], &["dev"]).await;
+    let over = replenish(&both, "LIMIT-C", 2500).await;
+    assert_eq!(over["state"], "awaiting_approval", "{over}");
+    let over_id = over["id"].as_str().unwrap();
+    let (status, body) = both.post(&format!("/v1/purchases/{over_id}/approve"), json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("purchase.same_person")), "{body}");
+    let (status, body) = officer.post(&format!("/v1/purchases/{over_id}/decline"), json!({"reason": "not this week"})).await;
+    assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("declined")), "{body}");
     let (status, again) = officer.post(&format!("/v1/purchases/{id}/approve"), json!({})).await;
     assert_eq!((status, again["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("purchase.state")));
 
@@ -561,6 +729,48 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     assert_eq!(tango.lock().unwrap().tokens_issued, 1);
     assert_eq!(tango.lock().unwrap().orders.len(), 2);
 
+    // Runa's asynchronous mode: accepted at once, collected once complete.
+    let purchase = replenish(&stock, "LATER-30", 3000).await;
+    assert_eq!(purchase["state"], "complete", "{purchase}");
+    assert_eq!(purchase["codes_received"], 2);
+
+    // A retailer's own API through the REST connector: an error inside a
+    // 200 is a refusal; then two codes, charged at the retailer's price.
+    retailer.lock().unwrap().refuse = true;
+    let purchase = replenish(&stock, "REST-10", 1000).await;
+    assert_eq!(purchase["state"], "failed", "{purchase}");
+    assert!(purchase["note"].as_str().unwrap().contains("NO_STOCK"), "{purchase}");
+    retailer.lock().unwrap().refuse = false;
+    let purchase = replenish(&stock, "REST-10", 1000).await;
+    assert_eq!(purchase["state"], "complete", "{purchase}");
+    assert_eq!((purchase["codes_received"].as_i64(), purchase["charged"].as_i64()), (Some(2), Some(1900)), "{purchase}");
+
+    // On demand: an order that finds no stock buys one code and gets it.
+    let (status, order) = fulfil
+        .post("/v1/orders", json!({"external_ref": "o-now", "sku": "NOW-15", "face_value": 1500, "currency": "GBP",
+                "customer_ref": "c-2", "delivery": "code"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let delivered = order["code"].as_str().unwrap_or_default().to_owned();
+    assert!(runa.lock().unwrap().codes.contains(&delivered), "{order}");
+
+    // Supplier credentials are read by the server only: their token is in
+    // the audit log, but revealing it is refused to anyone.
+    let auditor = h.principal("auditor", &["auditor"], &["*"]).await;
+    let (status, reads) = auditor.get("/v1/audit?action=supplier.credential_read").await;
+    assert_eq!(status, StatusCode::OK, "{reads}");
+    let text = reads.to_string();
+    let at = text.find("sr_sup_").expect("a credential read is audited");
+    let token: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let (status, body) = fulfil.post(&format!("/v1/secrets/{token}/reveal"), json!({"purpose": "curious"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("request.invalid")), "{body}");
+    assert!(!body.to_string().contains(RUNA_KEY));
+    // …and nobody stores one through the secrets API either.
+    let (status, body) = stock
+        .post("/v1/secrets", json!({"tenant": "dev", "class": "supplier_credential", "value": "planted"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
     // A seeded mismatch: an order placed and charged whose code never
     // arrives. Reconciliation lists it and records it as an event.
     runa.lock().unwrap().payouts_down = true;
@@ -578,7 +788,6 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     );
     assert!(mismatches.iter().all(|m| m["purchase_id"] == purchase["id"]), "only the seeded one: {report}");
     assert_eq!(report["received"], report["in_stock"], "{report}");
-    let auditor = h.principal("auditor", &["auditor"], &["*"]).await;
     let (status, found) = auditor.get("/v1/audit?action=supplier.reconcile_mismatch").await;
     assert_eq!(status, StatusCode::OK, "{found}");
     assert!(found.to_string().contains(purchase["id"].as_str().unwrap()), "{found}");
@@ -589,4 +798,115 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     let (_, settled) = stock.get(&format!("/v1/purchases/{}", purchase["id"].as_str().unwrap())).await;
     assert_eq!(settled["state"], "complete", "{settled}");
 }
+}
+
+/// `strongroom suppliers` at the command line: a dry run buys nothing,
+/// replenishing prints each purchase, reconciliation exits 3 on a mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppliers_at_the_command_line() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (cert, key, ca) =
+        strongroom::devtls::ensure(&strongroom::datadir::DataDir::new(dir.path())).unwrap();
+    let runa = Shared::default();
+    let port = suppliers_server(
+        cert,
+        key,
+        runa.clone(),
+        Default::default(),
+        Default::default(),
+    )
+    .await;
+    let mut config = settings(port, &ca);
+    config.supplier.retain(|s| s.name == "runa");
+    let h = Harness::dev_suppliers(crate::harness::TestStore::Sqlite, config).await;
+    let stock = h.creds.stock_manager.clone().expect("dev stock manager");
+    let caller = h.login(&stock.client_id, &stock.client_secret).await;
+    let (status, body) = caller
+        .post("/v1/retailers", json!({"name": "Supplied"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    product(&caller, "AMZ-25", 2500).await;
+    let (status, body) = h
+        .officer()
+        .await
+        .put_json(
+            "/v1/suppliers/runa/credential",
+            json!({"credential": RUNA_KEY}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "replenish", "--dry-run"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("AMZ-25 25.00 GBP from runa: 0 available, 0 on order, buying 5"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(runa.lock().unwrap().placed, 0, "a dry run buys nothing");
+
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "replenish"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("complete") && text(&out).contains("5/5 codes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(runa.lock().unwrap().placed, 5);
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "replenish"]).await;
+    assert!(
+        text(&out).contains("nothing is below its minimum"),
+        "{}",
+        text(&out)
+    );
+
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("runa") && text(&out).contains("closed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains(RUNA_KEY));
+
+    let today = strongroom_vouchers::supply::day_of(h.clock.now_ms());
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "reconcile", "--date", &today]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("5 codes ordered, 5 received, 5 in stock"),
+        "{}",
+        text(&out)
+    );
+
+    // Seed a mismatch: a voucher of the purchase removed behind the vault's back.
+    let (_, listed) = caller.get("/v1/purchases").await;
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    h.tamper(
+        strongroom_store_postgres::Store::Central,
+        "DELETE FROM vouchers WHERE id = (SELECT id FROM vouchers WHERE import_id = $1 LIMIT 1)",
+        &[&id],
+    )
+    .await;
+    let out = crate::cli::cli_as(&h, &stock, &["suppliers", "reconcile", "--date", &today]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("received_not_in_stock"),
+        "{}",
+        text(&out)
+    );
+    let out = crate::cli::cli_as(
+        &h,
+        &stock,
+        &["suppliers", "reconcile", "--date", "30-11-2026"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("YYYY-MM-DD"), "{}", text(&out));
 }
