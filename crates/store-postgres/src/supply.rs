@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use strongroom_store::{
-    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, StoreResult,
+    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, ReserveRule, StoreResult,
     SupplierCredentialRecord, SupplyStore, purchase_state,
 };
 
@@ -72,7 +72,7 @@ impl SupplyStore for PgCentralStore {
         &self,
         mut p: PurchaseRecord,
         daily_limit: Option<i64>,
-        one_open: bool,
+        rule: ReserveRule,
     ) -> StoreResult<Reservation> {
         let e = db_error("reserve purchase");
         let mut tx = self.db.pool().begin().await.map_err(e)?;
@@ -82,10 +82,20 @@ impl SupplyStore for PgCentralStore {
             .execute(&mut *tx)
             .await
             .map_err(e)?;
-        if one_open {
+        if rule == ReserveRule::Replenishment {
+            // And one replenishment of a product and face value, whichever
+            // supplier or day it counts against.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!(
+                    "strongroom-replenish:{}:{}:{}",
+                    p.tenant, p.product_id, p.face_value
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(e)?;
             let open: i64 = sqlx::query_scalar(sql(&format!(
                 "SELECT COUNT(*) FROM {}.purchases WHERE tenant = $1 AND product_id = $2 \
-                 AND face_value = $3 AND state = ANY($4)",
+                 AND face_value = $3 AND purpose = 'replenishment' AND state = ANY($4)",
                 self.schema
             )))
             .bind(&p.tenant)
@@ -119,6 +129,9 @@ impl SupplyStore for PgCentralStore {
             }
         };
         if !within {
+            if rule == ReserveRule::OnDemand {
+                return Ok(Reservation::OverLimit);
+            }
             p.state = purchase_state::AWAITING_APPROVAL.into();
         }
         sqlx::query(sql(&format!(
@@ -191,10 +204,10 @@ impl SupplyStore for PgCentralStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn settle_purchase(&self, p: &PurchaseRecord) -> StoreResult<()> {
-        sqlx::query(sql(&format!(
+    async fn settle_purchase(&self, p: &PurchaseRecord, from: &str) -> StoreResult<bool> {
+        let done = sqlx::query(sql(&format!(
             "UPDATE {}.purchases SET state = $2, charged = $3, codes_received = $4, note = $5, \
-             updated_at = $6 WHERE id = $1",
+             updated_at = $6 WHERE id = $1 AND state = $7",
             self.schema
         )))
         .bind(&p.id)
@@ -203,10 +216,11 @@ impl SupplyStore for PgCentralStore {
         .bind(p.codes_received)
         .bind(&p.note)
         .bind(p.updated_at)
+        .bind(from)
         .execute(self.db.pool())
         .await
         .map_err(db_error("settle purchase"))?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn purchase(&self, id: &str) -> StoreResult<Option<PurchaseRecord>> {

@@ -106,15 +106,30 @@ pub struct PurchaseLineRecord {
     pub updated_at: i64,
 }
 
+/// What [`SupplyStore::reserve_purchase`] does besides the spend limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveRule {
+    /// Replenishment: nothing is recorded while another replenishment of
+    /// the same tenant, product and face value is open (two nodes topping
+    /// up the same shortfall buy it once); over the limit, the purchase is
+    /// recorded to wait for approval.
+    Replenishment,
+    /// A code for one order: over the limit nothing is recorded (an order
+    /// cannot wait for a person, and retries must not fill the approvers'
+    /// queue).
+    OnDemand,
+}
+
 /// How [`SupplyStore::reserve_purchase`] recorded a purchase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// Within the limit, in the state given.
     Reserved,
-    /// Over the limit: recorded as awaiting approval.
+    /// Over the limit: recorded as awaiting approval (replenishment) or not
+    /// at all (on demand).
     OverLimit,
-    /// Not recorded: a purchase of the same product and face value is
-    /// still open (asked with `one_open`).
+    /// Not recorded: a replenishment of the same product and face value is
+    /// still open.
     AlreadyOnOrder,
 }
 
@@ -150,16 +165,13 @@ pub trait SupplyStore: Send + Sync {
     /// Records `purchase`, within `daily_limit` of its supplier and currency
     /// when one is given: if what the supplier's purchases of that day
     /// already committed plus `purchase.cost` would exceed it, the purchase
-    /// is recorded as awaiting approval instead. With `one_open`, nothing
-    /// is recorded while another purchase of the same tenant, product and
-    /// face value is open (two nodes replenishing the same shortfall buy
-    /// it once). Atomic against every other purchase of the same supplier
-    /// and day.
+    /// is treated as `rule` says. Atomic against every other purchase of
+    /// the same supplier and day, and of the same product and face value.
     async fn reserve_purchase(
         &self,
         purchase: PurchaseRecord,
         daily_limit: Option<i64>,
-        one_open: bool,
+        rule: ReserveRule,
     ) -> StoreResult<Reservation>;
 
     /// What `supplier`'s purchases of `day` in `currency` have committed:
@@ -179,8 +191,9 @@ pub trait SupplyStore: Send + Sync {
         at: i64,
     ) -> StoreResult<bool>;
 
-    /// Writes a purchase's outcome: state, charged, codes received, note.
-    async fn settle_purchase(&self, purchase: &PurchaseRecord) -> StoreResult<()>;
+    /// Writes a purchase's outcome (state, charged, codes received, note)
+    /// if it is still in state `from`; false if another writer moved it.
+    async fn settle_purchase(&self, purchase: &PurchaseRecord, from: &str) -> StoreResult<bool>;
 
     /// One purchase.
     async fn purchase(&self, id: &str) -> StoreResult<Option<PurchaseRecord>>;

@@ -234,6 +234,7 @@ impl Runa {
         let host = parsed.host_str().unwrap_or_default();
         let allowed = if self.settings.payout_hosts.is_empty() {
             base.host_str() == Some(host)
+                && base.port_or_known_default() == parsed.port_or_known_default()
         } else {
             self.settings.payout_hosts.iter().any(|h| h == host)
         };

@@ -37,6 +37,15 @@ impl DataClass {
         }
     }
 
+    /// A class whose keys may be managed (rotated): every class the
+    /// secrets API takes, and supplier credentials.
+    pub fn for_keys(name: &str) -> Result<Self, VaultError> {
+        match name {
+            "supplier_credential" => Ok(DataClass::SupplierCredential),
+            _ => Self::parse(name),
+        }
+    }
+
     /// Parses a class name from a request.
     pub fn parse(name: &str) -> Result<Self, VaultError> {
         match name {

@@ -468,6 +468,12 @@ impl Principal {
         }
     }
 
+    /// Whether this is one of the server's own jobs ([`Principal::system`]);
+    /// no stored principal's id has the `system:` prefix.
+    pub fn is_system(&self) -> bool {
+        self.id.starts_with("system:")
+    }
+
     /// True if any role grants `permission`.
     pub fn has(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)

@@ -355,6 +355,7 @@ impl Vault {
         &self,
         ctx: &RequestContext,
         token: &str,
+        supplier: &str,
     ) -> Result<SecretBytes, VaultError> {
         const ACTION: &str = "supplier.credential_read";
         let u = self.unsealed()?;
@@ -376,7 +377,18 @@ impl Vault {
                 reason,
             )
         };
-        if rec.class != DataClass::SupplierCredential.as_str() {
+        // The credential kept for this supplier, not another's.
+        let named = rec
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .and_then(|m| {
+                m.get("supplier")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_owned)
+            });
+        if rec.class != DataClass::SupplierCredential.as_str() || named.as_deref() != Some(supplier)
+        {
             u.audit
                 .append_one(record(Outcome::Denied, Some("request.invalid".into())))
                 .await?;
@@ -1168,6 +1180,25 @@ impl Vault {
         let rec = self
             .authorize_on(&u, who, ctx, "secret.delete", Permission::Delete, token)
             .await?;
+        // A supplier's credential is replaced through the suppliers API,
+        // which deletes the old one itself; nobody else stops purchases by
+        // deleting it.
+        if rec.class == DataClass::SupplierCredential.as_str() && !who.is_system() {
+            u.audit
+                .append_one(self.event(
+                    ctx,
+                    Some(who),
+                    "secret.delete",
+                    Some(&rec.tenant),
+                    Some(token),
+                    Outcome::Denied,
+                    Some("request.invalid".into()),
+                ))
+                .await?;
+            return Err(VaultError::Invalid(
+                "that token is a supplier credential: set a new one with PUT /v1/suppliers/{name}/credential".into(),
+            ));
+        }
         u.audit
             .append_one(self.event(
                 ctx,
@@ -1401,7 +1432,7 @@ impl Vault {
         let checked = who
             .require(Permission::RotateKeys)
             .and_then(|_| who.resolve_tenant(Some(tenant)))
-            .and_then(|t| DataClass::parse(class).map(|c| (t, c)));
+            .and_then(|t| DataClass::for_keys(class).map(|c| (t, c)));
         let (tenant, class) = match checked {
             Ok(v) => v,
             Err(e) => {

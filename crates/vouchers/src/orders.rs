@@ -351,6 +351,12 @@ impl Orders {
                     false
                 });
             if bought {
+                // Its times from now, not from before the wait.
+                let mut order = order;
+                let now = self.vault.clock().now_ms();
+                order.created_at = now;
+                order.updated_at = now;
+                order.reserved_until = now.saturating_add(secs_ms(self.config.reservation_secs));
                 placed = central.place_order(order, threshold).await?;
             }
         }

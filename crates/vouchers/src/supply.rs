@@ -23,7 +23,7 @@ use std::time::Duration;
 use strongroom_audit::Outcome;
 use strongroom_crypto::random;
 use strongroom_store::{
-    ProductRecord, PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation,
+    ProductRecord, PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, ReserveRule,
     SupplierCredentialRecord, TenantScope, VoucherRecord, purchase_state as state,
 };
 use strongroom_suppliers::{
@@ -225,7 +225,7 @@ impl strongroom_suppliers::CredentialSource for VaultCredential {
         };
         let revealed = self
             .vault
-            .read_supplier_credential(&ctx, &record.token)
+            .read_supplier_credential(&ctx, &record.token, &self.supplier)
             .await
             .map_err(|e| missing(&format!("the vault refused it ({})", e.code())))?;
         let value = Zeroizing::new(
@@ -320,9 +320,17 @@ impl Supply {
         F: std::future::Future<Output = Result<T, VoucherError>> + Send + 'static,
         T: Send + 'static,
     {
-        tokio::spawn(work(Arc::clone(self)))
-            .await
-            .map_err(|e| VoucherError::PurchaseState(format!("the purchase stopped: {e}")))?
+        let work = work(Arc::clone(self));
+        tokio::spawn(async move {
+            let done = work.await;
+            // Said here too: whoever asked may be gone.
+            if let Err(e) = &done {
+                tracing::warn!(code = e.code(), error = %e, "a purchase failed");
+            }
+            done
+        })
+        .await
+        .map_err(|e| VoucherError::PurchaseState(format!("the purchase stopped: {e}")))?
     }
 
     /// Buys one code of `product` at `face_value` for an order that found
@@ -359,17 +367,22 @@ impl Supply {
         let (ctx, product) = (ctx.clone(), product.clone());
         let this = Arc::clone(self);
         let purchase = tokio::spawn(async move {
-            this.buy(
-                &who,
-                &ctx,
-                &s,
-                &product,
-                &supplier_product,
-                face_value,
-                1,
-                Purpose::Order,
-            )
-            .await
+            let done = this
+                .buy(
+                    &who,
+                    &ctx,
+                    &s,
+                    &product,
+                    &supplier_product,
+                    face_value,
+                    1,
+                    Purpose::Order,
+                )
+                .await;
+            if let Err(e) = &done {
+                tracing::warn!(code = e.code(), error = %e, "an on-demand purchase failed");
+            }
+            done
         });
         match tokio::time::timeout(self.on_demand_within, purchase).await {
             Ok(Ok(Ok(Some(done)))) => Ok(done.purchase.codes_received > 0),
@@ -404,8 +417,8 @@ impl Supply {
     }
 
     /// Stores `value` as `supplier`'s credential (in the supplier's tenant,
-    /// class `generic`, revealable only by the server itself). The token it
-    /// replaces is deleted.
+    /// class `supplier_credential`, which only the server reads). The token
+    /// it replaces is deleted.
     pub async fn set_credential(
         &self,
         who: &Principal,
@@ -645,22 +658,32 @@ impl Supply {
         ctx: &RequestContext,
     ) -> Result<usize, VoucherError> {
         let who = replenisher();
-        // Unsettled purchases hold their products back (nothing more is
-        // bought while one may be paid for): ask about them first.
-        let unsettled = self
-            .vault
-            .stores()
-            .central
-            .list_purchases(
-                &PurchaseFilter {
-                    scope: TenantScope::All,
-                    state: Some(state::UNSETTLED.into()),
-                    day: None,
-                    supplier: None,
-                },
-                100,
-            )
-            .await?;
+        // Unsettled purchases, and those cut short while buying, hold their
+        // products back (nothing more is bought while one may be paid
+        // for): ask about them first.
+        let mut unsettled = Vec::new();
+        let now = self.vault.clock().now_ms();
+        for (state, stale_only) in [(state::UNSETTLED, false), (state::BUYING, true)] {
+            let found = self
+                .vault
+                .stores()
+                .central
+                .list_purchases(
+                    &PurchaseFilter {
+                        scope: TenantScope::All,
+                        state: Some(state.into()),
+                        day: None,
+                        supplier: None,
+                    },
+                    100,
+                )
+                .await?;
+            unsettled.extend(
+                found
+                    .into_iter()
+                    .filter(|p| !stale_only || now - p.updated_at > STALE_BUYING_MS),
+            );
+        }
         for p in unsettled {
             let id = p.id.clone();
             if let Err(e) = self.settle_again(ctx, p).await {
@@ -747,13 +770,36 @@ impl Supply {
         };
         let limit = s.daily_limits.get(&product.currency).copied().unwrap_or(0);
         let central = &self.vault.stores().central;
-        // A replenishment never stacks on an open purchase of the same
-        // product (another node may be buying the same shortfall).
-        let one_open = purpose == Purpose::Replenishment;
+        // A replenishment never stacks on an open one of the same product
+        // (another node may be buying the same shortfall); a code for an
+        // order over the limit is simply not bought.
+        let rule = match purpose {
+            Purpose::Replenishment => ReserveRule::Replenishment,
+            Purpose::Order => ReserveRule::OnDemand,
+        };
         let reservation = central
-            .reserve_purchase(purchase.clone(), Some(limit), one_open)
+            .reserve_purchase(purchase.clone(), Some(limit), rule)
             .await?;
         if reservation == Reservation::AlreadyOnOrder {
+            return Ok(None);
+        }
+        if reservation == Reservation::OverLimit && rule == ReserveRule::OnDemand {
+            guard::record(
+                &self.vault,
+                ctx,
+                Some(who),
+                ACTION,
+                Some(&product.tenant),
+                None,
+                Outcome::Denied,
+                Some(format!(
+                    "over the daily spend limit of supplier {}: no {} {} bought on demand",
+                    s.name,
+                    crate::money::display(face_value, &product.currency),
+                    product.sku
+                )),
+            )
+            .await?;
             return Ok(None);
         }
         if reservation == Reservation::OverLimit {
@@ -819,8 +865,9 @@ impl Supply {
             purchase.state = state::FAILED.into();
             purchase.note = why;
             purchase.updated_at = self.vault.clock().now_ms();
-            central.settle_purchase(&purchase).await?;
-            self.settled(ctx, &purchase).await?;
+            if central.settle_purchase(&purchase, state::BUYING).await? {
+                self.settled(ctx, &purchase).await?;
+            }
             return self.outcome(&purchase.id).await;
         }
         let mut unsettled = false;
@@ -889,6 +936,15 @@ impl Supply {
             purchase.charged = purchase.charged.saturating_add(record.charged);
             purchase.codes_received = purchase.codes_received.saturating_add(record.codes);
             central.put_purchase_line(record).await?;
+            // What is received so far is kept as it comes (a purchase cut
+            // short keeps its spend), and a purchase still at work is seen
+            // to be (never taken for one that stopped).
+            purchase.updated_at = self.vault.clock().now_ms();
+            if !central.settle_purchase(&purchase, state::BUYING).await? {
+                return Err(VoucherError::PurchaseState(
+                    "the purchase was settled by someone else while being bought".into(),
+                ));
+            }
         }
         purchase.state = if unsettled {
             state::UNSETTLED
@@ -904,8 +960,9 @@ impl Supply {
             purchase.note = why;
         }
         purchase.updated_at = self.vault.clock().now_ms();
-        central.settle_purchase(&purchase).await?;
-        self.settled(ctx, &purchase).await?;
+        if central.settle_purchase(&purchase, state::BUYING).await? {
+            self.settled(ctx, &purchase).await?;
+        }
         self.outcome(&purchase.id).await
     }
 
@@ -1651,13 +1708,8 @@ impl Supply {
             };
             match answer {
                 Ok(Some(order)) => {
-                    let before = (l.charged, l.codes);
                     self.take_order(ctx, &s, &product, &p, &mut l, order)
                         .await?;
-                    p.charged = p.charged.saturating_add(l.charged.saturating_sub(before.0));
-                    p.codes_received = p
-                        .codes_received
-                        .saturating_add(l.codes.saturating_sub(before.1));
                 }
                 // A supplier's search may lag its orders: "not found" is
                 // believed only of a line left alone for a while.
@@ -1679,18 +1731,30 @@ impl Supply {
             }
             central.put_purchase_line(l).await?;
         }
-        if !still {
-            p.state = if p.codes_received >= p.quantity {
-                state::COMPLETE
-            } else if p.codes_received > 0 {
-                state::PARTIAL
-            } else {
-                state::FAILED
-            }
-            .into();
+        // The totals from every line, whatever was written before (a
+        // purchase cut short may have written none).
+        let lines = central.purchase_lines(&p.id).await?;
+        p.charged = lines.iter().fold(0i64, |t, l| t.saturating_add(l.charged));
+        p.codes_received = lines.iter().fold(0i64, |t, l| t.saturating_add(l.codes));
+        let from = p.state.clone();
+        p.state = if still {
+            state::UNSETTLED
+        } else if p.codes_received >= p.quantity {
+            state::COMPLETE
+        } else if p.codes_received > 0 {
+            state::PARTIAL
+        } else {
+            state::FAILED
         }
+        .into();
         p.updated_at = self.vault.clock().now_ms();
-        central.settle_purchase(&p).await?;
+        if !central.settle_purchase(&p, &from).await? {
+            // Another writer settled it meanwhile: theirs stands.
+            return central
+                .purchase(&p.id)
+                .await?
+                .ok_or(VoucherError::PurchaseNotFound);
+        }
         Ok(p)
     }
 }

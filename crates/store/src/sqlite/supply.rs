@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::central::SqliteCentralStore;
 use crate::supply::purchase_state;
 use crate::{
-    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, StoreError, StoreResult,
-    SupplierCredentialRecord, SupplyStore,
+    PurchaseFilter, PurchaseLineRecord, PurchaseRecord, Reservation, ReserveRule, StoreError,
+    StoreResult, SupplierCredentialRecord, SupplyStore,
 };
 
 macro_rules! purchase_columns {
@@ -62,16 +62,17 @@ impl SupplyStore for SqliteCentralStore {
         &self,
         mut p: PurchaseRecord,
         daily_limit: Option<i64>,
-        one_open: bool,
+        rule: ReserveRule,
     ) -> StoreResult<Reservation> {
         self.db
             .write(move |conn| {
-                if one_open {
+                if rule == ReserveRule::Replenishment {
                     let [a, b, c, d] = purchase_state::OPEN;
                     let open: i64 = conn
                         .prepare_cached(
                             "SELECT COUNT(*) FROM purchases WHERE tenant = ?1 AND product_id = ?2 \
-                             AND face_value = ?3 AND state IN (?4, ?5, ?6, ?7)",
+                             AND face_value = ?3 AND purpose = 'replenishment' \
+                             AND state IN (?4, ?5, ?6, ?7)",
                         )
                         .and_then(|mut s| {
                             s.query_row(
@@ -92,6 +93,9 @@ impl SupplyStore for SqliteCentralStore {
                     }
                 };
                 if !within {
+                    if rule == ReserveRule::OnDemand {
+                        return Ok(Reservation::OverLimit);
+                    }
                     p.state = purchase_state::AWAITING_APPROVAL.into();
                 }
                 conn.execute(
@@ -164,23 +168,24 @@ impl SupplyStore for SqliteCentralStore {
             .await
     }
 
-    async fn settle_purchase(&self, p: &PurchaseRecord) -> StoreResult<()> {
-        let p = p.clone();
+    async fn settle_purchase(&self, p: &PurchaseRecord, from: &str) -> StoreResult<bool> {
+        let (p, from) = (p.clone(), from.to_owned());
         self.db
             .write(move |conn| {
                 conn.execute(
                     "UPDATE purchases SET state = ?2, charged = ?3, codes_received = ?4, \
-                     note = ?5, updated_at = ?6 WHERE id = ?1",
+                     note = ?5, updated_at = ?6 WHERE id = ?1 AND state = ?7",
                     params![
                         p.id,
                         p.state,
                         p.charged,
                         p.codes_received,
                         p.note,
-                        p.updated_at
+                        p.updated_at,
+                        from
                     ],
                 )
-                .map(|_| ())
+                .map(|n| n == 1)
                 .map_err(StoreError::backend("settle purchase"))
             })
             .await

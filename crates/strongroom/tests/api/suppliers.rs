@@ -508,6 +508,7 @@ ca_file = "{ca}"
 timeout_secs = 5
 requests_per_sec = 20
 daily_limit = ["1000.00 GBP"]
+low_balance = ["200.00 GBP"]
   [supplier.tango]
   customer = "acme"
   account = "main"
@@ -517,6 +518,11 @@ daily_limit = ["1000.00 GBP"]
   face_values = ["50.00"]
   min_stock = 1
   target_stock = 2
+  [[supplier.product]]
+  sku = "TANGO-500"
+  supplier_product = "U999999"
+  min_stock = 1
+  target_stock = 1
 "#
     );
     let parsed: SuppliersSettings = figment::Figment::new()
@@ -581,6 +587,7 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
         ("LIMIT-C", 2500),
         ("FLAKY-20", 2000),
         ("TANGO-50", 5000),
+        ("TANGO-500", 50_000),
         ("NOW-15", 1500),
         ("LATER-30", 3000),
         ("REST-10", 1000),
@@ -728,6 +735,23 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     assert_eq!(purchase["charged"], 10_000);
     assert_eq!(tango.lock().unwrap().tokens_issued, 1);
     assert_eq!(tango.lock().unwrap().orders.len(), 2);
+    // The balance is checked first: 500.00 is more than the 120.50 left,
+    // so nothing is ordered; a balance under 200.00 raises an alert.
+    let purchase = replenish(&stock, "TANGO-500", 50_000).await;
+    assert_eq!(purchase["state"], "failed", "{purchase}");
+    assert!(purchase["note"].as_str().unwrap().contains("insufficient balance"), "{purchase}");
+    assert_eq!(tango.lock().unwrap().orders.len(), 2);
+    let mut alerted = Value::Null;
+    for _ in 0..50 {
+        let (status, alerts) = officer.get("/v1/alerts?detector=suppliers").await;
+        assert_eq!(status, StatusCode::OK, "{alerts}");
+        if alerts.to_string().contains("balance is low") {
+            alerted = alerts;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(alerted.to_string().contains("supplier:tango"), "no low-balance alert: {alerted}");
 
     // Runa's asynchronous mode: accepted at once, collected once complete.
     let purchase = replenish(&stock, "LATER-30", 3000).await;
@@ -765,6 +789,13 @@ async fn codes_are_bought_once_into_stock_within_limits_and_reconciled(store) {
     let (status, body) = fulfil.post(&format!("/v1/secrets/{token}/reveal"), json!({"purpose": "curious"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("request.invalid")), "{body}");
     assert!(!body.to_string().contains(RUNA_KEY));
+    // Nor deletes it (only replacing it does), while its keys rotate.
+    let (status, body) = officer.delete(&format!("/v1/secrets/{token}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = officer
+        .post("/v1/keys/rotate", json!({"tenant": "dev", "class": "supplier_credential"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // …and nobody stores one through the secrets API either.
     let (status, body) = stock
         .post("/v1/secrets", json!({"tenant": "dev", "class": "supplier_credential", "value": "planted"}))
