@@ -346,6 +346,7 @@ const CENTRAL: &[&str] = &[
          updated_at BIGINT NOT NULL
      );
      CREATE INDEX purchases_spend ON {schema}.purchases (supplier, day, currency);
+     CREATE INDEX purchases_state ON {schema}.purchases (state);
      CREATE TABLE {schema}.purchase_lines (
          purchase_id TEXT NOT NULL,
          line BIGINT NOT NULL,

@@ -526,17 +526,18 @@ impl Supply {
         let now = self.vault.clock().now_ms();
         let products = central.list_products(&scope).await?;
         let counts = central.stock_counts(&scope, now, now).await?;
-        let open = central
-            .list_purchases(
-                &PurchaseFilter {
-                    scope: scope.clone(),
-                    state: None,
-                    day: None,
-                    supplier: None,
-                },
-                10_000,
-            )
-            .await?;
+        // Only open purchases matter (by state: the history grows, these
+        // stay few).
+        let mut open = Vec::new();
+        for st in state::OPEN {
+            let filter = PurchaseFilter {
+                scope: scope.clone(),
+                state: Some(st.into()),
+                day: None,
+                supplier: None,
+            };
+            open.extend(central.list_purchases(&filter, 10_000).await?);
+        }
         let mut lines = Vec::new();
         for s in &self.suppliers {
             if !scope.admits(&s.tenant) {

@@ -235,6 +235,7 @@ const MIGRATIONS: Migrations = &[
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX purchases_spend ON purchases (supplier, day, currency);
+     CREATE INDEX purchases_state ON purchases (state);
      CREATE TABLE purchase_lines (
          purchase_id TEXT NOT NULL,
          line INTEGER NOT NULL,
