@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::CredentialSource;
 use crate::money::{from_decimal, to_decimal};
-use crate::transport::{Call, Transport, decimal_text, text};
+use crate::transport::{Call, Transport, array, decimal_text, text};
 
 /// How orders are executed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -204,11 +204,7 @@ impl Runa {
         body: &Value,
         face_value: &Money,
     ) -> Result<Vec<CollectedCode>, SupplierError> {
-        let items = body
-            .pointer("/items")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let items = array(body, "/items");
         let mut codes = Vec::with_capacity(items.len());
         for item in items {
             let url = text(item, "/payout/url")
@@ -275,11 +271,7 @@ impl SupplierConnector for Runa {
 
     async fn catalogue(&self) -> Result<Vec<CatalogueItem>, SupplierError> {
         let body = self.get("/v2/product").await?;
-        let products = body
-            .pointer("/catalog")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let products = array(&body, "/catalog");
         let mut items = Vec::with_capacity(products.len());
         for p in products {
             let (Some(code), Some(currency)) = (text(p, "/code"), text(p, "/currency")) else {
@@ -354,11 +346,7 @@ impl SupplierConnector for Runa {
 
     async fn balance(&self) -> Result<Vec<Balance>, SupplierError> {
         let body = self.get("/v2/balance").await?;
-        Ok(body
-            .pointer("/balances")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        Ok(array(&body, "/balances")
             .iter()
             .filter_map(|b| {
                 let currency = text(b, "/currency")?;

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::CredentialSource;
 use crate::money::{from_decimal, to_decimal};
-use crate::transport::{Call, Transport, decimal_text, text};
+use crate::transport::{Call, Transport, array, decimal_text, text};
 
 /// Tango Card's settings beyond the base URL.
 #[derive(Debug, Clone, Deserialize)]
@@ -214,11 +214,7 @@ impl Tango {
         body: &Value,
         face_value: &Money,
     ) -> Result<CollectedCode, SupplierError> {
-        let list = body
-            .pointer("/reward/credentialList")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let list = array(body, "/reward/credentialList");
         let mut code = None;
         let mut pin = None;
         let mut claim_url = None;
@@ -266,17 +262,8 @@ impl SupplierConnector for Tango {
             .authorised(Call::Read, |c| Ok(c.get(url.clone())))
             .await?;
         let mut items = Vec::new();
-        let brands = body
-            .pointer("/brands")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for item in brands.iter().flat_map(|b| {
-            b.pointer("/items")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-        }) {
+        let brands = array(&body, "/brands");
+        for item in brands.iter().flat_map(|b| array(b, "/items")) {
             let (Some(utid), Some(currency)) = (text(item, "/utid"), text(item, "/currencyCode"))
             else {
                 continue;

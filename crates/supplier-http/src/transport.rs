@@ -238,6 +238,15 @@ pub fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
+/// The array at `pointer`, or none.
+pub fn array<'a>(value: &'a Value, pointer: &str) -> &'a [Value] {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 /// A field that suppliers send either as a number or a decimal string, as
 /// text (`25`, `25.5`, `25.00`).
 pub fn decimal_text(value: &Value) -> Option<String> {

@@ -3,6 +3,7 @@
 //! whose record cannot be written does not happen).
 
 use strongroom_audit::Outcome;
+use strongroom_store::{ProductRecord, TenantScope};
 use strongroom_vault::{Permission, Principal, RequestContext, Vault};
 
 use crate::VoucherError;
@@ -47,6 +48,21 @@ pub(crate) async fn require(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// The product of `tenant` that `matches` (by SKU or id), if any.
+pub(crate) async fn product_of(
+    vault: &Vault,
+    tenant: &str,
+    matches: impl Fn(&ProductRecord) -> bool,
+) -> Result<Option<ProductRecord>, VoucherError> {
+    Ok(vault
+        .stores()
+        .central
+        .list_products(&TenantScope::one(tenant))
+        .await?
+        .into_iter()
+        .find(|p| matches(p)))
 }
 
 /// A reason a person gives for a change (kept in a voucher's history and

@@ -458,13 +458,8 @@ impl Orders {
 
     /// The product of `tenant` with `sku`.
     async fn product(&self, tenant: &str, sku: &str) -> Result<ProductRecord, VoucherError> {
-        self.vault
-            .stores()
-            .central
-            .list_products(&TenantScope::one(tenant))
+        crate::guard::product_of(&self.vault, tenant, |p| p.sku == sku)
             .await?
-            .into_iter()
-            .find(|p| p.sku == sku)
             .ok_or(VoucherError::NotFound("no product with that SKU"))
     }
 

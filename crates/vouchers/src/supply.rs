@@ -711,13 +711,8 @@ impl Supply {
     }
 
     async fn product(&self, tenant: &str, sku: &str) -> Result<ProductRecord, VoucherError> {
-        self.vault
-            .stores()
-            .central
-            .list_products(&TenantScope::one(tenant))
+        guard::product_of(&self.vault, tenant, |p| p.sku == sku)
             .await?
-            .into_iter()
-            .find(|p| p.sku == sku)
             .ok_or(VoucherError::NotFound(
                 "no product of that SKU in this tenant",
             ))
@@ -1241,42 +1236,22 @@ impl Supply {
             let target = (Some(purchase.tenant.as_str()), Some(id));
             return Err(self.refuse(who, ctx, ACTION, target, e.code(), e).await);
         }
+        // Everything the purchase needs is found before it changes state.
         let s = self.supplier(&purchase.supplier)?.clone();
+        let product = guard::product_of(&self.vault, &purchase.tenant, |p| {
+            p.id == purchase.product_id
+        })
+        .await?
+        .ok_or(VoucherError::NotFound("the purchase's product is gone"))?;
+        let note = format!(
+            "requested by {}; {} codes, {}",
+            purchase.requested_by,
+            purchase.quantity,
+            crate::money::display(purchase.cost, &purchase.currency)
+        );
+        self.decide(who, ctx, ACTION, &purchase, state::APPROVED, note)
+            .await?;
         let now = self.vault.clock().now_ms();
-        if !central
-            .transition_purchase(id, state::AWAITING_APPROVAL, state::APPROVED, &who.id, now)
-            .await?
-        {
-            return Err(VoucherError::PurchaseState(format!(
-                "the purchase is {}, not awaiting approval",
-                purchase.state
-            )));
-        }
-        guard::record(
-            &self.vault,
-            ctx,
-            Some(who),
-            ACTION,
-            Some(&purchase.tenant),
-            Some(id),
-            Outcome::Allowed,
-            Some(format!(
-                "requested by {}; {} codes, {}",
-                purchase.requested_by,
-                purchase.quantity,
-                crate::money::display(purchase.cost, &purchase.currency)
-            )),
-        )
-        .await?;
-        let product = self
-            .vault
-            .stores()
-            .central
-            .list_products(&TenantScope::one(&purchase.tenant))
-            .await?
-            .into_iter()
-            .find(|p| p.id == purchase.product_id)
-            .ok_or(VoucherError::NotFound("the purchase's product is gone"))?;
         if !central
             .transition_purchase(id, state::APPROVED, state::BUYING, "", now)
             .await?
@@ -1311,14 +1286,37 @@ impl Supply {
                     .await);
             }
         };
+        self.decide(
+            who,
+            ctx,
+            ACTION,
+            &purchase,
+            state::DECLINED,
+            reason.to_owned(),
+        )
+        .await?;
+        self.outcome(id).await
+    }
+
+    /// Moves a purchase awaiting approval to `to` (approved or declined)
+    /// on `who`'s decision, and records it with `note`.
+    async fn decide(
+        &self,
+        who: &Principal,
+        ctx: &RequestContext,
+        action: &str,
+        purchase: &PurchaseRecord,
+        to: &str,
+        note: String,
+    ) -> Result<(), VoucherError> {
         let now = self.vault.clock().now_ms();
-        if !self
+        let moved = self
             .vault
             .stores()
             .central
-            .transition_purchase(id, state::AWAITING_APPROVAL, state::DECLINED, &who.id, now)
-            .await?
-        {
+            .transition_purchase(&purchase.id, state::AWAITING_APPROVAL, to, &who.id, now)
+            .await?;
+        if !moved {
             return Err(VoucherError::PurchaseState(format!(
                 "the purchase is {}, not awaiting approval",
                 purchase.state
@@ -1328,14 +1326,13 @@ impl Supply {
             &self.vault,
             ctx,
             Some(who),
-            ACTION,
+            action,
             Some(&purchase.tenant),
-            Some(id),
+            Some(&purchase.id),
             Outcome::Allowed,
-            Some(reason.to_owned()),
+            Some(note),
         )
-        .await?;
-        self.outcome(id).await
+        .await
     }
 
     /// A purchase in the caller's tenants.
@@ -1665,11 +1662,8 @@ impl Supply {
             return Ok(p);
         }
         let central = &self.vault.stores().central;
-        let Some(product) = central
-            .list_products(&TenantScope::one(&p.tenant))
-            .await?
-            .into_iter()
-            .find(|x| x.id == p.product_id)
+        let Some(product) =
+            guard::product_of(&self.vault, &p.tenant, |x| x.id == p.product_id).await?
         else {
             return Ok(p);
         };
