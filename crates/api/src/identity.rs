@@ -192,6 +192,7 @@ pub async fn new_principal(
             last_failure_at: 0,
             factor_failures: 0,
             locked: false,
+            seal: Vec::new(),
         };
         (code, String::new(), Some(operator))
     } else {
@@ -219,10 +220,21 @@ pub async fn new_principal(
             kind: kind.to_owned(),
             previous_secret_hash: String::new(),
             previous_valid_until: 0,
+            seal: Vec::new(),
         },
         client_secret,
         operator,
     })
+}
+
+impl NewCredentials {
+    /// The principal's row (and a person's login record) with their seals,
+    /// ready to be written.
+    pub fn sealed(mut self, vault: &strongroom_vault::Vault) -> Result<Self, VaultError> {
+        self.record = vault.sealed(self.record)?;
+        self.operator = self.operator.map(|o| vault.sealed(o)).transpose()?;
+        Ok(self)
+    }
 }
 
 /// The policy view of a stored principal, its roles resolved by `catalog`

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::RwLock;
 
 use strongroom_store::{CentralStore, StoreError, TenantScope};
+use strongroom_vault::{Row, RowSeals};
 
 /// How often [`Revocations::refresh`] should run.
 pub const REFRESH_SECS: u64 = 5;
@@ -36,13 +37,19 @@ impl Revocations {
         }
     }
 
-    /// Reloads the set from the central store.
-    pub async fn refresh(&self, central: &dyn CentralStore) -> Result<(), StoreError> {
+    /// Reloads the set from the central store. With `seals` (while
+    /// unsealed), a principal whose row fails its seal check counts as
+    /// disabled: a `disabled` flag cleared by SQL lets nobody back in.
+    pub async fn refresh(
+        &self,
+        central: &dyn CentralStore,
+        seals: Option<&RowSeals>,
+    ) -> Result<(), StoreError> {
         let disabled: HashSet<String> = central
             .list_principals(&TenantScope::All)
             .await?
             .into_iter()
-            .filter(|p| p.disabled)
+            .filter(|p| p.disabled || seals.is_some_and(|s| !s.verify(Row::Principal(p))))
             .map(|p| p.id)
             .collect();
         // Merge rather than replace: a snapshot read just before a local

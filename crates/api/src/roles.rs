@@ -15,7 +15,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use strongroom_store::{CentralStore, CustomRoleRecord, StoreError};
-use strongroom_vault::{PermissionSet, Role};
+use strongroom_vault::{PermissionSet, Role, RowSeals};
 
 /// A custom role as the node holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +124,26 @@ impl RoleCatalog {
         }
     }
 
-    /// Reloads every custom role from the central store.
-    pub async fn refresh(&self, central: &dyn CentralStore) -> Result<(), StoreError> {
-        let records = central.list_custom_roles().await?;
+    /// Reloads every custom role from the central store. Only rows that
+    /// carry their seal count: a role widened by SQL grants nothing (its
+    /// last good version stays), and while the vault is sealed (`seals` is
+    /// `None`) nothing can be checked, so nothing is loaded.
+    pub async fn refresh(
+        &self,
+        central: &dyn CentralStore,
+        seals: Option<&RowSeals>,
+    ) -> Result<(), StoreError> {
+        let Some(seals) = seals else {
+            return Ok(());
+        };
+        let mut records = central.list_custom_roles().await?;
+        records.retain(|r| {
+            let sealed = seals.verify(strongroom_vault::Row::Role(r));
+            if !sealed {
+                tracing::error!(role = %r.name, "a custom role failed its seal check: ignored");
+            }
+            sealed
+        });
         // Merged by version: a snapshot read just before this node stored a
         // change must not undo it. Roles are never deleted.
         if let Ok(mut map) = self.custom.write() {
@@ -155,6 +172,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             version: 1,
+            seal: Vec::new(),
         }
     }
 

@@ -11,8 +11,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
     CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
-    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StockCount, StoreError,
-    StoreResult, TenantScope, VoucherRecord,
+    ProductRecord, RecoveryCodeRecord, RetailerRecord, Scoped, SealSwap, SecretRecord, SecretState,
+    StockCount, StoreError, StoreResult, TenantScope, UnsealedRow, VoucherRecord,
 };
 
 use std::sync::Arc;
@@ -55,15 +55,15 @@ struct Lookup {
 }
 
 const SECRET_COLUMNS: &str = "token, tenant, class, key_version, fingerprint, duplicate_allowed, \
-     metadata, created_at, window_closes_at, created_by, state";
+     metadata, created_at, window_closes_at, created_by, state, seal";
 const PRINCIPAL_COLUMNS: &str = "id, client_id, name, roles, tenants, secret_hash, created_at, \
-     disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until";
+     disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until, seal";
 const ROLE_COLUMNS: &str =
-    "name, permissions, pending, requested_by, created_by, created_at, updated_at, version";
+    "name, permissions, pending, requested_by, created_by, created_at, updated_at, version, seal";
 const PRODUCT_COLUMNS: &str = "id, tenant, retailer_id, sku, name, currency, denominations, \
      low_stock_threshold, created_at, created_by";
 const OPERATOR_COLUMNS: &str = "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, \
-     totp_last_step, failed_logins, last_failure_at, factor_failures, locked";
+     totp_last_step, failed_logins, last_failure_at, factor_failures, locked, seal";
 
 impl PgCentralStore {
     /// The store in `schema`. Must run inside a Tokio runtime.
@@ -126,6 +126,7 @@ fn secret_from_row(r: &PgRow) -> StoreResult<SecretRecord> {
         window_closes_at: r.try_get(8).map_err(e)?,
         created_by: r.try_get(9).map_err(e)?,
         state: SecretState::parse(&state)?,
+        seal: r.try_get(11).map_err(e)?,
     })
 }
 
@@ -154,6 +155,7 @@ fn principal_from_row(r: &PgRow) -> StoreResult<PrincipalRecord> {
         kind: r.try_get(10).map_err(e)?,
         previous_secret_hash: r.try_get(11).map_err(e)?,
         previous_valid_until: r.try_get(12).map_err(e)?,
+        seal: r.try_get(13).map_err(e)?,
     })
 }
 
@@ -194,6 +196,7 @@ fn role_from_row(r: &PgRow) -> StoreResult<CustomRoleRecord> {
         created_at: r.try_get(5).map_err(e)?,
         updated_at: r.try_get(6).map_err(e)?,
         version: r.try_get(7).map_err(e)?,
+        seal: r.try_get(8).map_err(e)?,
     })
 }
 
@@ -210,6 +213,17 @@ fn operator_from_row(r: &PgRow) -> StoreResult<OperatorRecord> {
         last_failure_at: r.try_get(7).map_err(e)?,
         factor_failures: r.try_get(8).map_err(e)?,
         locked: r.try_get(9).map_err(e)?,
+        seal: r.try_get(10).map_err(e)?,
+    })
+}
+
+/// A recovery code from columns `at` (code id), `at + 1` (hash), `at + 2` (seal).
+fn recovery_code_from_row(r: &PgRow, at: usize) -> StoreResult<RecoveryCodeRecord> {
+    let e = db_error("read recovery code");
+    Ok(RecoveryCodeRecord {
+        code_id: r.try_get(at).map_err(e)?,
+        hash: r.try_get(at + 1).map_err(e)?,
+        seal: r.try_get(at + 2).map_err(e)?,
     })
 }
 
@@ -406,9 +420,9 @@ async fn insert_rows(
         "INSERT INTO {secrets} ({SECRET_COLUMNS}) \
          SELECT r.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], \
              $5::bytea[], $6::bool[], $7::text[], $8::bigint[], $9::bigint[], \
-             $10::text[], $11::text[]) \
+             $10::text[], $11::text[], $12::bytea[]) \
          AS r(token, tenant, class, key_version, fingerprint, duplicate_allowed, \
-             metadata, created_at, window_closes_at, created_by, state) \
+             metadata, created_at, window_closes_at, created_by, state, seal) \
          WHERE NOT EXISTS (SELECT 1 FROM {secrets} s WHERE NOT r.duplicate_allowed \
              AND s.fingerprint = r.fingerprint AND s.tenant = r.tenant \
              AND s.class = r.class AND s.state = 'active' OFFSET 0) \
@@ -455,6 +469,7 @@ async fn insert_rows(
                 .collect::<Vec<_>>(),
         )
         .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.seal.clone()).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error("insert secrets"))?;
@@ -535,31 +550,41 @@ impl CentralStore for PgCentralStore {
         Ok(scope.filter(self.reads.submit(token.to_owned(), 1).await?))
     }
 
-    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool> {
+    async fn set_window(
+        &self,
+        token: &str,
+        tenant: &str,
+        closes_at: i64,
+        swap: SealSwap,
+    ) -> StoreResult<bool> {
         let sql_text = format!(
-            "UPDATE {} SET window_closes_at = $2 \
-             WHERE token = $1 AND tenant = $3 AND state = 'active'",
+            "UPDATE {} SET window_closes_at = $2, seal = $5 \
+             WHERE token = $1 AND tenant = $3 AND state = 'active' AND seal = $4",
             self.secrets
         );
         let done = sqlx::query(sql(&sql_text))
             .bind(token)
             .bind(closes_at)
             .bind(tenant)
+            .bind(swap.from)
+            .bind(swap.to)
             .execute(self.db.pool())
             .await
             .map_err(db_error("set reveal window"))?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool> {
+    async fn mark_deleted(&self, token: &str, tenant: &str, swap: SealSwap) -> StoreResult<bool> {
         let sql_text = format!(
-            "UPDATE {} SET state = 'deleted', fingerprint = NULL, metadata = NULL \
-             WHERE token = $1 AND tenant = $2 AND state = 'active'",
+            "UPDATE {} SET state = 'deleted', fingerprint = NULL, metadata = NULL, seal = $4 \
+             WHERE token = $1 AND tenant = $2 AND state = 'active' AND seal = $3",
             self.secrets
         );
         let done = sqlx::query(sql(&sql_text))
             .bind(token)
             .bind(tenant)
+            .bind(swap.from)
+            .bind(swap.to)
             .execute(self.db.pool())
             .await
             .map_err(db_error("delete secret"))?;
@@ -569,7 +594,7 @@ impl CentralStore for PgCentralStore {
     async fn insert_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
         let sql_text = format!(
             "INSERT INTO {} ({PRINCIPAL_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT DO NOTHING",
             self.principals
         );
@@ -587,6 +612,7 @@ impl CentralStore for PgCentralStore {
             .bind(p.kind)
             .bind(p.previous_secret_hash)
             .bind(p.previous_valid_until)
+            .bind(p.seal)
             .execute(self.db.pool())
             .await
             .map_err(db_error("insert principal"))?;
@@ -872,7 +898,7 @@ impl CentralStore for PgCentralStore {
 
     async fn insert_custom_role(&self, role: CustomRoleRecord) -> StoreResult<()> {
         let sql_text = format!(
-            "INSERT INTO {} ({ROLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO {} ({ROLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT DO NOTHING",
             self.custom_roles
         );
@@ -885,6 +911,7 @@ impl CentralStore for PgCentralStore {
             .bind(role.created_at)
             .bind(role.updated_at)
             .bind(role.version)
+            .bind(role.seal)
             .execute(self.db.pool())
             .await
             .map_err(db_error("insert role"))?;
@@ -901,7 +928,7 @@ impl CentralStore for PgCentralStore {
     ) -> StoreResult<bool> {
         let sql_text = format!(
             "UPDATE {} SET permissions = $2, pending = $3, requested_by = $4, updated_at = $5, \
-             version = version + 1 WHERE name = $1 AND version = $6",
+             version = version + 1, seal = $7 WHERE name = $1 AND version = $6",
             self.custom_roles
         );
         let done = sqlx::query(sql(&sql_text))
@@ -911,47 +938,40 @@ impl CentralStore for PgCentralStore {
             .bind(role.requested_by)
             .bind(role.updated_at)
             .bind(expected_version)
+            .bind(role.seal)
             .execute(self.db.pool())
             .await
             .map_err(db_error("change role"))?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn disable_principal(&self, id: &str) -> StoreResult<bool> {
-        self.update_principal("UPDATE {t} SET disabled = true WHERE id = $1", id)
-            .await
-    }
-
-    async fn approve_principal(&self, id: &str) -> StoreResult<bool> {
-        self.update_principal(
-            "UPDATE {t} SET pending_approval = false \
-             WHERE id = $1 AND pending_approval AND NOT disabled",
-            id,
-        )
-        .await
-    }
-
-    async fn rotate_secret(
+    async fn replace_principal(
         &self,
-        id: &str,
-        new_hash: &str,
-        previous_valid_until: i64,
-        needs_approval: bool,
+        p: PrincipalRecord,
+        expected_seal: &[u8],
     ) -> StoreResult<bool> {
         let done = sqlx::query(sql(&format!(
-            "UPDATE {} SET previous_secret_hash = secret_hash, \
-                 previous_valid_until = $3, secret_hash = $2, \
-                 pending_approval = (pending_approval OR $4) \
-             WHERE id = $1 AND kind = 'service' AND NOT disabled",
+            "UPDATE {} SET roles = $2, tenants = $3, secret_hash = $4, disabled = $5, \
+                 created_by = $6, pending_approval = $7, kind = $8, previous_secret_hash = $9, \
+                 previous_valid_until = $10, seal = $11 \
+             WHERE id = $1 AND seal = $12",
             self.principals
         )))
-        .bind(id)
-        .bind(new_hash)
-        .bind(previous_valid_until)
-        .bind(needs_approval)
+        .bind(p.id)
+        .bind(p.roles.join(","))
+        .bind(p.tenants.join(","))
+        .bind(p.secret_hash)
+        .bind(p.disabled)
+        .bind(p.created_by)
+        .bind(p.pending_approval)
+        .bind(p.kind)
+        .bind(p.previous_secret_hash)
+        .bind(p.previous_valid_until)
+        .bind(p.seal)
+        .bind(expected_seal)
         .execute(self.db.pool())
         .await
-        .map_err(db_error("rotate secret"))?;
+        .map_err(db_error("change principal"))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -961,13 +981,15 @@ impl CentralStore for PgCentralStore {
 
     async fn put_operator(&self, o: OperatorRecord) -> StoreResult<()> {
         sqlx::query(sql(&format!(
-            "INSERT INTO {} ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO {} ({OPERATOR_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (principal_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
                  enrolment_hash = EXCLUDED.enrolment_hash, totp_sealed = EXCLUDED.totp_sealed, \
                  enrolled = EXCLUDED.enrolled, totp_last_step = EXCLUDED.totp_last_step, \
                  failed_logins = EXCLUDED.failed_logins, \
                  last_failure_at = EXCLUDED.last_failure_at, \
-                 factor_failures = EXCLUDED.factor_failures, locked = EXCLUDED.locked",
+                 factor_failures = EXCLUDED.factor_failures, locked = EXCLUDED.locked, \
+                 seal = EXCLUDED.seal",
             self.operators
         )))
         .bind(o.principal_id)
@@ -980,6 +1002,7 @@ impl CentralStore for PgCentralStore {
         .bind(o.last_failure_at)
         .bind(o.factor_failures)
         .bind(o.locked)
+        .bind(o.seal)
         .execute(self.db.pool())
         .await
         .map_err(db_error("store operator"))?;
@@ -1036,15 +1059,21 @@ impl CentralStore for PgCentralStore {
         &self,
         principal_id: &str,
         lock_after: i64,
+        locked_seal: &[u8],
     ) -> StoreResult<(i64, bool)> {
+        // The seal changes with `locked` in the same statement (the right
+        // side of every assignment sees the row as it was).
         let row = sqlx::query(sql(&format!(
             "UPDATE {} SET factor_failures = factor_failures + 1, \
+                 seal = CASE WHEN NOT locked AND factor_failures + 1 >= $2 \
+                     THEN $3 ELSE seal END, \
                  locked = (locked OR factor_failures + 1 >= $2) \
              WHERE principal_id = $1 RETURNING factor_failures, locked",
             self.operators
         )))
         .bind(principal_id)
         .bind(lock_after)
+        .bind(locked_seal)
         .fetch_one(self.db.pool())
         .await
         .map_err(db_error("record login failure"))?;
@@ -1064,57 +1093,31 @@ impl CentralStore for PgCentralStore {
         Ok(())
     }
 
-    async fn update_enrolment(
-        &self,
-        principal_id: &str,
-        password_hash: &str,
-        totp_sealed: &[u8],
-    ) -> StoreResult<bool> {
+    async fn replace_operator(&self, o: OperatorRecord, expected_seal: &[u8]) -> StoreResult<bool> {
         let done = sqlx::query(sql(&format!(
-            "UPDATE {} SET password_hash = $2, totp_sealed = $3, totp_last_step = 0 \
-             WHERE principal_id = $1 AND NOT enrolled",
+            "UPDATE {} SET password_hash = $2, enrolment_hash = $3, totp_sealed = $4, \
+                 enrolled = $5, locked = $6, seal = $7 \
+             WHERE principal_id = $1 AND seal = $8",
             self.operators
         )))
-        .bind(principal_id)
-        .bind(password_hash)
-        .bind(totp_sealed)
+        .bind(o.principal_id)
+        .bind(o.password_hash)
+        .bind(o.enrolment_hash)
+        .bind(o.totp_sealed)
+        .bind(o.enrolled)
+        .bind(o.locked)
+        .bind(o.seal)
+        .bind(expected_seal)
         .execute(self.db.pool())
         .await
-        .map_err(db_error("store enrolment"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool> {
-        let done = sqlx::query(sql(&format!(
-            "UPDATE {} SET enrolled = true, enrolment_hash = '' \
-             WHERE principal_id = $1 AND NOT enrolled AND totp_sealed = $2",
-            self.operators
-        )))
-        .bind(principal_id)
-        .bind(totp_sealed)
-        .execute(self.db.pool())
-        .await
-        .map_err(db_error("finish enrolment"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query(sql(&format!(
-            "UPDATE {} SET locked = false, failed_logins = 0, factor_failures = 0 \
-             WHERE principal_id = $1",
-            self.operators
-        )))
-        .bind(principal_id)
-        .execute(self.db.pool())
-        .await
-        .map_err(db_error("unlock operator"))?;
+        .map_err(db_error("change operator"))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn set_recovery_codes(
         &self,
         principal_id: &str,
-        codes: Vec<(String, String)>,
+        codes: Vec<RecoveryCodeRecord>,
     ) -> StoreResult<()> {
         let e = db_error("store recovery codes");
         let mut tx = self.db.pool().begin().await.map_err(e)?;
@@ -1126,15 +1129,18 @@ impl CentralStore for PgCentralStore {
         .execute(&mut *tx)
         .await
         .map_err(e)?;
-        let (ids, hashes): (Vec<String>, Vec<String>) = codes.into_iter().unzip();
+        let ids: Vec<&str> = codes.iter().map(|c| c.code_id.as_str()).collect();
+        let hashes: Vec<&str> = codes.iter().map(|c| c.hash.as_str()).collect();
+        let seals: Vec<&[u8]> = codes.iter().map(|c| c.seal.as_slice()).collect();
         sqlx::query(sql(&format!(
-            "INSERT INTO {} (principal_id, code_id, hash) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[])",
+            "INSERT INTO {} (principal_id, code_id, hash, seal) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bytea[])",
             self.recovery_codes
         )))
         .bind(principal_id)
         .bind(ids)
         .bind(hashes)
+        .bind(seals)
         .execute(&mut *tx)
         .await
         .map_err(e)?;
@@ -1145,10 +1151,10 @@ impl CentralStore for PgCentralStore {
         &self,
         principal_id: &str,
         code_id: &str,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<RecoveryCodeRecord>> {
         let e = db_error("read recovery code");
         sqlx::query(sql(&format!(
-            "SELECT hash FROM {} WHERE principal_id = $1 AND code_id = $2",
+            "SELECT code_id, hash, seal FROM {} WHERE principal_id = $1 AND code_id = $2",
             self.recovery_codes
         )))
         .bind(principal_id)
@@ -1156,7 +1162,7 @@ impl CentralStore for PgCentralStore {
         .fetch_optional(self.db.pool())
         .await
         .map_err(e)?
-        .map(|r| r.try_get(0).map_err(e))
+        .map(|r| recovery_code_from_row(&r, 0))
         .transpose()
     }
 
@@ -1170,6 +1176,85 @@ impl CentralStore for PgCentralStore {
         .execute(self.db.pool())
         .await
         .map_err(db_error("use recovery code"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rows_without_seal(&self, limit: usize) -> StoreResult<Vec<UnsealedRow>> {
+        let e = db_error("read unsealed rows");
+        let mut out = Vec::new();
+        let left = |out: &Vec<UnsealedRow>| {
+            i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX)
+        };
+        let queries = [
+            format!(
+                "SELECT {PRINCIPAL_COLUMNS} FROM {} WHERE seal = ''::bytea LIMIT $1",
+                self.principals
+            ),
+            format!(
+                "SELECT {ROLE_COLUMNS} FROM {} WHERE seal = ''::bytea LIMIT $1",
+                self.custom_roles
+            ),
+            format!(
+                "SELECT {OPERATOR_COLUMNS} FROM {} WHERE seal = ''::bytea LIMIT $1",
+                self.operators
+            ),
+            format!(
+                "SELECT code_id, hash, seal, principal_id FROM {} WHERE seal = ''::bytea LIMIT $1",
+                self.recovery_codes
+            ),
+            format!(
+                "SELECT {SECRET_COLUMNS} FROM {} WHERE seal = ''::bytea LIMIT $1",
+                self.secrets
+            ),
+        ];
+        for (kind, query) in queries.iter().enumerate() {
+            if left(&out) == 0 {
+                break;
+            }
+            let rows = sqlx::query(sql(query))
+                .bind(left(&out))
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(e)?;
+            for r in &rows {
+                out.push(match kind {
+                    0 => UnsealedRow::Principal(principal_from_row(r)?),
+                    1 => UnsealedRow::Role(role_from_row(r)?),
+                    2 => UnsealedRow::Operator(operator_from_row(r)?),
+                    3 => UnsealedRow::RecoveryCode(
+                        r.try_get(3).map_err(e)?,
+                        recovery_code_from_row(r, 0)?,
+                    ),
+                    _ => UnsealedRow::Secret(secret_from_row(r)?),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_first_seal(&self, row: &UnsealedRow, seal: &[u8]) -> StoreResult<bool> {
+        let (table, key, keys): (&str, &str, Vec<&str>) = match row {
+            UnsealedRow::Secret(r) => (&self.secrets, "token = $2", vec![&r.token]),
+            UnsealedRow::Principal(r) => (&self.principals, "id = $2", vec![&r.id]),
+            UnsealedRow::Role(r) => (&self.custom_roles, "name = $2", vec![&r.name]),
+            UnsealedRow::Operator(r) => {
+                (&self.operators, "principal_id = $2", vec![&r.principal_id])
+            }
+            UnsealedRow::RecoveryCode(id, c) => (
+                &self.recovery_codes,
+                "principal_id = $2 AND code_id = $3",
+                vec![id, &c.code_id],
+            ),
+        };
+        let text = format!("UPDATE {table} SET seal = $1 WHERE {key} AND seal = ''::bytea");
+        let mut query = sqlx::query(sql(&text)).bind(seal);
+        for k in keys {
+            query = query.bind(k);
+        }
+        let done = query
+            .execute(self.db.pool())
+            .await
+            .map_err(db_error("seal row"))?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -1192,15 +1277,5 @@ impl PgCentralStore {
         .as_ref()
         .map(principal_from_row)
         .transpose()
-    }
-
-    async fn update_principal(&self, template: &str, id: &str) -> StoreResult<bool> {
-        let sql_text = template.replace("{t}", &self.principals);
-        let done = sqlx::query(sql(&sql_text))
-            .bind(id)
-            .execute(self.db.pool())
-            .await
-            .map_err(db_error("update principal"))?;
-        Ok(done.rows_affected() > 0)
     }
 }

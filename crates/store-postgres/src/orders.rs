@@ -12,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use strongroom_store::{
     LinkView, OrderFilter, OrderRecord, OrderStore, PlaceOutcome, StoreError, StoreResult,
-    TenantScope, VoucherEvent, VoucherIdentity,
+    TenantScope, VoucherEvent, VoucherIdentity, WindowChange,
 };
 
 use crate::central::{PgCentralStore, scope_param};
@@ -108,7 +108,7 @@ impl PgCentralStore {
         set: &str,
         extra: (Option<String>, i64, i64),
         to_state: &str,
-        window: (Vec<String>, i64),
+        window: WindowChange,
         why: impl FnOnce(&OrderRecord) -> String,
     ) -> StoreResult<Option<OrderRecord>> {
         let e = db_error("change order");
@@ -144,16 +144,23 @@ impl PgCentralStore {
         if !self.move_voucher(&mut tx, &event).await? {
             return Err(StoreError::Conflict("voucher not reserved"));
         }
-        let (tokens, closes_at) = window;
-        let wanted = tokens.len() as u64;
+        let wanted = window.rows.len() as u64;
+        let tokens: Vec<&str> = window.rows.iter().map(|(t, _)| t.as_str()).collect();
+        let from: Vec<&[u8]> = window.rows.iter().map(|(_, s)| s.from.as_slice()).collect();
+        let to: Vec<&[u8]> = window.rows.iter().map(|(_, s)| s.to.as_slice()).collect();
+        // Each row only if it still carries the seal the vault read.
         let set = sqlx::query(sql(&format!(
-            "UPDATE {} SET window_closes_at = $2 \
-             WHERE token = ANY($1) AND tenant = $3 AND state = 'active'",
+            "UPDATE {} s SET window_closes_at = $2, seal = u.to_seal \
+             FROM UNNEST($1::text[], $4::bytea[], $5::bytea[]) AS u(token, from_seal, to_seal) \
+             WHERE s.token = u.token AND s.tenant = $3 AND s.state = 'active' \
+             AND s.seal = u.from_seal",
             self.secrets
         )))
         .bind(tokens)
-        .bind(closes_at)
+        .bind(window.closes_at)
         .bind(tenant)
+        .bind(from)
+        .bind(to)
         .execute(&mut *tx)
         .await
         .map_err(e)?;
@@ -323,7 +330,7 @@ impl OrderStore for PgCentralStore {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>> {
         let (views, expires) = link.unwrap_or((0, 0));
         self.finish_reservation(
@@ -348,7 +355,7 @@ impl OrderStore for PgCentralStore {
         actor: &str,
         reason: &str,
         at: i64,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>> {
         self.finish_reservation(
             id,

@@ -369,6 +369,14 @@ const CENTRAL: &[&str] = &[
      GRANT SELECT, INSERT, UPDATE ON {schema}.purchases TO {role};
      GRANT SELECT, INSERT, UPDATE ON {schema}.purchase_lines TO {role};
      GRANT SELECT, INSERT, UPDATE ON {schema}.supplier_credentials TO {role}",
+    // Row seals: the vault's MAC over each access-deciding row (see
+    // docs/architecture.md). Rows from before get theirs at the first unseal.
+    "ALTER TABLE {schema}.secrets ADD COLUMN seal BYTEA NOT NULL DEFAULT ''::bytea;
+     ALTER TABLE {schema}.principals ADD COLUMN seal BYTEA NOT NULL DEFAULT ''::bytea;
+     ALTER TABLE {schema}.custom_roles ADD COLUMN seal BYTEA NOT NULL DEFAULT ''::bytea;
+     ALTER TABLE {schema}.operators ADD COLUMN seal BYTEA NOT NULL DEFAULT ''::bytea;
+     ALTER TABLE {schema}.recovery_codes ADD COLUMN seal BYTEA NOT NULL DEFAULT ''::bytea;
+     GRANT UPDATE (seal) ON {schema}.recovery_codes TO {role}",
 ];
 
 const RECORDS: &[&str] = &["CREATE TABLE {schema}.records (

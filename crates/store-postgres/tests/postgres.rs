@@ -118,6 +118,7 @@ fn record(token: &str, fingerprint: u8, unique: bool) -> SecretRecord {
         window_closes_at: 2,
         created_by: "p".into(),
         state: SecretState::Active,
+        seal: vec![1],
     }
 }
 

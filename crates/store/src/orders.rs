@@ -187,8 +187,8 @@ pub trait OrderStore: Send + Sync {
     /// Marks a reserved order and its voucher delivered (recording the
     /// transition), with its reveal link's views and expiry when delivered by
     /// link, and in the same transaction sets the reveal windows of
-    /// `window.0` (the voucher's code and PIN, as the vault granted) to close
-    /// at `window.1`. Returns the order as it now stands; `None` (and
+    /// `window` (the voucher's code and PIN, as the vault granted and
+    /// sealed). Returns the order as it now stands; `None` (and
     /// nothing changed) if it is not a reserved order of `tenant`.
     #[allow(clippy::too_many_arguments)]
     async fn mark_delivered(
@@ -198,12 +198,12 @@ pub trait OrderStore: Send + Sync {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>>;
 
     /// Cancels a reserved order of `tenant` and returns its voucher to stock
-    /// (recording the transition), closing the windows of `window.0` at
-    /// `window.1` in the same transaction. Returns the cancelled order;
+    /// (recording the transition), closing the windows of `window` in the
+    /// same transaction. Returns the cancelled order;
     /// `None` (and nothing changed) if it is not a reserved order of `tenant`.
     #[allow(clippy::too_many_arguments)]
     async fn cancel_order(
@@ -213,7 +213,7 @@ pub trait OrderStore: Send + Sync {
         actor: &str,
         reason: &str,
         at: i64,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>>;
 
     /// Up to `limit` reserved orders whose reservation ended before `now`.
@@ -317,4 +317,16 @@ pub trait OrderStore: Send + Sync {
         max_per_day: i64,
         link: Option<(i64, i64)>,
     ) -> StoreResult<bool>;
+}
+
+/// Reveal windows an order's delivery or cancellation moves, as the vault
+/// granted them: each secret's token with the seal its row must carry and
+/// the one it gets. A row whose seal differs is not changed, and then nothing
+/// of the order is (the change was decided on a state that no longer holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowChange {
+    /// (token, seal swap) of each secret.
+    pub rows: Vec<(String, crate::SealSwap)>,
+    /// When their windows close, Unix ms.
+    pub closes_at: i64,
 }

@@ -138,6 +138,10 @@ pub struct SecretRecord {
     pub created_by: String,
     /// Lifecycle state.
     pub state: SecretState,
+    /// The vault's MAC over this row's id and every field that decides
+    /// access (see `docs/architecture.md`, "Row seals"). The store keeps it
+    /// and never judges it; empty only on rows from before row seals.
+    pub seal: Vec<u8>,
 }
 
 /// What happened to one record offered to [`CentralStore::insert_secrets`].
@@ -182,6 +186,10 @@ pub struct PrincipalRecord {
     pub previous_secret_hash: String,
     /// When the previous secret stops working, Unix milliseconds.
     pub previous_valid_until: i64,
+    /// The vault's MAC over this row's id and every field that decides
+    /// access (see `docs/architecture.md`, "Row seals"). The store keeps it
+    /// and never judges it; empty only on rows from before row seals.
+    pub seal: Vec<u8>,
 }
 
 /// A retailer whose vouchers the business holds, in one tenant.
@@ -322,6 +330,10 @@ pub struct CustomRoleRecord {
     pub updated_at: i64,
     /// Incremented by every change; changes are conditional on it.
     pub version: i64,
+    /// The vault's MAC over this row's id and every field that decides
+    /// access (see `docs/architecture.md`, "Row seals"). The store keeps it
+    /// and never judges it; empty only on rows from before row seals.
+    pub seal: Vec<u8>,
 }
 
 /// How a person (a principal of kind `user`) logs in. Holds no secret in
@@ -352,6 +364,10 @@ pub struct OperatorRecord {
     /// Locked after too many wrong second factors, until an administrator
     /// unlocks it.
     pub locked: bool,
+    /// The vault's MAC over this row's id and every field that decides
+    /// access (see `docs/architecture.md`, "Row seals"). The store keeps it
+    /// and never judges it; empty only on rows from before row seals.
+    pub seal: Vec<u8>,
 }
 
 /// The central store: tokens, metadata, principals, stock and orders.
@@ -379,13 +395,21 @@ pub trait CentralStore: crate::OrderStore + crate::WatchStore + crate::SupplySto
         scope: &TenantScope,
     ) -> StoreResult<Scoped<SecretRecord>>;
 
-    /// Sets when the reveal window of an active record of `tenant` closes.
-    /// False if no active record of that tenant has that token.
-    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool>;
+    /// Sets when the reveal window of an active record of `tenant` closes,
+    /// with the row's new seal. False if no active record of that tenant has
+    /// that token under the seal `swap.from` (it changed meanwhile).
+    async fn set_window(
+        &self,
+        token: &str,
+        tenant: &str,
+        closes_at: i64,
+        swap: SealSwap,
+    ) -> StoreResult<bool>;
 
-    /// Marks an active record of `tenant` deleted and drops its fingerprint.
-    /// False if no active record of that tenant has that token.
-    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool>;
+    /// Marks an active record of `tenant` deleted and drops its fingerprint,
+    /// with the row's new seal. False if no active record of that tenant has
+    /// that token under the seal `swap.from`.
+    async fn mark_deleted(&self, token: &str, tenant: &str, swap: SealSwap) -> StoreResult<bool>;
 
     /// Adds a principal; [`StoreError::Conflict`] if the name or client id exists.
     async fn insert_principal(&self, principal: PrincipalRecord) -> StoreResult<()>;
@@ -455,24 +479,16 @@ pub trait CentralStore: crate::OrderStore + crate::WatchStore + crate::SupplySto
         expected_version: i64,
     ) -> StoreResult<bool>;
 
-    /// Disables a principal. False if there is none with that id.
-    async fn disable_principal(&self, id: &str) -> StoreResult<bool>;
-
-    /// Approves a pending principal. False if there is no pending principal with that id.
-    async fn approve_principal(&self, id: &str) -> StoreResult<bool>;
-
-    /// Gives a service a new client-secret hash; the current one stays
-    /// valid until `previous_valid_until`. False if there is no enabled
-    /// service with that id.
-    /// With `needs_approval`, the service also goes back to waiting for a
-    /// security officer's approval (a credential that can reveal must not be
-    /// reissued by an administrator alone).
-    async fn rotate_secret(
+    /// Replaces a principal's row (every column but its id, client id,
+    /// name and creation time) if it still carries the seal
+    /// `expected_seal`. False if it changed meanwhile or is gone: the caller
+    /// decided on a state that no longer holds. Disabling, approving and
+    /// rotating a secret are all this one compare-and-swap, so the seal the
+    /// vault computed always describes the row it lands on.
+    async fn replace_principal(
         &self,
-        id: &str,
-        new_hash: &str,
-        previous_valid_until: i64,
-        needs_approval: bool,
+        principal: PrincipalRecord,
+        expected_seal: &[u8],
     ) -> StoreResult<bool>;
 
     /// A principal by its unique name (a person's user name).
@@ -498,49 +514,94 @@ pub trait CentralStore: crate::OrderStore + crate::WatchStore + crate::SupplySto
     async fn claim_login_attempt(&self, principal_id: &str, at_ms: i64) -> StoreResult<bool>;
 
     /// Counts a wrong second factor after a right password and locks the
-    /// account when the count reaches `lock_after`. Returns the count and
-    /// whether the account is now locked.
+    /// account when the count reaches `lock_after`, giving the row
+    /// `locked_seal` (the vault's seal of the locked row) as it locks.
+    /// Returns the count and whether the account is now locked.
     async fn record_factor_failure(
         &self,
         principal_id: &str,
         lock_after: i64,
+        locked_seal: &[u8],
     ) -> StoreResult<(i64, bool)>;
 
     /// Clears both failure counts after a successful login or step-up.
     async fn record_login_success(&self, principal_id: &str) -> StoreResult<()>;
 
-    /// Stores a new password and sealed TOTP seed for a person who has not
-    /// finished enrolling; false (nothing changed) once they have.
-    async fn update_enrolment(
+    /// Replaces the sealed fields of a person's login record (password,
+    /// enrolment code, TOTP seed, enrolled, locked) and its seal, if it still
+    /// carries the seal `expected_seal`; false if it changed meanwhile or is
+    /// gone. The counters are left as they are. Enrolment steps and
+    /// unlocking are this one compare-and-swap: the caller read the record,
+    /// checked its seal and sealed the state it wants.
+    async fn replace_operator(
         &self,
-        principal_id: &str,
-        password_hash: &str,
-        totp_sealed: &[u8],
+        operator: OperatorRecord,
+        expected_seal: &[u8],
     ) -> StoreResult<bool>;
 
-    /// Finishes enrolment: the account can log in and the enrolment code
-    /// stops working. Only if the seed is still the one confirmed (`totp_sealed`)
-    /// and enrolment is not finished; false otherwise.
-    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool>;
-
-    /// Unlocks an account and clears its failure count. False if there is no
-    /// login record for that principal.
-    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool>;
-
-    /// Replaces a person's recovery codes: (code id, argon2id PHC of the code).
+    /// Replaces a person's recovery codes.
     async fn set_recovery_codes(
         &self,
         principal_id: &str,
-        codes: Vec<(String, String)>,
+        codes: Vec<RecoveryCodeRecord>,
     ) -> StoreResult<()>;
 
-    /// The hash of an unused recovery code.
-    async fn recovery_code(&self, principal_id: &str, code_id: &str)
-    -> StoreResult<Option<String>>;
+    /// An unused recovery code.
+    async fn recovery_code(
+        &self,
+        principal_id: &str,
+        code_id: &str,
+    ) -> StoreResult<Option<RecoveryCodeRecord>>;
 
     /// Uses up a recovery code; false if it was already used (by a
     /// concurrent login on any node, say).
     async fn consume_recovery_code(&self, principal_id: &str, code_id: &str) -> StoreResult<bool>;
+
+    /// Up to `limit` rows of the sealed tables that carry no seal yet: rows
+    /// written before row seals existed, which the vault seals once (see
+    /// `UnsealedRow`).
+    async fn rows_without_seal(&self, limit: usize) -> StoreResult<Vec<UnsealedRow>>;
+
+    /// Gives a row its first seal, only if it still has none. False if it
+    /// has one already or is gone.
+    async fn set_first_seal(&self, row: &UnsealedRow, seal: &[u8]) -> StoreResult<bool>;
+}
+
+/// The seal a row must carry for a change to apply, and the one it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealSwap {
+    /// The seal the row was read with.
+    pub from: Vec<u8>,
+    /// The seal of the row as changed.
+    pub to: Vec<u8>,
+}
+
+/// One single-use recovery code of a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryCodeRecord {
+    /// Which code (shown to the person beside it).
+    pub code_id: String,
+    /// argon2id PHC string of the code.
+    pub hash: String,
+    /// The vault's MAC over (principal, code id, hash): a code inserted by
+    /// SQL does not log anyone in.
+    pub seal: Vec<u8>,
+}
+
+/// A row of a sealed table found without a seal, for the one-time
+/// migration at the first unseal after upgrading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsealedRow {
+    /// A secret's central row.
+    Secret(SecretRecord),
+    /// A principal.
+    Principal(PrincipalRecord),
+    /// A custom role.
+    Role(CustomRoleRecord),
+    /// A person's login record.
+    Operator(OperatorRecord),
+    /// A recovery code of the person with this principal id.
+    RecoveryCode(String, RecoveryCodeRecord),
 }
 
 /// A wrapped (encrypted) data key in the keyring.

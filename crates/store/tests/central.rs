@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use strongroom_store::sqlite::rusqlite::{Connection, params};
 use strongroom_store::sqlite::{Database, Shadow, SqliteCentralStore};
 use strongroom_store::{
-    CentralStore, InsertOutcome, Scoped, SecretRecord, SecretState, StoreError, TenantScope,
+    CentralStore, InsertOutcome, Scoped, SealSwap, SecretRecord, SecretState, StoreError,
+    TenantScope,
 };
 
 fn record(token: &str, fingerprint: u8, unique: bool) -> SecretRecord {
@@ -30,6 +31,15 @@ fn record(token: &str, fingerprint: u8, unique: bool) -> SecretRecord {
         window_closes_at: 2,
         created_by: "p".into(),
         state: SecretState::Active,
+        seal: vec![1],
+    }
+}
+
+/// The row's seal as the vault would swap it (the store only compares).
+fn swap() -> SealSwap {
+    SealSwap {
+        from: vec![1],
+        to: vec![2],
     }
 }
 
@@ -89,7 +99,7 @@ async fn a_rolled_back_insert_leaves_no_duplicate_behind() {
             existing: "tok-a".into()
         }]
     );
-    assert!(store.mark_deleted("tok-a", "t1").await.unwrap());
+    assert!(store.mark_deleted("tok-a", "t1", swap()).await.unwrap());
     assert_eq!(find(&store, 1).await, None);
     let freed = insert(&store, vec![record("tok-e", 1, true)])
         .await
@@ -112,7 +122,7 @@ async fn the_index_is_rebuilt_on_reopening() {
     }
     let store = SqliteCentralStore::open(&path).unwrap();
     assert_eq!(find(&store, 7).await.as_deref(), Some("tok-a"));
-    assert!(store.mark_deleted("tok-a", "t1").await.unwrap());
+    assert!(store.mark_deleted("tok-a", "t1", swap()).await.unwrap());
     // The allowed copy still holds the value.
     assert_eq!(find(&store, 7).await.as_deref(), Some("tok-b"));
 }
@@ -291,8 +301,8 @@ async fn records_of_other_tenants_never_leave_the_store() {
     assert!(matches!(own, Scoped::Found(r) if r.token == "tok-a"));
 
     // Changes: named with the wrong tenant, they change nothing.
-    assert!(!store.set_window("tok-a", "t2", 1).await.unwrap());
-    assert!(!store.mark_deleted("tok-a", "t2").await.unwrap());
+    assert!(!store.set_window("tok-a", "t2", 1, swap()).await.unwrap());
+    assert!(!store.mark_deleted("tok-a", "t2", swap()).await.unwrap());
     let still = store
         .get_secret("tok-a", &TenantScope::All)
         .await
@@ -301,5 +311,25 @@ async fn records_of_other_tenants_never_leave_the_store() {
         .unwrap();
     assert_eq!(still.state, SecretState::Active);
     assert_ne!(still.window_closes_at, 1);
-    assert!(store.set_window("tok-a", "t1", 1).await.unwrap());
+    // Nor with a seal the row no longer carries: the change was decided on
+    // a state that does not hold.
+    let stale = SealSwap {
+        from: vec![9],
+        to: vec![2],
+    };
+    assert!(
+        !store
+            .set_window("tok-a", "t1", 1, stale.clone())
+            .await
+            .unwrap()
+    );
+    assert!(!store.mark_deleted("tok-a", "t1", stale).await.unwrap());
+    assert!(store.set_window("tok-a", "t1", 1, swap()).await.unwrap());
+    let moved = store
+        .get_secret("tok-a", &TenantScope::All)
+        .await
+        .unwrap()
+        .found()
+        .unwrap();
+    assert_eq!((moved.window_closes_at, moved.seal), (1, vec![2]));
 }

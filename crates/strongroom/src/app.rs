@@ -401,11 +401,18 @@ pub async fn assemble(
             .context("could not reach the Redis of `ratelimit.redis_url`")?;
     }
     let revocations = state.revocations.clone();
-    revocations.refresh(vault.stores().central.as_ref()).await?;
-    state.roles.refresh(vault.stores().central.as_ref()).await?;
+    let seals = vault.row_seals().ok();
+    revocations
+        .refresh(vault.stores().central.as_ref(), seals.as_deref())
+        .await?;
+    state
+        .roles
+        .refresh(vault.stores().central.as_ref(), seals.as_deref())
+        .await?;
     freezes.refresh(vault.stores().central.as_ref()).await?;
     {
         let (revocations, central) = (revocations.clone(), vault.stores().central.clone());
+        let vault = vault.clone();
         let roles = state.roles.clone();
         let rate_limits = state.rate_limits.clone();
         let freezes = freezes.clone();
@@ -414,10 +421,12 @@ pub async fn assemble(
             loop {
                 tokio::time::sleep(period).await;
                 rate_limits.prune();
-                if let Err(e) = revocations.refresh(central.as_ref()).await {
+                let seals = vault.row_seals().ok();
+                let seals = seals.as_deref();
+                if let Err(e) = revocations.refresh(central.as_ref(), seals).await {
                     tracing::warn!(error = %e, "could not refresh the list of disabled principals");
                 }
-                if let Err(e) = roles.refresh(central.as_ref()).await {
+                if let Err(e) = roles.refresh(central.as_ref(), seals).await {
                     tracing::warn!(error = %e, "could not refresh the custom roles");
                 }
                 if let Err(e) = freezes.refresh(central.as_ref()).await {
@@ -700,7 +709,12 @@ async fn dev_bootstrap(
     if creds.gateway.is_none() {
         crate::bootstrap::define_dev_role(vault, "dev-gateway", &["cards:relay"]).await?;
         let catalog = strongroom_api::roles::RoleCatalog::default();
-        catalog.refresh(vault.stores().central.as_ref()).await?;
+        catalog
+            .refresh(
+                vault.stores().central.as_ref(),
+                vault.row_seals().ok().as_deref(),
+            )
+            .await?;
         let suffix = strongroom_crypto::random::hex_id::<3>()?;
         let made = crate::bootstrap::create_principal_in(
             vault,

@@ -41,7 +41,9 @@ pub async fn create_principal_in(
         "",
     )
     .await
-    .context("could not create the principal")?;
+    .context("could not create the principal")?
+    .sealed(vault)
+    .context("could not seal the principal's row")?;
     let ctx = RequestContext {
         request_id: format!("cli-{why}"),
         client_addr: None,
@@ -112,17 +114,19 @@ pub async fn define_dev_role(vault: &Vault, name: &str, permissions: &[&str]) ->
         .record(event)
         .await
         .context("could not audit the role's definition")?;
+    let role = vault.sealed(strongroom_store::CustomRoleRecord {
+        name: name.to_owned(),
+        permissions,
+        pending: None,
+        requested_by: "dev bootstrap".into(),
+        created_by: "dev bootstrap".into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+        seal: Vec::new(),
+    })?;
     central
-        .insert_custom_role(strongroom_store::CustomRoleRecord {
-            name: name.to_owned(),
-            permissions,
-            pending: None,
-            requested_by: "dev bootstrap".into(),
-            created_by: "dev bootstrap".into(),
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        })
+        .insert_custom_role(role)
         .await
         .with_context(|| format!("could not store role '{name}'"))?;
     Ok(())

@@ -79,9 +79,12 @@ async fn refresh_after_sleep(
         if refreshed.elapsed() >= awake.stale_after {
             let s = &awake.state;
             let central = s.vault.stores().central.clone();
+            let seals = s.vault.row_seals().ok();
             let results = [
-                s.revocations.refresh(central.as_ref()).await,
-                s.roles.refresh(central.as_ref()).await,
+                s.revocations
+                    .refresh(central.as_ref(), seals.as_deref())
+                    .await,
+                s.roles.refresh(central.as_ref(), seals.as_deref()).await,
                 s.freezes.refresh(central.as_ref()).await,
             ];
             if results.iter().all(Result::is_ok) {

@@ -62,9 +62,7 @@ impl Vault {
         let checked = match who.require(Permission::ArchiveVouchers) {
             Err(e) => Err(e),
             Ok(()) => match self
-                .stores
-                .central
-                .get_secret(token, &TenantScope::one(tenant))
+                .secret_row(token, &TenantScope::one(tenant), ctx)
                 .await?
             {
                 Scoped::Found(rec) if rec.state == SecretState::Active => Ok(rec),

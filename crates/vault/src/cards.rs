@@ -17,6 +17,8 @@
 //! never the CVV.
 
 use serde::{Deserialize, Serialize};
+
+use crate::rows::Sealed;
 use strongroom_audit::Outcome;
 use strongroom_cards::{CardError, Pan, check_expiry};
 use strongroom_crypto::SecretBytes;
@@ -351,30 +353,36 @@ impl Vault {
                 .stores
                 .central
                 .insert_secrets(
-                    vec![SecretRecord {
-                        token: token.clone(),
-                        tenant: tenant.clone(),
-                        class: CARD_CLASS.into(),
-                        key_version: version,
-                        fingerprint: Some(fingerprint),
-                        // A returning card is stored again, under a token of its own.
-                        fingerprint_unique: false,
-                        metadata: None,
-                        created_at: now,
-                        // Of use until the end of its expiry month; then
-                        // dormant like any closed window.
-                        window_closes_at: end_of_month_ms(card.expiry_year, card.expiry_month)
-                            .unwrap_or_else(|| {
-                                now.saturating_add(
-                                    i64::try_from(
-                                        self.config.default_reveal_window_secs.saturating_mul(1000),
+                    vec![
+                        SecretRecord {
+                            token: token.clone(),
+                            tenant: tenant.clone(),
+                            class: CARD_CLASS.into(),
+                            key_version: version,
+                            fingerprint: Some(fingerprint),
+                            // A returning card is stored again, under a token of its own.
+                            fingerprint_unique: false,
+                            metadata: None,
+                            created_at: now,
+                            // Of use until the end of its expiry month; then
+                            // dormant like any closed window.
+                            window_closes_at: end_of_month_ms(card.expiry_year, card.expiry_month)
+                                .unwrap_or_else(|| {
+                                    now.saturating_add(
+                                        i64::try_from(
+                                            self.config
+                                                .default_reveal_window_secs
+                                                .saturating_mul(1000),
+                                        )
+                                        .unwrap_or(i64::MAX),
                                     )
-                                    .unwrap_or(i64::MAX),
-                                )
-                            }),
-                        created_by: who.id.clone(),
-                        state: SecretState::Active,
-                    }]
+                                }),
+                            created_by: who.id.clone(),
+                            state: SecretState::Active,
+                            seal: Vec::new(),
+                        }
+                        .sealed(&u.row_seals),
+                    ]
                     .into(),
                 )
                 .await

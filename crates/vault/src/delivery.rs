@@ -19,7 +19,7 @@
 use data_encoding::BASE64URL_NOPAD;
 use strongroom_audit::{AuditEvent, Outcome};
 use strongroom_crypto::SecretBytes;
-use strongroom_store::{Scoped, SecretRecord, TenantScope};
+use strongroom_store::{Scoped, SealSwap, SecretRecord, TenantScope, WindowChange};
 
 use crate::policy::{Permission, PermissionSet, Principal};
 use crate::secrets::{Redaction, Revealed};
@@ -64,6 +64,8 @@ const MAX_LINK_LEN: usize = 160;
 pub struct WindowGrant {
     records: Vec<SecretRecord>,
     tokens: Vec<String>,
+    /// Each record's seal now and with its window moved to `until`.
+    swaps: Vec<SealSwap>,
     until: i64,
     reveal: bool,
 }
@@ -72,6 +74,20 @@ impl WindowGrant {
     /// The tokens whose windows it sets.
     pub fn tokens(&self) -> &[String] {
         &self.tokens
+    }
+
+    /// The change for the central store to apply: each row only if it is
+    /// still the one the grant was decided on.
+    pub fn change(&self) -> WindowChange {
+        WindowChange {
+            rows: self
+                .tokens
+                .iter()
+                .cloned()
+                .zip(self.swaps.iter().cloned())
+                .collect(),
+            closes_at: self.until,
+        }
     }
 
     /// When their windows close, Unix ms.
@@ -114,9 +130,7 @@ impl Vault {
                 break;
             }
             match self
-                .stores
-                .central
-                .get_secret(token, &TenantScope::one(tenant))
+                .secret_row(token, &TenantScope::one(tenant), ctx)
                 .await?
             {
                 Scoped::Found(rec) if matches!(rec.class.as_str(), "voucher_code" | "generic") => {
@@ -170,9 +184,21 @@ impl Vault {
             }
         }
         u.audit.append(&events).await?;
+        let swaps = records
+            .iter()
+            .map(|rec| {
+                let mut moved = rec.clone();
+                moved.window_closes_at = until;
+                SealSwap {
+                    from: rec.seal.clone(),
+                    to: u.row_seals.seal(crate::Row::Secret(&moved)),
+                }
+            })
+            .collect();
         Ok(WindowGrant {
             records,
             tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+            swaps,
             until,
             reveal,
         })

@@ -71,6 +71,14 @@ pub enum VaultError {
     /// The shared CVV store (Redis) could not hold or hand out a CVV.
     #[error("the CVV store is unavailable; try again")]
     CvvStoreUnavailable,
+    /// A stored row that decides access does not carry the vault's seal: it
+    /// was written or changed behind the vault's back. Nothing was done; the
+    /// attempt is audited and raised as a critical alert.
+    #[error(
+        "a stored record ({0}) failed its integrity check: it was changed outside Strongroom, \
+         so the request was refused and the security officers alerted"
+    )]
+    Tampered(String),
 }
 
 impl VaultError {
@@ -95,6 +103,7 @@ impl VaultError {
             VaultError::Conflict(_) => "request.conflict",
             VaultError::Crypto(_) => "vault.crypto",
             VaultError::CvvStoreUnavailable => "card.cvv_store_unavailable",
+            VaultError::Tampered(_) => "store.tampered",
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod keyring;
 pub mod mfa;
 pub mod policy;
 pub mod risk;
+pub mod rows;
 mod seal;
 mod secrets;
 
@@ -47,6 +48,7 @@ pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
 pub use delivery::{DELIVERY_NOTE, LinkClaim, WindowGrant};
 pub use error::VaultError;
 pub use policy::{Permission, PermissionSet, Principal, Role};
+pub use rows::{Row, RowSeals, SealedRow};
 pub use seal::{
     Initialized, SealMethod, SealStatus, TOKEN_SIGNING_PURPOSE, VaultIdentity, audit_key,
     checkpoint_key, initialize,
@@ -181,7 +183,7 @@ impl Vault {
         &self.clock
     }
 
-    fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
+    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
         match &*self.state.read().map_err(|_| VaultError::Sealed)? {
             State::Unsealed(u) => Ok(u.clone()),
             State::Sealed { .. } => Err(VaultError::Sealed),
@@ -313,11 +315,179 @@ impl Vault {
             .audit
             .append_one(self.event(ctx, None, "sys.unseal", None, None, Outcome::Allowed, None))
             .await?;
+        self.seal_rows_from_before(&unsealed, ctx).await?;
         if let Ok(mut state) = self.state.write() {
             *state = State::Unsealed(unsealed);
         }
         tracing::info!("vault unsealed");
         Ok(())
+    }
+
+    /// Gives rows written before row seals existed their seals, once: at the
+    /// first unseal after the upgrade, before any request is served (the
+    /// key exists only once unsealed, and doing it here means no operator
+    /// step can be forgotten). A sealed marker in the vault store records
+    /// that it was done; after it, a row without a seal is tampering, not
+    /// history. New vaults write the marker at `init`.
+    async fn seal_rows_from_before(
+        &self,
+        u: &Unsealed,
+        ctx: &RequestContext,
+    ) -> Result<(), VaultError> {
+        const CHUNK: usize = 2_000;
+        let identity = VaultIdentity::load(&self.stores.vault)
+            .await?
+            .ok_or(VaultError::NotInitialized)?;
+        let marker = u.row_seals.marker(&identity.vault_id);
+        match self.stores.vault.get_meta(rows::ROWS_SEALED_META).await? {
+            Some(m) if subtle::ConstantTimeEq::ct_eq(m.as_slice(), marker.as_slice()).into() => {
+                return Ok(());
+            }
+            Some(_) => {
+                // A marker the root key did not make: adopt nothing.
+                tracing::error!("the row-seal marker in the vault store is forged; no row adopted");
+                u.audit
+                    .append_one(self.event(
+                        ctx,
+                        None,
+                        "store.tampered",
+                        None,
+                        Some(rows::ROWS_SEALED_META),
+                        Outcome::Denied,
+                        Some("row-seal marker does not match".into()),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+            None => {}
+        }
+        let mut sealed = 0u64;
+        loop {
+            let rows = self.stores.central.rows_without_seal(CHUNK).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let writes = rows.iter().map(|row| {
+                let seal = u.row_seals.seal(Row::of(row));
+                async move { self.stores.central.set_first_seal(row, &seal).await }
+            });
+            for done in futures_util::future::join_all(writes).await {
+                done?;
+            }
+            sealed += rows.len() as u64;
+            tracing::info!(rows = sealed, "sealing rows written before row seals");
+        }
+        self.stores
+            .vault
+            .put_meta(rows::ROWS_SEALED_META, marker)
+            .await?;
+        u.audit
+            .append_one(self.event(
+                ctx,
+                None,
+                "store.rows_sealed",
+                None,
+                None,
+                Outcome::Allowed,
+                Some(format!("{sealed} rows from before row seals sealed")),
+            ))
+            .await?;
+        tracing::info!(
+            rows = sealed,
+            "every access-deciding row now carries a seal"
+        );
+        Ok(())
+    }
+
+    /// The row-seal key, while unsealed (for lists checked in bulk).
+    pub fn row_seals(&self) -> Result<Arc<RowSeals>, VaultError> {
+        Ok(self.unsealed()?.row_seals.clone())
+    }
+
+    /// The seal `row` must carry when written: the store keeps it, and
+    /// every later read for a decision checks it ([`Vault::check_row`]).
+    pub fn seal_row(&self, row: Row<'_>) -> Result<Vec<u8>, VaultError> {
+        Ok(self.unsealed()?.row_seals.seal(row))
+    }
+
+    /// Checks a row read for a decision. One that fails is never acted on:
+    /// the refusal is audited as `store.tampered` (which the watch raises as
+    /// a critical alert) and returned as [`VaultError::Tampered`].
+    pub async fn check_row(&self, row: Row<'_>, ctx: &RequestContext) -> Result<(), VaultError> {
+        let u = self.unsealed()?;
+        if u.row_seals.verify(row) {
+            return Ok(());
+        }
+        let name = row.name();
+        tracing::error!(row = %name, "a stored row failed its seal check: it was changed outside Strongroom");
+        u.audit
+            .append_one(self.event(
+                ctx,
+                None,
+                "store.tampered",
+                row.tenant(),
+                Some(&name),
+                Outcome::Denied,
+                Some("row seal does not match".into()),
+            ))
+            .await?;
+        Err(VaultError::Tampered(name))
+    }
+
+    /// A secret's central row, its seal checked if found in scope (see
+    /// [`Vault::check_row`]): what every decision about a secret reads.
+    pub async fn secret_row(
+        &self,
+        token: &str,
+        scope: &strongroom_store::TenantScope,
+        ctx: &RequestContext,
+    ) -> Result<strongroom_store::Scoped<strongroom_store::SecretRecord>, VaultError> {
+        let found = self.stores.central.get_secret(token, scope).await?;
+        if let strongroom_store::Scoped::Found(rec) = &found {
+            self.check_row(Row::Secret(rec), ctx).await?;
+        }
+        Ok(found)
+    }
+
+    /// Moves a secret's reveal window to `closes_at`, sealed. `None` if the
+    /// row is gone or changed since `rec` was read.
+    pub(crate) async fn set_window_sealed(
+        &self,
+        mut rec: strongroom_store::SecretRecord,
+        closes_at: i64,
+    ) -> Result<Option<strongroom_store::SecretRecord>, VaultError> {
+        let from = std::mem::take(&mut rec.seal);
+        rec.window_closes_at = closes_at;
+        rec.seal = self.seal_row(Row::Secret(&rec))?;
+        let swap = strongroom_store::SealSwap {
+            from,
+            to: rec.seal.clone(),
+        };
+        let done = self
+            .stores
+            .central
+            .set_window(&rec.token, &rec.tenant, closes_at, swap)
+            .await?;
+        Ok(done.then_some(rec))
+    }
+
+    /// Marks a secret's row deleted, sealed; false if it is gone or changed
+    /// since `rec` was read.
+    pub(crate) async fn mark_deleted_sealed(
+        &self,
+        rec: &strongroom_store::SecretRecord,
+    ) -> Result<bool, VaultError> {
+        let mut deleted = rec.clone();
+        deleted.state = strongroom_store::SecretState::Deleted;
+        let swap = strongroom_store::SealSwap {
+            from: rec.seal.clone(),
+            to: self.seal_row(Row::Secret(&deleted))?,
+        };
+        Ok(self
+            .stores
+            .central
+            .mark_deleted(&rec.token, &rec.tenant, swap)
+            .await?)
     }
 
     /// Seals the vault: key material is dropped (and zeroed) as soon as

@@ -104,6 +104,8 @@ pub struct Unsealed {
     pub cvv_key: strongroom_crypto::aead::EnvelopeKey,
     /// Key that names CVVs in a shared store (so its keys reveal no token).
     pub cvv_name_key: strongroom_crypto::mac::MacKey,
+    /// Makes and checks the seals of access-deciding central rows.
+    pub row_seals: Arc<crate::rows::RowSeals>,
     /// Unseal time, Unix ms: access tokens issued before it are refused, so
     /// sealing in an emergency also retires every outstanding token.
     pub unsealed_at_ms: i64,
@@ -134,6 +136,10 @@ pub async fn initialize(stores: &StoreSet, method: SealMethod) -> Result<Initial
     v.put_meta(meta::THRESHOLD, vec![threshold]).await?;
     v.put_meta(meta::SHARES, vec![count]).await?;
     v.put_meta(meta::ROOT_CHECK, check).await?;
+    // A new vault has no row from before row seals: from the start, a row
+    // without a seal was written behind its back.
+    let marker = crate::rows::RowSeals::derive(&root)?.marker(&vault_id);
+    v.put_meta(crate::rows::ROWS_SEALED_META, marker).await?;
     // Written last: its presence is what marks the vault initialised.
     v.put_meta(meta::VAULT_ID, vault_id.as_bytes().to_vec())
         .await?;
@@ -249,6 +255,7 @@ pub async fn open_unsealed(
         checkpoint_key: checkpoint_key(root)?,
         cvv_key: strongroom_crypto::aead::EnvelopeKey::new(&kdf::derive(root, CVV_SEAL_PURPOSE)?)?,
         cvv_name_key: strongroom_crypto::mac::MacKey::new(&kdf::derive(root, CVV_NAME_PURPOSE)?),
+        row_seals: Arc::new(crate::rows::RowSeals::derive(root)?),
         unsealed_at_ms: clock.now_ms(),
     })
 }

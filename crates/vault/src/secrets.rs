@@ -18,6 +18,7 @@ use strongroom_crypto::{SecretBytes, random};
 use strongroom_store::{InsertOutcome, Scoped, SecretRecord, SecretState, TenantScope};
 
 use crate::policy::{Permission, Principal, validate_tenant};
+use crate::rows::Sealed;
 use crate::seal::Unsealed;
 use crate::{DataClass, RequestContext, Vault, VaultError, event_at, rfc3339};
 
@@ -676,21 +677,25 @@ impl Vault {
             ));
             envelopes.push((token.clone(), envelope));
             record_index.push((p.index, p.on_duplicate));
-            records.push(SecretRecord {
-                token,
-                tenant: p.tenant,
-                class: p.class.as_str().to_owned(),
-                key_version: version,
-                fingerprint: Some(p.fingerprint),
-                fingerprint_unique: unique,
-                metadata: p.metadata,
-                created_at: now,
-                window_closes_at: now.saturating_add(
-                    i64::try_from(p.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-                ),
-                created_by: who.id.clone(),
-                state: SecretState::Active,
-            });
+            records.push(
+                SecretRecord {
+                    token,
+                    tenant: p.tenant,
+                    class: p.class.as_str().to_owned(),
+                    key_version: version,
+                    fingerprint: Some(p.fingerprint),
+                    fingerprint_unique: unique,
+                    metadata: p.metadata,
+                    created_at: now,
+                    window_closes_at: now.saturating_add(
+                        i64::try_from(p.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+                    ),
+                    created_by: who.id.clone(),
+                    state: SecretState::Active,
+                    seal: Vec::new(),
+                }
+                .sealed(&u.row_seals),
+            );
         }
 
         tracing::trace!(
@@ -812,13 +817,7 @@ impl Vault {
         }
         let scope = TenantScope::of(&who.tenants);
         for (index, token) in return_existing {
-            let result = match self
-                .stores
-                .central
-                .get_secret(&token, &scope)
-                .await?
-                .found()
-            {
+            let result = match self.secret_row(&token, &scope, ctx).await?.found() {
                 Some(rec) => Ok(Tokenized {
                     token: rec.token,
                     tenant: rec.tenant,
@@ -854,12 +853,13 @@ impl Vault {
     async fn visible_record(
         &self,
         who: &Principal,
+        ctx: &RequestContext,
         token: &str,
     ) -> Result<Result<SecretRecord, (VaultError, &'static str, Option<String>)>, VaultError> {
         // The store applies the tenant scope: a record of another tenant
         // never leaves it, only that tenant's name, for the audit record.
         let scope = TenantScope::of(&who.tenants);
-        let rec = self.stores.central.get_secret(token, &scope).await?;
+        let rec = self.secret_row(token, &scope, ctx).await?;
         Ok(match rec {
             Scoped::Missing => Err((VaultError::NotFound, "secret.not_found", None)),
             // The owning tenant is recorded, so its auditors see the probe;
@@ -932,7 +932,7 @@ impl Vault {
                 .await?;
             return Err(e);
         }
-        match self.visible_record(who, token).await? {
+        match self.visible_record(who, ctx, token).await? {
             Ok(rec) => Ok(rec),
             Err((e, reason, tenant)) => {
                 u.audit
@@ -1216,7 +1216,7 @@ impl Vault {
         // behind a token that answers 404 to every later delete.
         self.stores.vault.delete(token).await?;
         self.stores.archive.delete(token).await?;
-        self.stores.central.mark_deleted(token, &rec.tenant).await?;
+        self.mark_deleted_sealed(&rec).await?;
         Ok(())
     }
 
@@ -1241,9 +1241,7 @@ impl Vault {
                 break;
             }
             let found = self
-                .stores
-                .central
-                .get_secret(token, &TenantScope::one(tenant))
+                .secret_row(token, &TenantScope::one(tenant), ctx)
                 .await?
                 .found();
             let ours = found.filter(|rec| {
@@ -1286,7 +1284,7 @@ impl Vault {
         checked?;
         for rec in records {
             self.stores.vault.delete(&rec.token).await?;
-            self.stores.central.mark_deleted(&rec.token, tenant).await?;
+            self.mark_deleted_sealed(&rec).await?;
         }
         Ok(())
     }
@@ -1405,16 +1403,9 @@ impl Vault {
                 Some(format!("until {}: {reason}", rfc3339(closes_at))),
             ))
             .await?;
-        if !self
-            .stores
-            .central
-            .set_window(token, &rec.tenant, closes_at)
-            .await?
-        {
+        let Some(rec) = self.set_window_sealed(rec, closes_at).await? else {
             return Err(VaultError::NotFound);
-        }
-        let mut rec = rec;
-        rec.window_closes_at = closes_at;
+        };
         Ok(self.info(rec))
     }
 

@@ -499,7 +499,7 @@ impl Orders {
                     along,
                 )
                 .await?;
-            let window = (grant.tokens().to_vec(), grant.until());
+            let window = grant.change();
             let link = (order.delivery == "link").then(|| {
                 let ttl = self
                     .config
@@ -754,7 +754,7 @@ impl Orders {
                 Vec::new(),
             )
             .await?;
-        let window = (grant.tokens().to_vec(), grant.until());
+        let window = grant.change();
         Ok(self
             .vault
             .stores()
@@ -935,10 +935,10 @@ impl Orders {
                 order.state
             )));
         }
-        let central = &self.vault.stores().central;
         let now = self.vault.clock().now_ms();
-        let open = central
-            .get_secret(&order.token, &TenantScope::one(&order.tenant))
+        let open = self
+            .vault
+            .secret_row(&order.token, &TenantScope::one(&order.tenant), ctx)
             .await?
             .found()
             .is_some_and(|s| now < s.window_closes_at);
@@ -977,6 +977,7 @@ impl Orders {
         )
         .await?;
         let max = self.config.max_redeliveries_per_day;
+        let central = &self.vault.stores().central;
         if !central
             .record_redelivery(&order, &who.id, reason, now, max, link)
             .await?

@@ -115,6 +115,7 @@ impl Detectors {
         self.customer_vouchers(event, at, &mut found);
         self.card_probing(event, at, &mut found);
         supplier_events(event, &mut found);
+        tampered_rows(event, &mut found);
         let cooldown = secs_ms(self.config.cooldown_secs);
         found.retain(|f| {
             let key = (f.detector, f.subject.key());
@@ -655,6 +656,31 @@ fn supplier_events(event: &AuditEvent, found: &mut Vec<Finding>) {
         details: json!({
             "action": event.action,
             "target": event.target,
+        }),
+    });
+}
+
+/// A stored row that failed its seal check (`store.tampered`): someone
+/// wrote to a store behind the vault's back. Always critical, one alert per
+/// row; it freezes nobody (the writer is not a principal of ours).
+fn tampered_rows(event: &AuditEvent, found: &mut Vec<Finding>) {
+    if event.action != "store.tampered" {
+        return;
+    }
+    let row = event.target.as_deref().unwrap_or("store");
+    found.push(Finding {
+        detector: "store_tampered",
+        severity: Severity::Critical,
+        subject: Subject::Component(format!("store:{row}")),
+        tenant: event.tenant.clone(),
+        summary: format!(
+            "a stored record failed its integrity check and was refused ({row}): \
+             someone changed the store outside Strongroom"
+        ),
+        details: json!({
+            "row": row,
+            "reason": event.reason,
+            "request_id": event.request_id,
         }),
     });
 }

@@ -110,6 +110,9 @@ pub async fn token(
         .principal_by_client_id(&body.client_id)
         .await
         .map_err(strongroom_vault::VaultError::from)?;
+    // A row inserted or changed by SQL gets no token: refused, audited and
+    // alerted before any secret is checked against it.
+    let record = state.vault.checked(record, &ctx).await?;
     // People log in at /v1/auth/login; their names are no client ids.
     let record = record.filter(|r| r.kind == crate::identity::KIND_SERVICE);
     let hash = record.as_ref().map(|r| r.secret_hash.clone());

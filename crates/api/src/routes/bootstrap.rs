@@ -147,14 +147,17 @@ pub async fn bootstrap(
         ));
     }
     let now = state.vault.clock().now_ms();
-    let admin = person(&body.admin, "admin", "p_bootstrap_admin", now).await?;
+    let admin = person(&body.admin, "admin", "p_bootstrap_admin", now)
+        .await?
+        .sealed(&state.vault)?;
     let officer = person(
         &body.security_officer,
         "security_officer",
         "p_bootstrap_officer",
         now,
     )
-    .await?;
+    .await?
+    .sealed(&state.vault)?;
     audit(
         &state,
         &ctx,

@@ -126,9 +126,11 @@ async fn refuse(
     Ok(error)
 }
 
-/// A person and their login record, if the name belongs to one.
+/// A person and their login record, if the name belongs to one; both rows'
+/// seals checked (a login record changed by SQL logs nobody in).
 async fn person(
     state: &ApiState,
+    ctx: &RequestContext,
     username: &str,
 ) -> Result<Option<(PrincipalRecord, OperatorRecord)>, ApiError> {
     let central = &state.vault.stores().central;
@@ -140,11 +142,17 @@ async fn person(
     else {
         return Ok(None);
     };
+    let record = state.vault.checked(Some(record), ctx).await?;
     let operator = central
-        .operator(&record.id)
+        .operator(&principal_id(&record))
         .await
         .map_err(VaultError::from)?;
-    Ok(operator.map(|o| (record, o)))
+    let operator = state.vault.checked(operator, ctx).await?;
+    Ok(record.zip(operator))
+}
+
+fn principal_id(record: &Option<PrincipalRecord>) -> String {
+    record.as_ref().map(|r| r.id.clone()).unwrap_or_default()
 }
 
 /// Claims an attempt for this person (counted before anything is checked,
@@ -195,6 +203,7 @@ enum Factor {
 /// about the password.
 async fn check_factor(
     state: &ApiState,
+    ctx: &RequestContext,
     operator: Option<&OperatorRecord>,
     totp: Option<&str>,
     recovery: Option<&str>,
@@ -217,13 +226,24 @@ async fn check_factor(
         (None, Some(code)) => {
             let id = recovery_code_id(code);
             let hash = match (operator, &id) {
-                (Some(o), Some(id)) => state
-                    .vault
-                    .stores()
-                    .central
-                    .recovery_code(&o.principal_id, id)
-                    .await
-                    .map_err(VaultError::from)?,
+                (Some(o), Some(id)) => {
+                    let stored = state
+                        .vault
+                        .stores()
+                        .central
+                        .recovery_code(&o.principal_id, id)
+                        .await
+                        .map_err(VaultError::from)?;
+                    match stored {
+                        Some(code) => {
+                            // A code inserted by SQL logs nobody in.
+                            let row = strongroom_vault::Row::RecoveryCode(&o.principal_id, &code);
+                            state.vault.check_row(row, ctx).await?;
+                            Some(code.hash)
+                        }
+                        None => None,
+                    }
+                }
                 _ => None,
             };
             let ok = verify_secret(normalise_recovery_code(code), hash).await;
@@ -277,14 +297,19 @@ async fn factor_failed(
     state: &ApiState,
     ctx: &RequestContext,
     who: &Principal,
+    operator: &OperatorRecord,
     action: &str,
     reason: &str,
 ) -> Result<ApiError, ApiError> {
+    // The seal the row takes if this failure locks it.
+    let mut locked = operator.clone();
+    locked.locked = true;
+    let locked_seal = state.vault.sealed(locked)?.seal;
     let (count, locked) = state
         .vault
         .stores()
         .central
-        .record_factor_failure(&who.id, state.config.lock_after_failures)
+        .record_factor_failure(&who.id, state.config.lock_after_failures, &locked_seal)
         .await
         .map_err(VaultError::from)?;
     let note = if locked {
@@ -356,7 +381,7 @@ pub async fn login(
         return Err(VaultError::Sealed.into());
     }
     let now = state.vault.clock().now_ms();
-    let found = person(&state, &body.username).await?;
+    let found = person(&state, &ctx, &body.username).await?;
     let claimed = match &found {
         Some((record, operator)) => claim(&state, record, operator, now).await?,
         None => Err("auth.unknown_user"),
@@ -371,6 +396,7 @@ pub async fn login(
     .await;
     let factor = check_factor(
         &state,
+        &ctx,
         operator,
         body.totp.as_deref().map(String::as_str),
         body.recovery_code.as_deref().map(String::as_str),
@@ -380,7 +406,7 @@ pub async fn login(
     if let Err(reason) = claimed {
         return Err(refuse(&state, &ctx, who.as_ref(), ACTION, reason, invalid_login()).await?);
     }
-    let Some(who) = who else {
+    let (Some(who), Some((_, operator))) = (who, &found) else {
         return Err(invalid_login());
     };
     if !password_ok {
@@ -398,7 +424,9 @@ pub async fn login(
     }
     let used = match use_factor(&state, &who.id, factor).await? {
         Ok(used) => used,
-        Err(reason) => return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?),
+        Err(reason) => {
+            return Err(factor_failed(&state, &ctx, &who, operator, ACTION, reason).await?);
+        }
     };
     crate::auth::refuse_if_frozen(&state, &ctx, &who, ACTION).await?;
     audit(
@@ -457,17 +485,29 @@ pub async fn step_up(
         .principal_by_id(&who.id, &TenantScope::All)
         .await
         .map_err(VaultError::from)?;
+    let record = state.vault.checked(record, &ctx).await?;
     let operator = central.operator(&who.id).await.map_err(VaultError::from)?;
-    let claimed = match (&record, &operator) {
-        (Some(r), Some(o)) => claim(&state, r, o, now).await?,
-        _ => Err("auth.unknown_user"),
+    let operator = state.vault.checked(operator, &ctx).await?;
+    let (record, operator) = match record.zip(operator) {
+        Some(found) => found,
+        None => {
+            let reason = "auth.unknown_user";
+            return Err(refuse(&state, &ctx, Some(&who), ACTION, reason, invalid_login()).await?);
+        }
     };
-    if let Err(reason) = claimed {
+    if let Err(reason) = claim(&state, &record, &operator, now).await? {
         return Err(refuse(&state, &ctx, Some(&who), ACTION, reason, invalid_login()).await?);
     }
-    let factor = check_factor(&state, operator.as_ref(), Some(body.totp.as_str()), None).await?;
+    let factor = check_factor(
+        &state,
+        &ctx,
+        Some(&operator),
+        Some(body.totp.as_str()),
+        None,
+    )
+    .await?;
     if let Err(reason) = use_factor(&state, &who.id, factor).await? {
-        return Err(factor_failed(&state, &ctx, &who, ACTION, reason).await?);
+        return Err(factor_failed(&state, &ctx, &who, &operator, ACTION, reason).await?);
     }
     crate::auth::refuse_if_frozen(&state, &ctx, &who, ACTION).await?;
     audit(
@@ -495,7 +535,7 @@ async fn enrolling(
     if !state.vault.is_unsealed() {
         return Err(VaultError::Sealed.into());
     }
-    let found = person(state, username).await?;
+    let found = person(state, ctx, username).await?;
     let hash = found
         .as_ref()
         .filter(|(r, o)| !r.disabled && !o.enrolled && !o.enrolment_hash.is_empty())
@@ -573,11 +613,12 @@ pub async fn enrol(
     )
     .await?;
     let central = &state.vault.stores().central;
-    // Only while enrolment is unfinished: a concurrent confirm wins.
-    let stored = central
-        .update_enrolment(&operator.principal_id, &password_hash, &totp.sealed)
-        .await
-        .map_err(VaultError::from);
+    // Only while the record is the unfinished one just read: a concurrent
+    // confirm wins.
+    let mut changed = operator.clone();
+    changed.password_hash = password_hash;
+    changed.totp_sealed = totp.sealed.clone();
+    let stored = state.vault.replace_operator(&operator, changed).await;
     if !matches!(stored, Ok(true)) {
         audit(
             &state,
@@ -592,8 +633,20 @@ pub async fn enrol(
         stored?;
         return Err(invalid_enrolment());
     }
+    let stored = codes
+        .stored
+        .into_iter()
+        .map(|(code_id, hash)| {
+            let code = strongroom_store::RecoveryCodeRecord {
+                code_id,
+                hash,
+                seal: Vec::new(),
+            };
+            state.vault.sealed_recovery_code(&who.id, code)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     central
-        .set_recovery_codes(&who.id, codes.stored)
+        .set_recovery_codes(&who.id, stored)
         .await
         .map_err(VaultError::from)?;
     let shown: Vec<&str> = codes.shown.iter().map(|c| c.as_str()).collect();
@@ -641,7 +694,14 @@ pub async fn confirm(
         )
         .await?);
     }
-    let factor = check_factor(&state, Some(&operator), Some(body.totp.as_str()), None).await?;
+    let factor = check_factor(
+        &state,
+        &ctx,
+        Some(&operator),
+        Some(body.totp.as_str()),
+        None,
+    )
+    .await?;
     if let Err(reason) = use_factor(&state, &who.id, factor).await? {
         return Err(refuse(
             &state,
@@ -668,13 +728,10 @@ pub async fn confirm(
     )
     .await?;
     // Only the seed this code proved, and only once.
-    let finished = state
-        .vault
-        .stores()
-        .central
-        .finish_enrolment(&who.id, &operator.totp_sealed)
-        .await
-        .map_err(VaultError::from)?;
+    let mut changed = operator.clone();
+    changed.enrolled = true;
+    changed.enrolment_hash = String::new();
+    let finished = state.vault.replace_operator(&operator, changed).await?;
     if !finished {
         return Err(refuse(
             &state,

@@ -79,18 +79,48 @@ fn not_pending() -> ApiError {
 }
 
 /// The principal with `id`, if it exists and `who` is bound to all its tenants.
+/// Its row's seal is checked: a principal changed behind the vault's back is
+/// never acted on.
 async fn visible_principal(
     state: &ApiState,
+    ctx: &RequestContext,
     who: &Principal,
     id: &str,
 ) -> Result<Option<PrincipalRecord>, ApiError> {
-    Ok(state
+    let found = state
         .vault
         .stores()
         .central
         .principal_by_id(id, &TenantScope::of(&who.tenants))
         .await
-        .map_err(VaultError::from)?)
+        .map_err(VaultError::from)?;
+    Ok(state.vault.checked(found, ctx).await?)
+}
+
+/// A change that lost a race with another change of the same principal:
+/// recorded as failed (the allowed record before it did not happen).
+async fn changed_meanwhile(
+    state: &ApiState,
+    ctx: &RequestContext,
+    who: &Principal,
+    action: &str,
+    id: &str,
+) -> Result<ApiError, ApiError> {
+    record(
+        state,
+        ctx,
+        who,
+        action,
+        Some(id),
+        Outcome::Failed,
+        Some("principal.changed".into()),
+    )
+    .await?;
+    Ok(ApiError::new(
+        StatusCode::CONFLICT,
+        "principal.changed",
+        "the principal changed while this request was handled; read it again and retry",
+    ))
 }
 
 async fn require_admin(
@@ -151,7 +181,7 @@ async fn managed_principal(
     applies: impl Fn(&PrincipalRecord) -> bool,
 ) -> Result<PrincipalRecord, ApiError> {
     require_admin(state, who, ctx, action, Some(id)).await?;
-    let Some(target) = visible_principal(state, who, id)
+    let Some(target) = visible_principal(state, ctx, who, id)
         .await?
         .filter(|p| applies(p))
     else {
@@ -221,7 +251,10 @@ pub async fn create(
     // Roles defined through another node moments ago must be known here.
     state
         .roles
-        .refresh(state.vault.stores().central.as_ref())
+        .refresh(
+            state.vault.stores().central.as_ref(),
+            state.vault.row_seals().ok().as_deref(),
+        )
         .await
         .map_err(VaultError::from)?;
     let created = new_principal(
@@ -250,6 +283,7 @@ pub async fn create(
     )
     .await?;
     let central = &state.vault.stores().central;
+    let created = created.sealed(&state.vault)?;
     let inserted = match central.insert_principal(created.record.clone()).await {
         Ok(()) => match &created.operator {
             Some(operator) => central.put_operator(operator.clone()).await,
@@ -354,13 +388,14 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     const ACTION: &str = "principal.disable";
-    managed_principal(&state, &ctx, &who, ACTION, &id, |_| true).await?;
-    let central = &state.vault.stores().central;
-    central
-        .disable_principal(&id)
-        .await
-        .map_err(VaultError::from)?;
+    let target = managed_principal(&state, &ctx, &who, ACTION, &id, |_| true).await?;
+    let mut changed = target.clone();
+    changed.disabled = true;
+    // Refused from now on this node, whatever the store says next.
     state.revocations.revoke(&id);
+    if !state.vault.replace_principal(&target, changed).await? {
+        return Err(changed_meanwhile(&state, &ctx, &who, ACTION, &id).await?);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -402,7 +437,7 @@ pub async fn approve(
         deny(e.code()).await?;
         return Err(e.into());
     }
-    let Some(target) = visible_principal(&state, &who, &id).await? else {
+    let Some(target) = visible_principal(&state, &ctx, &who, &id).await? else {
         deny("principal.not_found").await?;
         return Err(principal_not_found());
     };
@@ -428,12 +463,9 @@ pub async fn approve(
         Some(format!("roles={}", target.roles.join(","))),
     )
     .await?;
-    let central = &state.vault.stores().central;
-    if !central
-        .approve_principal(&id)
-        .await
-        .map_err(VaultError::from)?
-    {
+    let mut changed = target.clone();
+    changed.pending_approval = false;
+    if !state.vault.replace_principal(&target, changed).await? {
         return Err(not_pending());
     }
     Ok(StatusCode::NO_CONTENT)
@@ -464,13 +496,30 @@ pub async fn unlock(
         p.kind == crate::identity::KIND_USER
     })
     .await?;
-    let unlocked = state
+    let operator = state
         .vault
         .stores()
         .central
-        .unlock_operator(&id)
+        .operator(&id)
         .await
         .map_err(VaultError::from)?;
+    let unlocked = match state.vault.checked(operator, &ctx).await? {
+        Some(current) => {
+            let mut changed = current.clone();
+            changed.locked = false;
+            let unlocked = state.vault.replace_operator(&current, changed).await?;
+            if unlocked {
+                // The failure counts restart.
+                let central = &state.vault.stores().central;
+                central
+                    .record_login_success(&id)
+                    .await
+                    .map_err(VaultError::from)?;
+            }
+            unlocked
+        }
+        None => false,
+    };
     if !unlocked {
         // A person who never had a login record.
         return Err(
@@ -540,15 +589,12 @@ pub async fn rotate_secret(
     // a security officer approves again. Tokens it already holds run out.
     let granted = state.roles.permissions_if_approved(&target.roles);
     let needs_approval = granted.needs_approval() || granted.manages();
-    let rotated = state
-        .vault
-        .stores()
-        .central
-        .rotate_secret(&id, &hash, until, needs_approval)
-        .await
-        .map_err(VaultError::from)?;
-    if !rotated {
-        return Err(did_not_happen(&state, &ctx, &who, ACTION, &id, "principal.not_found").await?);
+    let mut changed = target.clone();
+    changed.previous_secret_hash = std::mem::replace(&mut changed.secret_hash, hash);
+    changed.previous_valid_until = until;
+    changed.pending_approval = target.pending_approval || needs_approval;
+    if !state.vault.replace_principal(&target, changed).await? {
+        return Err(changed_meanwhile(&state, &ctx, &who, ACTION, &id).await?);
     }
     Ok(Json(json!({
         "id": id,

@@ -108,7 +108,13 @@ async fn require_every_tenant(
     ))
 }
 
-async fn stored_role(state: &ApiState, name: &str) -> Result<Option<CustomRoleRecord>, ApiError> {
+/// A custom role as stored, its seal checked: a change or an approval is
+/// never decided on a row changed behind the vault's back.
+async fn stored_role(
+    state: &ApiState,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<Option<CustomRoleRecord>, ApiError> {
     let all = state
         .vault
         .stores()
@@ -116,7 +122,8 @@ async fn stored_role(state: &ApiState, name: &str) -> Result<Option<CustomRoleRe
         .list_custom_roles()
         .await
         .map_err(VaultError::from)?;
-    Ok(all.into_iter().find(|r| r.name == name))
+    let found = all.into_iter().find(|r| r.name == name);
+    Ok(state.vault.checked(found, ctx).await?)
 }
 
 /// `GET /v1/roles`: every role and what it grants, with pending changes
@@ -232,7 +239,7 @@ pub async fn define(
     }
     let now = state.vault.clock().now_ms();
     let central = &state.vault.stores().central;
-    let (status, record, reason) = match stored_role(&state, &name).await? {
+    let (status, record, reason) = match stored_role(&state, &ctx, &name).await? {
         None => {
             let needs_second_person = needs_second_person(wanted, PermissionSet::EMPTY);
             let record = CustomRoleRecord {
@@ -248,6 +255,7 @@ pub async fn define(
                 created_at: now,
                 updated_at: now,
                 version: 1,
+                seal: Vec::new(),
             };
             let reason = describe(&record, "defined");
             super::audit(
@@ -260,6 +268,7 @@ pub async fn define(
                 Some(reason.clone()),
             )
             .await?;
+            let record = state.vault.sealed(record)?;
             match central.insert_custom_role(record.clone()).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
@@ -299,6 +308,7 @@ pub async fn define(
                 Some(reason.clone()),
             )
             .await?;
+            let record = state.vault.sealed(record)?;
             if !central
                 .replace_custom_role(record.clone(), current.version)
                 .await
@@ -356,7 +366,10 @@ async fn check_holders(
     // Roles defined through another node moments ago must be known here.
     state
         .roles
-        .refresh(state.vault.stores().central.as_ref())
+        .refresh(
+            state.vault.stores().central.as_ref(),
+            state.vault.row_seals().ok().as_deref(),
+        )
         .await
         .map_err(VaultError::from)?;
     for holder in principals
@@ -460,7 +473,7 @@ pub async fn approve(
             Some(reason.into()),
         )
     };
-    let Some(current) = stored_role(&state, &name).await? else {
+    let Some(current) = stored_role(&state, &ctx, &name).await? else {
         deny("role.not_found").await?;
         return Err(role_not_found());
     };
@@ -520,6 +533,7 @@ pub async fn approve(
     )
     .await?;
     let central = &state.vault.stores().central;
+    let record = state.vault.sealed(record)?;
     if !central
         .replace_custom_role(record.clone(), current.version)
         .await

@@ -84,6 +84,19 @@ pub async fn unseal(
         .inspect_err(|e| {
             tracing::warn!(code = e.code(), client = ?ctx.client_addr, "unseal share refused");
         })?;
+    if !status.sealed {
+        // Custom roles can be checked only now: load them at once rather
+        // than at the next periodic refresh.
+        let central = state.vault.stores().central.clone();
+        let seals = state.vault.row_seals().ok();
+        if let Err(e) = state
+            .roles
+            .refresh(central.as_ref(), seals.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, "could not load the custom roles after unsealing");
+        }
+    }
     Ok(Json(json!(status)))
 }
 

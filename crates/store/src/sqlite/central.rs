@@ -10,8 +10,8 @@ use super::engine::{Database, Migrations, Shadow};
 use super::fingerprints::FingerprintIndex;
 use crate::{
     CentralStore, CustomRoleRecord, ImportRecord, InsertOutcome, OperatorRecord, PrincipalRecord,
-    ProductRecord, RetailerRecord, Scoped, SecretRecord, SecretState, StockCount, StoreError,
-    StoreResult, TenantScope, VoucherRecord,
+    ProductRecord, RecoveryCodeRecord, RetailerRecord, Scoped, SealSwap, SecretRecord, SecretState,
+    StockCount, StoreError, StoreResult, TenantScope, UnsealedRow, VoucherRecord,
 };
 
 // Rows are appended in rowid order and found through the unique token index.
@@ -255,12 +255,20 @@ const MIGRATIONS: Migrations = &[
          set_at INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX vouchers_source ON vouchers (import_id)",
+    // 11: row seals. Every row whose content decides access carries the
+    // vault's MAC over its id and those fields; rows from before get theirs
+    // once, at the first unseal after the upgrade.
+    "ALTER TABLE secrets ADD COLUMN seal BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE principals ADD COLUMN seal BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE custom_roles ADD COLUMN seal BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE operators ADD COLUMN seal BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE recovery_codes ADD COLUMN seal BLOB NOT NULL DEFAULT x''",
 ];
 
 // Column lists as macros, so every statement is a literal built at compile time.
 macro_rules! secret_columns {
     () => {
-        "token, tenant, class, key_version, fingerprint, duplicate_allowed, metadata, created_at, window_closes_at, created_by, state"
+        "token, tenant, class, key_version, fingerprint, duplicate_allowed, metadata, created_at, window_closes_at, created_by, state, seal"
     };
 }
 
@@ -309,6 +317,7 @@ fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<(SecretRecord, String)> {
             window_closes_at: r.get(8)?,
             created_by: r.get(9)?,
             state: SecretState::Active,
+            seal: r.get(11)?,
         },
         state,
     ))
@@ -347,18 +356,19 @@ fn principal_from_row(r: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
         kind: r.get(10)?,
         previous_secret_hash: r.get(11)?,
         previous_valid_until: r.get(12)?,
+        seal: r.get(13)?,
     })
 }
 
 macro_rules! principal_columns {
     () => {
-        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until"
+        "id, client_id, name, roles, tenants, secret_hash, created_at, disabled, created_by, pending_approval, kind, previous_secret_hash, previous_valid_until, seal"
     };
 }
 
 macro_rules! role_columns {
     () => {
-        "name, permissions, pending, requested_by, created_by, created_at, updated_at, version"
+        "name, permissions, pending, requested_by, created_by, created_at, updated_at, version, seal"
     };
 }
 
@@ -374,6 +384,7 @@ fn role_from_row(r: &Row<'_>) -> rusqlite::Result<CustomRoleRecord> {
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
         version: r.get(7)?,
+        seal: r.get(8)?,
     })
 }
 
@@ -428,7 +439,7 @@ fn scoped_rows<T>(
 
 macro_rules! operator_columns {
     () => {
-        "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, totp_last_step, failed_logins, last_failure_at, factor_failures, locked"
+        "principal_id, password_hash, enrolment_hash, totp_sealed, enrolled, totp_last_step, failed_logins, last_failure_at, factor_failures, locked, seal"
     };
 }
 
@@ -444,6 +455,7 @@ fn operator_from_row(r: &Row<'_>) -> rusqlite::Result<OperatorRecord> {
         last_failure_at: r.get(7)?,
         factor_failures: r.get(8)?,
         locked: r.get::<_, i64>(9)? != 0,
+        seal: r.get(10)?,
     })
 }
 
@@ -496,7 +508,7 @@ impl CentralStore for SqliteCentralStore {
                 let sql = concat!(
                     "INSERT INTO secrets (",
                     secret_columns!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 );
                 let mut stmt = conn
                     .prepare_cached(sql)
@@ -523,6 +535,7 @@ impl CentralStore for SqliteCentralStore {
                         rec.window_closes_at,
                         rec.created_by,
                         rec.state.as_str(),
+                        rec.seal,
                     ])
                     .map_err(|e| {
                         if is_constraint(&e) {
@@ -564,15 +577,21 @@ impl CentralStore for SqliteCentralStore {
         }
     }
 
-    async fn set_window(&self, token: &str, tenant: &str, closes_at: i64) -> StoreResult<bool> {
+    async fn set_window(
+        &self,
+        token: &str,
+        tenant: &str,
+        closes_at: i64,
+        swap: SealSwap,
+    ) -> StoreResult<bool> {
         let token = token.to_owned();
         let tenant = tenant.to_owned();
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE secrets SET window_closes_at = ?2 \
-                     WHERE token = ?1 AND tenant = ?3 AND state = 'active'",
-                    params![token, closes_at, tenant],
+                    "UPDATE secrets SET window_closes_at = ?2, seal = ?5 \
+                     WHERE token = ?1 AND tenant = ?3 AND state = 'active' AND seal = ?4",
+                    params![token, closes_at, tenant, swap.from, swap.to],
                 )
                 .map(|n| n > 0)
                 .map_err(StoreError::backend("set reveal window"))
@@ -580,7 +599,7 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn mark_deleted(&self, token: &str, tenant: &str) -> StoreResult<bool> {
+    async fn mark_deleted(&self, token: &str, tenant: &str, swap: SealSwap) -> StoreResult<bool> {
         let token = token.to_owned();
         let tenant = tenant.to_owned();
         let index = self.fingerprints.clone();
@@ -589,8 +608,8 @@ impl CentralStore for SqliteCentralStore {
                 let live: Option<(i64, Option<Vec<u8>>)> = conn
                     .query_row(
                         "SELECT rowid, fingerprint FROM secrets \
-                         WHERE token = ?1 AND tenant = ?2 AND state = 'active'",
-                        [&token, &tenant],
+                         WHERE token = ?1 AND tenant = ?2 AND state = 'active' AND seal = ?3",
+                        params![&token, &tenant, &swap.from],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
@@ -599,9 +618,9 @@ impl CentralStore for SqliteCentralStore {
                     return Ok(false);
                 };
                 conn.execute(
-                    "UPDATE secrets SET state = 'deleted', fingerprint = NULL, metadata = NULL \
-                     WHERE rowid = ?1",
-                    [rowid],
+                    "UPDATE secrets SET state = 'deleted', fingerprint = NULL, metadata = NULL, \
+                     seal = ?2 WHERE rowid = ?1",
+                    params![rowid, swap.to],
                 )
                 .map_err(StoreError::backend("delete secret"))?;
                 if let Some(fp) = fingerprint.and_then(|f| <[u8; 32]>::try_from(f).ok()) {
@@ -619,7 +638,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT INTO principals (",
                         principal_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                     ),
                     params![
                         p.id,
@@ -634,7 +653,8 @@ impl CentralStore for SqliteCentralStore {
                         p.pending_approval,
                         p.kind,
                         p.previous_secret_hash,
-                        p.previous_valid_until
+                        p.previous_valid_until,
+                        p.seal
                     ],
                 )
                 .map(|_| ())
@@ -972,7 +992,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT INTO custom_roles (",
                         role_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                     ),
                     params![
                         role.name,
@@ -982,7 +1002,8 @@ impl CentralStore for SqliteCentralStore {
                         role.created_by,
                         role.created_at,
                         role.updated_at,
-                        role.version
+                        role.version,
+                        role.seal
                     ],
                 )
                 .map(|_| ())
@@ -1006,14 +1027,16 @@ impl CentralStore for SqliteCentralStore {
             .write(move |conn| {
                 conn.execute(
                     "UPDATE custom_roles SET permissions = ?2, pending = ?3, requested_by = ?4, \
-                     updated_at = ?5, version = version + 1 WHERE name = ?1 AND version = ?6",
+                     updated_at = ?5, version = version + 1, seal = ?7 \
+                     WHERE name = ?1 AND version = ?6",
                     params![
                         role.name,
                         join_list(&role.permissions),
                         role.pending.as_deref().map(join_list),
                         role.requested_by,
                         role.updated_at,
-                        expected_version
+                        expected_version,
+                        role.seal
                     ],
                 )
                 .map(|n| n > 0)
@@ -1022,51 +1045,36 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn approve_principal(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE principals SET pending_approval = 0 \
-                     WHERE id = ?1 AND pending_approval = 1 AND disabled = 0",
-                    [id],
-                )
-                .map(|n| n > 0)
-                .map_err(StoreError::backend("approve principal"))
-            })
-            .await
-    }
-
-    async fn disable_principal(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.db
-            .write(move |conn| {
-                conn.execute("UPDATE principals SET disabled = 1 WHERE id = ?1", [id])
-                    .map(|n| n > 0)
-                    .map_err(StoreError::backend("disable principal"))
-            })
-            .await
-    }
-
-    async fn rotate_secret(
+    async fn replace_principal(
         &self,
-        id: &str,
-        new_hash: &str,
-        previous_valid_until: i64,
-        needs_approval: bool,
+        p: PrincipalRecord,
+        expected_seal: &[u8],
     ) -> StoreResult<bool> {
-        let (id, hash) = (id.to_owned(), new_hash.to_owned());
+        let expected = expected_seal.to_vec();
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE principals SET previous_secret_hash = secret_hash, \
-                         previous_valid_until = ?3, secret_hash = ?2, \
-                         pending_approval = (pending_approval OR ?4) \
-                     WHERE id = ?1 AND kind = 'service' AND NOT disabled",
-                    params![id, hash, previous_valid_until, needs_approval],
+                    "UPDATE principals SET roles = ?2, tenants = ?3, secret_hash = ?4, \
+                         disabled = ?5, created_by = ?6, pending_approval = ?7, kind = ?8, \
+                         previous_secret_hash = ?9, previous_valid_until = ?10, seal = ?11 \
+                     WHERE id = ?1 AND seal = ?12",
+                    params![
+                        p.id,
+                        join_list(&p.roles),
+                        join_list(&p.tenants),
+                        p.secret_hash,
+                        p.disabled,
+                        p.created_by,
+                        p.pending_approval,
+                        p.kind,
+                        p.previous_secret_hash,
+                        p.previous_valid_until,
+                        p.seal,
+                        expected
+                    ],
                 )
                 .map(|n| n > 0)
-                .map_err(StoreError::backend("rotate secret"))
+                .map_err(StoreError::backend("change principal"))
             })
             .await
     }
@@ -1089,7 +1097,7 @@ impl CentralStore for SqliteCentralStore {
                     concat!(
                         "INSERT OR REPLACE INTO operators (",
                         operator_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                     ),
                     params![
                         o.principal_id,
@@ -1101,7 +1109,8 @@ impl CentralStore for SqliteCentralStore {
                         o.failed_logins,
                         o.last_failure_at,
                         o.factor_failures,
-                        o.locked
+                        o.locked,
+                        o.seal
                     ],
                 )
                 .map(|_| ())
@@ -1161,15 +1170,19 @@ impl CentralStore for SqliteCentralStore {
         &self,
         principal_id: &str,
         lock_after: i64,
+        locked_seal: &[u8],
     ) -> StoreResult<(i64, bool)> {
-        let id = principal_id.to_owned();
+        let (id, locked_seal) = (principal_id.to_owned(), locked_seal.to_vec());
         self.db
             .write(move |conn| {
+                // The seal changes with `locked` in the same statement.
                 conn.query_row(
                     "UPDATE operators SET factor_failures = factor_failures + 1, \
+                         seal = CASE WHEN NOT locked AND factor_failures + 1 >= ?2 \
+                             THEN ?3 ELSE seal END, \
                          locked = (locked OR factor_failures + 1 >= ?2) \
                      WHERE principal_id = ?1 RETURNING factor_failures, locked",
-                    params![id, lock_after],
+                    params![id, lock_after, locked_seal],
                     |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
                 )
                 .map_err(StoreError::backend("record login failure"))
@@ -1192,56 +1205,27 @@ impl CentralStore for SqliteCentralStore {
             .await
     }
 
-    async fn update_enrolment(
-        &self,
-        principal_id: &str,
-        password_hash: &str,
-        totp_sealed: &[u8],
-    ) -> StoreResult<bool> {
-        let (id, hash, seed) = (
-            principal_id.to_owned(),
-            password_hash.to_owned(),
-            totp_sealed.to_vec(),
-        );
+    async fn replace_operator(&self, o: OperatorRecord, expected_seal: &[u8]) -> StoreResult<bool> {
+        let expected = expected_seal.to_vec();
         self.db
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE operators SET password_hash = ?2, totp_sealed = ?3, totp_last_step = 0 \
-                     WHERE principal_id = ?1 AND NOT enrolled",
-                    params![id, hash, seed],
+                    "UPDATE operators SET password_hash = ?2, enrolment_hash = ?3, \
+                         totp_sealed = ?4, enrolled = ?5, locked = ?6, seal = ?7 \
+                     WHERE principal_id = ?1 AND seal = ?8",
+                    params![
+                        o.principal_id,
+                        o.password_hash,
+                        o.enrolment_hash,
+                        o.totp_sealed,
+                        o.enrolled,
+                        o.locked,
+                        o.seal,
+                        expected
+                    ],
                 )
                 .map(|n| n > 0)
-                .map_err(StoreError::backend("store enrolment"))
-            })
-            .await
-    }
-
-    async fn finish_enrolment(&self, principal_id: &str, totp_sealed: &[u8]) -> StoreResult<bool> {
-        let (id, seed) = (principal_id.to_owned(), totp_sealed.to_vec());
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE operators SET enrolled = 1, enrolment_hash = '' \
-                     WHERE principal_id = ?1 AND NOT enrolled AND totp_sealed = ?2",
-                    params![id, seed],
-                )
-                .map(|n| n > 0)
-                .map_err(StoreError::backend("finish enrolment"))
-            })
-            .await
-    }
-
-    async fn unlock_operator(&self, principal_id: &str) -> StoreResult<bool> {
-        let id = principal_id.to_owned();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE operators SET locked = 0, failed_logins = 0, factor_failures = 0 \
-                     WHERE principal_id = ?1",
-                    [id],
-                )
-                .map(|n| n > 0)
-                .map_err(StoreError::backend("unlock operator"))
+                .map_err(StoreError::backend("change operator"))
             })
             .await
     }
@@ -1249,7 +1233,7 @@ impl CentralStore for SqliteCentralStore {
     async fn set_recovery_codes(
         &self,
         principal_id: &str,
-        codes: Vec<(String, String)>,
+        codes: Vec<RecoveryCodeRecord>,
     ) -> StoreResult<()> {
         let id = principal_id.to_owned();
         self.db
@@ -1257,10 +1241,11 @@ impl CentralStore for SqliteCentralStore {
                 // Runs inside the writer's transaction: all or nothing.
                 conn.execute("DELETE FROM recovery_codes WHERE principal_id = ?1", [&id])
                     .map_err(StoreError::backend("store recovery codes"))?;
-                for (code_id, hash) in &codes {
+                for code in &codes {
                     conn.execute(
-                        "INSERT INTO recovery_codes (principal_id, code_id, hash) VALUES (?1, ?2, ?3)",
-                        params![id, code_id, hash],
+                        "INSERT INTO recovery_codes (principal_id, code_id, hash, seal) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![id, code.code_id, code.hash, code.seal],
                     )
                     .map_err(StoreError::backend("store recovery codes"))?;
                 }
@@ -1273,14 +1258,21 @@ impl CentralStore for SqliteCentralStore {
         &self,
         principal_id: &str,
         code_id: &str,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<RecoveryCodeRecord>> {
         self.db.read(|conn| {
             conn.prepare_cached(
-                "SELECT hash FROM recovery_codes WHERE principal_id = ?1 AND code_id = ?2",
+                "SELECT code_id, hash, seal FROM recovery_codes \
+                 WHERE principal_id = ?1 AND code_id = ?2",
             )
             .and_then(|mut s| {
-                s.query_row([principal_id, code_id], |r| r.get(0))
-                    .optional()
+                s.query_row([principal_id, code_id], |r| {
+                    Ok(RecoveryCodeRecord {
+                        code_id: r.get(0)?,
+                        hash: r.get(1)?,
+                        seal: r.get(2)?,
+                    })
+                })
+                .optional()
             })
             .map_err(StoreError::backend("read recovery code"))
         })
@@ -1296,6 +1288,124 @@ impl CentralStore for SqliteCentralStore {
                 )
                 .map(|n| n > 0)
                 .map_err(StoreError::backend("use recovery code"))
+            })
+            .await
+    }
+
+    async fn rows_without_seal(&self, limit: usize) -> StoreResult<Vec<UnsealedRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db.read(|conn| {
+            let mut out = Vec::new();
+            let mut take = |sql: &str,
+                            f: &mut dyn FnMut(&Row<'_>) -> rusqlite::Result<UnsealedRow>|
+             -> StoreResult<()> {
+                let left = limit - out.len() as i64;
+                if left <= 0 {
+                    return Ok(());
+                }
+                let mut stmt = conn
+                    .prepare_cached(sql)
+                    .map_err(StoreError::backend("read unsealed rows"))?;
+                let rows = stmt
+                    .query_map([left], |r| f(r))
+                    .map_err(StoreError::backend("read unsealed rows"))?;
+                for row in rows {
+                    out.push(row.map_err(StoreError::backend("read unsealed rows"))?);
+                }
+                Ok(())
+            };
+            take(
+                concat!(
+                    "SELECT ",
+                    principal_columns!(),
+                    " FROM principals WHERE seal = x'' LIMIT ?1"
+                ),
+                &mut |r| principal_from_row(r).map(UnsealedRow::Principal),
+            )?;
+            take(
+                concat!(
+                    "SELECT ",
+                    role_columns!(),
+                    " FROM custom_roles WHERE seal = x'' LIMIT ?1"
+                ),
+                &mut |r| role_from_row(r).map(UnsealedRow::Role),
+            )?;
+            take(
+                concat!(
+                    "SELECT ",
+                    operator_columns!(),
+                    " FROM operators WHERE seal = x'' LIMIT ?1"
+                ),
+                &mut |r| operator_from_row(r).map(UnsealedRow::Operator),
+            )?;
+            take(
+                "SELECT principal_id, code_id, hash, seal FROM recovery_codes \
+                 WHERE seal = x'' LIMIT ?1",
+                &mut |r| {
+                    Ok(UnsealedRow::RecoveryCode(
+                        r.get(0)?,
+                        RecoveryCodeRecord {
+                            code_id: r.get(1)?,
+                            hash: r.get(2)?,
+                            seal: r.get(3)?,
+                        },
+                    ))
+                },
+            )?;
+            take(
+                concat!(
+                    "SELECT ",
+                    secret_columns!(),
+                    " FROM secrets WHERE seal = x'' LIMIT ?1"
+                ),
+                &mut |r| {
+                    let (mut rec, state) = secret_from_row(r)?;
+                    rec.state = SecretState::parse(&state).map_err(|_| {
+                        rusqlite::Error::InvalidColumnType(
+                            10,
+                            "state".into(),
+                            rusqlite::types::Type::Text,
+                        )
+                    })?;
+                    Ok(UnsealedRow::Secret(rec))
+                },
+            )?;
+            Ok(out)
+        })
+    }
+
+    async fn set_first_seal(&self, row: &UnsealedRow, seal: &[u8]) -> StoreResult<bool> {
+        let (sql, keys): (&str, Vec<String>) = match row {
+            UnsealedRow::Secret(r) => (
+                "UPDATE secrets SET seal = ?1 WHERE token = ?2 AND seal = x''",
+                vec![r.token.clone()],
+            ),
+            UnsealedRow::Principal(r) => (
+                "UPDATE principals SET seal = ?1 WHERE id = ?2 AND seal = x''",
+                vec![r.id.clone()],
+            ),
+            UnsealedRow::Role(r) => (
+                "UPDATE custom_roles SET seal = ?1 WHERE name = ?2 AND seal = x''",
+                vec![r.name.clone()],
+            ),
+            UnsealedRow::Operator(r) => (
+                "UPDATE operators SET seal = ?1 WHERE principal_id = ?2 AND seal = x''",
+                vec![r.principal_id.clone()],
+            ),
+            UnsealedRow::RecoveryCode(id, c) => (
+                "UPDATE recovery_codes SET seal = ?1 \
+                 WHERE principal_id = ?2 AND code_id = ?3 AND seal = x''",
+                vec![id.clone(), c.code_id.clone()],
+            ),
+        };
+        let seal = seal.to_vec();
+        self.db
+            .write(move |conn| {
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&seal];
+                values.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+                conn.execute(sql, values.as_slice())
+                    .map(|n| n > 0)
+                    .map_err(StoreError::backend("seal row"))
             })
             .await
     }

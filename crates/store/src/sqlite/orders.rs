@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::central::SqliteCentralStore;
 use crate::{
     LinkView, OrderFilter, OrderRecord, OrderStore, PlaceOutcome, StoreError, StoreResult,
-    TenantScope, VoucherEvent, VoucherIdentity,
+    TenantScope, VoucherEvent, VoucherIdentity, WindowChange,
 };
 
 macro_rules! order_columns {
@@ -215,7 +215,7 @@ struct Reservation {
     values: (Option<String>, i64, i64),
     to_state: &'static str,
     /// Secrets whose reveal window closes then.
-    window: (Vec<String>, i64),
+    window: WindowChange,
 }
 
 impl SqliteCentralStore {
@@ -262,14 +262,16 @@ impl SqliteCentralStore {
                 if !move_voucher(conn, &event, None)? {
                     return Err(StoreError::Conflict("voucher not reserved"));
                 }
-                let (tokens, closes_at) = change.window;
-                for token in tokens {
+                let closes_at = change.window.closes_at;
+                for (token, swap) in change.window.rows {
                     let n = conn
                         .prepare_cached(
-                            "UPDATE secrets SET window_closes_at = ?2 \
-                             WHERE token = ?1 AND tenant = ?3 AND state = 'active'",
+                            "UPDATE secrets SET window_closes_at = ?2, seal = ?5 \
+                             WHERE token = ?1 AND tenant = ?3 AND state = 'active' AND seal = ?4",
                         )
-                        .and_then(|mut s| s.execute(params![token, closes_at, event.tenant]))
+                        .and_then(|mut s| {
+                            s.execute(params![token, closes_at, event.tenant, swap.from, swap.to])
+                        })
                         .map_err(StoreError::backend("set reveal window"))?;
                     if n == 0 {
                         return Err(StoreError::Conflict("no such secret in the tenant"));
@@ -389,7 +391,7 @@ impl OrderStore for SqliteCentralStore {
         actor: &str,
         at: i64,
         link: Option<(i64, i64)>,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>> {
         let (views, expires) = link.unwrap_or((0, 0));
         let change = Reservation {
@@ -412,7 +414,7 @@ impl OrderStore for SqliteCentralStore {
         actor: &str,
         reason: &str,
         at: i64,
-        window: (Vec<String>, i64),
+        window: WindowChange,
     ) -> StoreResult<Option<OrderRecord>> {
         let change = Reservation {
             window,
