@@ -126,6 +126,33 @@ pub fn test_api_config() -> ApiConfig {
     config
 }
 
+/// Runs one statement on a store's schema of the test database, as its
+/// administrator or, with `role`, under that role's rights only.
+async fn pg_tamper(
+    url: &str,
+    store: strongroom_store_postgres::Store,
+    role: Option<&str>,
+    statement: &str,
+    args: &[&str],
+) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let names = strongroom_store_postgres::Names::new("strongroom").unwrap();
+    let set_role = role.map(|r| format!("SET ROLE {r}; ")).unwrap_or_default();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "{set_role}SET search_path TO {}",
+        names.schema(store)
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
+    for a in args {
+        query = query.bind(*a);
+    }
+    query.execute(&mut c).await.unwrap();
+}
+
 /// A dev server with a manual clock, in a temporary directory.
 pub struct Harness {
     pub server: RunningServer,
@@ -341,22 +368,26 @@ impl Harness {
                 .await
                 .unwrap();
             }
+            TestStore::Postgres { url } => pg_tamper(url, store, None, statement, args).await,
+        }
+    }
+
+    /// Runs one statement as someone holding only that store's own login
+    /// could: on PostgreSQL under the store's role (`SET ROLE`), so the
+    /// attack has that role's rights and no more; on SQLite on the file.
+    pub async fn tamper_as_store_role(
+        &self,
+        store: strongroom_store_postgres::Store,
+        statement: &str,
+        args: &[&str],
+    ) {
+        match &self.store {
+            TestStore::Sqlite => self.tamper(store, statement, args).await,
             TestStore::Postgres { url } => {
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                let names = strongroom_store_postgres::Names::new("strongroom").unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "SET search_path TO {}",
-                    names.schema(store)
-                )))
-                .execute(&mut c)
-                .await
-                .unwrap();
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
-                for a in args {
-                    query = query.bind(*a);
-                }
-                query.execute(&mut c).await.unwrap();
+                let role = strongroom_store_postgres::Names::new("strongroom")
+                    .unwrap()
+                    .role(store);
+                pg_tamper(url, store, Some(&role), statement, args).await
             }
         }
     }

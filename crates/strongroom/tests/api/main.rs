@@ -21,6 +21,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod custom_roles;
+mod forgery;
 mod forward;
 mod imports;
 mod integrity;

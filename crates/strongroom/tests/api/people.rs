@@ -10,19 +10,19 @@ use totp_rs::Totp;
 
 use crate::harness::{Caller, Harness, code, on_each_backend};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A person enrolled and confirmed, with their authenticator.
-struct Person {
-    name: String,
-    id: String,
-    totp: Totp,
-    recovery_codes: Vec<String>,
+pub(crate) struct Person {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) totp: Totp,
+    pub(crate) recovery_codes: Vec<String>,
 }
 
 impl Person {
     /// The code the authenticator shows at the server's current time.
-    fn code_at(&self, h: &Harness) -> String {
+    pub(crate) fn code_at(&self, h: &Harness) -> String {
         let secs = u64::try_from(h.clock.now_ms() / 1000).unwrap();
         self.totp.generate(secs).to_string()
     }
@@ -30,7 +30,7 @@ impl Person {
 
 /// Creates a person through the API (approved by a second officer when
 /// their roles need it) and returns the admin's response.
-async fn create_person(h: &Harness, name: &str, roles: &[&str]) -> Value {
+pub(crate) async fn create_person(h: &Harness, name: &str, roles: &[&str]) -> Value {
     let (status, body) = h
         .admin()
         .await
@@ -54,7 +54,7 @@ async fn create_person(h: &Harness, name: &str, roles: &[&str]) -> Value {
     body
 }
 
-async fn enrolled(h: &Harness, name: &str, roles: &[&str]) -> Person {
+pub(crate) async fn enrolled(h: &Harness, name: &str, roles: &[&str]) -> Person {
     let created = create_person(h, name, roles).await;
     let enrolment_code = created["enrolment_code"].as_str().unwrap().to_owned();
     let anon = h.anonymous();
