@@ -93,6 +93,7 @@ pub fn status_of(e: &VaultError) -> StatusCode {
     match e {
         VaultError::Sealed
         | VaultError::AuditUnavailable
+        | VaultError::AuditCut(_)
         | VaultError::Store(_)
         | VaultError::CvvStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,

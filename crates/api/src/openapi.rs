@@ -484,12 +484,24 @@ pub struct BadRecord {
 /// `GET /v1/audit/verify`.
 #[derive(ToSchema)]
 pub struct AuditVerification {
-    /// True if every record verified.
+    /// True if every record verified and none is missing up to the head the
+    /// vault sealed outside the audit store.
     pub intact: bool,
     /// Records verified.
     pub verified: u64,
-    /// The last sequence number read.
+    /// The last good sequence number read.
     pub last_seq: u64,
+    /// The time written in the last good record.
+    pub last_time: Option<String>,
+    /// The head the vault sealed into the vault store, if it has one.
+    pub sealed_head: Option<u64>,
+    /// The last record proven present with nothing cut before it (0: none
+    /// proven, as when there is no sealed head or the chain is broken).
+    pub proven_through: u64,
+    /// True if the log's last record is proven to be its end (the sealed
+    /// head reaches it). Records after the head verify by the chain, but
+    /// their removal could not be detected.
+    pub end_proven: bool,
     /// The first bad record, if any.
     pub first_bad: Option<BadRecord>,
 }

@@ -12,9 +12,11 @@
 //!
 //! # What the chain alone cannot show
 //! Cutting records off the *end* leaves a shorter, valid chain, and a holder
-//! of the chain key (any unsealed node has it) could rewrite it. Signed
-//! [`checkpoint`]s of the chain head, kept outside the audit store, catch
-//! both.
+//! of the chain key (any unsealed node has it) could rewrite it. The vault
+//! seals the chain [`head`] it last made durable into the vault store, where
+//! the audit store's writer cannot reach, and refuses to append after a log
+//! that ends before it; signed [`checkpoint`]s of the head, kept outside
+//! Strongroom altogether, catch a rewrite by a holder of the key too.
 //!
 //! # Fail closed
 //! [`AuditLog::append`] returns only once the records are durable; the vault
@@ -34,6 +36,7 @@
 pub mod checkpoint;
 mod event;
 pub mod export;
+pub mod head;
 pub mod search;
 mod verify;
 
@@ -59,6 +62,10 @@ pub enum AuditError {
     /// A record could not be encoded.
     #[error("audit record could not be encoded")]
     Encode,
+    /// The log ends before the head the vault sealed, or was renumbered
+    /// below it: records were cut. Nothing more is appended.
+    #[error("{0}")]
+    Cut(String),
 }
 
 /// The chain computation for `key`.
@@ -91,6 +98,10 @@ pub struct AuditLog {
     store: Arc<dyn AuditStore>,
     chain: ChainFn,
     tap: Option<Arc<dyn LiveTap>>,
+    head: Option<Arc<head::HeadKeeper>>,
+    /// Set once the log is found cut: from then on nothing is appended, so
+    /// refused appends cannot renumber the log back past the head.
+    cut: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -106,7 +117,17 @@ impl AuditLog {
             store,
             chain: chain_fn(Arc::new(MacKey::new(audit_key))),
             tap: None,
+            head: None,
+            cut: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The same log, with every durable head handed to `keeper` (which seals
+    /// it outside the audit store), and appends refused once the log is
+    /// found numbered below a head already made durable (it was cut).
+    pub fn with_head(mut self, keeper: Arc<head::HeadKeeper>) -> Self {
+        self.head = Some(keeper);
+        self
     }
 
     /// The same log, with every durable record also shown to `tap`.
@@ -121,22 +142,62 @@ impl AuditLog {
             .iter()
             .map(AuditEvent::to_body)
             .collect::<Result<Vec<_>, _>>()?;
-        let seqs = match self.store.append(bodies, self.chain.clone()).await {
-            Ok(seqs) => seqs,
-            Err(e) => {
-                let e = AuditError::Unavailable(e);
-                if let Some(tap) = &self.tap {
-                    tap.append_failed(&e);
-                }
-                return Err(e);
+        if let Some(what) = self.cut.get() {
+            return Err(self.failed(AuditError::Cut(what.clone())));
+        }
+        // Everything made durable before this append began must lie below
+        // it: the log only grows.
+        let floor = self.head.as_ref().map(|k| k.current());
+        let last = Arc::new(std::sync::Mutex::new(None::<head::ChainHead>));
+        let chain = match &self.head {
+            None => self.chain.clone(),
+            Some(_) => {
+                let (inner, last) = (self.chain.clone(), last.clone());
+                Arc::new(move |prev: &[u8], seq: u64, body: &str| {
+                    let mac = inner(prev, seq, body);
+                    // The last computation of this append's chain is the one
+                    // that commits (a retried group chains again).
+                    if let Ok(mut l) = last.lock() {
+                        *l = Some(head::ChainHead {
+                            seq,
+                            mac: mac.clone(),
+                        });
+                    }
+                    mac
+                }) as ChainFn
             }
         };
+        let seqs = match self.store.append(bodies, chain).await {
+            Ok(seqs) => seqs,
+            Err(e) => return Err(self.failed(AuditError::Unavailable(e))),
+        };
+        if let (Some(keeper), Some(floor), Some(first)) = (&self.head, floor, seqs.first()) {
+            if *first <= floor {
+                let what = format!(
+                    "the audit log was cut: this node had made record {floor} durable, \
+                     and the store numbered new records from {first}; nothing more is appended"
+                );
+                let what = self.cut.get_or_init(|| what).clone();
+                return Err(self.failed(AuditError::Cut(what)));
+            }
+            let made = last.lock().ok().and_then(|mut l| l.take());
+            if let Some(made) = made.filter(|h| seqs.last() == Some(&h.seq)) {
+                keeper.committed(made);
+            }
+        }
         if let Some(tap) = &self.tap {
             let records: Vec<(u64, &AuditEvent)> =
                 seqs.iter().copied().zip(events.iter()).collect();
             tap.observe(&records);
         }
         Ok(seqs)
+    }
+
+    fn failed(&self, e: AuditError) -> AuditError {
+        if let Some(tap) = &self.tap {
+            tap.append_failed(&e);
+        }
+        e
     }
 
     /// Appends one event durably.

@@ -79,6 +79,10 @@ pub enum VaultError {
          so the request was refused and the security officers alerted"
     )]
     Tampered(String),
+    /// The audit log ends before (or was renumbered below) the head the
+    /// vault sealed: records were cut. Nothing more is appended.
+    #[error("{0}")]
+    AuditCut(String),
 }
 
 impl VaultError {
@@ -104,6 +108,7 @@ impl VaultError {
             VaultError::Crypto(_) => "vault.crypto",
             VaultError::CvvStoreUnavailable => "card.cvv_store_unavailable",
             VaultError::Tampered(_) => "store.tampered",
+            VaultError::AuditCut(_) => "audit.cut",
         }
     }
 }
@@ -120,7 +125,10 @@ impl From<StoreError> for VaultError {
 impl From<AuditError> for VaultError {
     fn from(e: AuditError) -> Self {
         tracing::error!(error = %e, "audit append failed; refusing the operation");
-        VaultError::AuditUnavailable
+        match e {
+            AuditError::Cut(what) => VaultError::AuditCut(what),
+            _ => VaultError::AuditUnavailable,
+        }
     }
 }
 

@@ -311,6 +311,7 @@ impl Vault {
             unsealed.audit = unsealed.audit.with_tap(tap.clone());
         }
         let unsealed = Arc::new(unsealed);
+        self.check_audit_head(&unsealed).await?;
         unsealed
             .audit
             .append_one(self.event(ctx, None, "sys.unseal", None, None, Outcome::Allowed, None))
@@ -321,6 +322,46 @@ impl Vault {
         }
         tracing::info!("vault unsealed");
         Ok(())
+    }
+
+    /// Refuses to unseal onto an audit log that ends before the head this
+    /// vault sealed into the vault store (or whose record there is another):
+    /// its tail was cut, and numbering on from the cut would hide it. The
+    /// watch raises a critical `audit_chain_cut` alert; the message names
+    /// the missing records.
+    async fn check_audit_head(&self, u: &Unsealed) -> Result<(), VaultError> {
+        use strongroom_audit::head::{self, Reach};
+        let key = strongroom_crypto::mac::MacKey::new(&u.audit_key);
+        let problem = match head::load(&self.stores.vault, &key).await? {
+            None => None,
+            Some(Err(e)) => Some(format!(
+                "{e}: the end of the audit log cannot be trusted, so nothing is appended"
+            )),
+            Some(Ok(h)) => match head::reach(&self.stores.audit, &h).await? {
+                Reach::Reaches => None,
+                Reach::EndsBefore { last } => Some(format!(
+                    "the audit log was cut: it ends at record {last}, but the vault sealed \
+                     record {} as written, so records {}..={} are missing. Nothing is appended \
+                     after a cut log: restore the audit store from a backup",
+                    h.seq,
+                    last + 1,
+                    h.seq
+                )),
+                Reach::Rewritten => Some(format!(
+                    "the audit log was cut and written again: record {} is not the one the \
+                     vault sealed. Nothing is appended: restore the audit store from a backup",
+                    h.seq
+                )),
+            },
+        };
+        let Some(what) = problem else {
+            return Ok(());
+        };
+        tracing::error!("{what}");
+        if let Some(tap) = self.live_tap.get() {
+            tap.append_failed(&strongroom_audit::AuditError::Cut(what.clone()));
+        }
+        Err(VaultError::AuditCut(what))
     }
 
     /// Gives rows written before row seals existed their seals, once: at the
@@ -539,7 +580,14 @@ impl Vault {
         let u = self.unsealed()?;
         self.audited_permission(&u, who, ctx, Permission::ReadAudit, "audit.verify")
             .await?;
-        Ok(strongroom_audit::verify(&self.stores.audit, &u.audit_key).await?)
+        let key = strongroom_crypto::mac::MacKey::new(&u.audit_key);
+        let head = strongroom_audit::head::load(&self.stores.vault, &key).await?;
+        let head = match head {
+            Some(Err(e)) => return Err(VaultError::AuditCut(e.to_string())),
+            Some(Ok(h)) => Some(h),
+            None => None,
+        };
+        Ok(strongroom_audit::verify(&self.stores.audit, &u.audit_key, head.as_ref()).await?)
     }
 
     /// True while unsealed.

@@ -241,7 +241,15 @@ pub async fn open_unsealed(
 ) -> Result<Unsealed, VaultError> {
     let keyring = Keyring::load(root, stores.vault.clone(), clock.clone()).await?;
     let audit_key = audit_key(root)?;
-    let audit = AuditLog::new(stores.audit.clone(), &audit_key);
+    // The head this vault last sealed outside the audit store; appends go
+    // on from it, and the keeper seals each newer one.
+    let head_key = Arc::new(strongroom_crypto::mac::MacKey::new(&audit_key));
+    let sealed_head = strongroom_audit::head::load(&stores.vault, &head_key)
+        .await?
+        .and_then(Result::ok);
+    let keeper =
+        strongroom_audit::head::HeadKeeper::spawn(stores.vault.clone(), head_key, sealed_head);
+    let audit = AuditLog::new(stores.audit.clone(), &audit_key).with_head(Arc::new(keeper));
     let token_signing_key = Arc::new(kdf::derive(root, TOKEN_SIGNING_PURPOSE)?);
     let operator_key =
         strongroom_crypto::aead::EnvelopeKey::new(&kdf::derive(root, OPERATOR_SECRET_PURPOSE)?)?;

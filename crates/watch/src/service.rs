@@ -35,6 +35,8 @@ pub struct WatchStats {
     pub missed: AtomicU64,
     /// Failed audit appends.
     pub audit_failures: AtomicU64,
+    /// The newest finding that the audit log was cut, not yet raised.
+    pub audit_cut: Mutex<Option<String>>,
     /// Findings not raised for the per-minute limit on alerts.
     pub suppressed: AtomicU64,
     /// Alerts raised, by detector.
@@ -137,6 +139,11 @@ impl LiveTap for Watch {
 
     fn append_failed(&self, error: &AuditError) {
         self.stats.audit_failures.fetch_add(1, Ordering::Relaxed);
+        if let AuditError::Cut(what) = error
+            && let Ok(mut cut) = self.stats.audit_cut.lock()
+        {
+            *cut = Some(what.clone());
+        }
         tracing::error!(error = %error, "audit store failure: operations are refused until it recovers");
         let Some(queue) = &self.queue else { return };
         // An empty batch wakes the task, which then reads the counter.
@@ -309,6 +316,24 @@ async fn run(mut rx: mpsc::Receiver<Message>, mut detectors: Detectors, raiser: 
                 details: json!({ "missed_total": missed }),
             };
             missed_seen = missed;
+            raiser.raise(finding, 0).await;
+        }
+        // A cut log is its own alert: records are gone, not just late.
+        let cut = raiser
+            .stats
+            .audit_cut
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
+        if let Some(what) = cut {
+            let finding = Finding {
+                detector: "audit_chain_cut",
+                severity: Severity::Critical,
+                subject: Subject::Component("audit_log".into()),
+                tenant: None,
+                summary: what.chars().take(400).collect(),
+                details: json!({ "what": what }),
+            };
             raiser.raise(finding, 0).await;
         }
         // One alert per outage: the alert's own audit record fails too

@@ -40,10 +40,15 @@ pub async fn verify(
     Authenticated(who): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     let report = state.vault.verify_audit(&who, &ctx).await?;
+    let proven = report.proven_through();
     Ok(Json(json!({
         "intact": report.is_intact(),
         "verified": report.verified,
         "last_seq": report.last_seq,
+        "last_time": report.last_time,
+        "sealed_head": report.sealed_head,
+        "proven_through": proven,
+        "end_proven": report.is_intact() && report.sealed_head.is_some_and(|h| h >= report.last_seq),
         "first_bad": report.first_bad.map(|(seq, problem)| json!({
             "seq": seq,
             "problem": problem.to_string(),

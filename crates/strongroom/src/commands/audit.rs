@@ -131,23 +131,17 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
             let key = audit_key(&root)?;
             let signer = checkpoint_key(&root)?;
             drop(root);
-            let report = strongroom_audit::verify(&audit, &key).await?;
-            let chain_ok = match report.first_bad {
-                None => {
-                    println!(
-                        "audit log intact: {} records verified (last seq {})",
-                        report.verified, report.last_seq
-                    );
-                    true
+            let head_key = strongroom_crypto::mac::MacKey::new(&key);
+            let head = match strongroom_audit::head::load(&vault, &head_key).await? {
+                Some(Err(e)) => {
+                    println!("audit log end NOT provable: {e}.");
+                    return Ok(1);
                 }
-                Some((seq, problem)) => {
-                    println!(
-                        "audit log BROKEN at record {seq}: {problem}. {} records before it verified.",
-                        report.verified
-                    );
-                    false
-                }
+                Some(Ok(h)) => Some(h),
+                None => None,
             };
+            let report = strongroom_audit::verify(&audit, &key, head.as_ref()).await?;
+            let chain_ok = describe_report(&report);
             let Some(c) = &checkpoint else {
                 return Ok(if chain_ok { 0 } else { 1 });
             };
@@ -183,6 +177,55 @@ pub async fn run(cmd: AuditCommand) -> Result<i32> {
                     Ok(1)
                 }
             }
+        }
+    }
+}
+
+/// Prints what a verification proved, never more; true if nothing is wrong.
+fn describe_report(report: &strongroom_audit::VerifyReport) -> bool {
+    let at = |time: &Option<String>| {
+        time.as_deref()
+            .map(|t| format!(", written {t}"))
+            .unwrap_or_default()
+    };
+    let last = report.last_seq;
+    match (&report.first_bad, report.sealed_head) {
+        (Some((seq, problem)), _) => {
+            println!(
+                "audit log BROKEN at record {seq}: {problem}. Records 1 to {last} verified{}.",
+                at(&report.last_time)
+            );
+            false
+        }
+        (None, Some(head)) if head >= last => {
+            println!(
+                "audit log intact: {} records verified, proven through record {last}{}; \
+                 it is the head the vault sealed outside the audit store, so none was cut \
+                 from the end",
+                report.verified,
+                at(&report.last_time)
+            );
+            true
+        }
+        (None, Some(head)) => {
+            println!(
+                "audit log verified through record {last}{}; its end is proven up to record \
+                 {head} (the head the vault sealed outside the audit store). The {} records \
+                 after it were written since that head was sealed: the chain vouches for them, \
+                 but their removal would not have been detected",
+                at(&report.last_time),
+                last - head
+            );
+            true
+        }
+        (None, None) => {
+            println!(
+                "audit log chain verified through record {last}{}, but its end cannot be \
+                 proven: the vault holds no sealed head (a vault not started since sealed \
+                 heads were introduced), so records cut off the end would not show",
+                at(&report.last_time)
+            );
+            true
         }
     }
 }

@@ -91,6 +91,7 @@ async fn edits_deletions_and_reorders_are_named(store) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["intact"], true, "{report}");
     assert!(report["verified"].as_u64().unwrap() > 20);
+    h.settled_audit_head().await;
     let (ok, out) = h.cli_verify();
     assert!(ok, "{out}");
     assert!(out.contains("intact"), "{out}");
@@ -98,31 +99,25 @@ async fn edits_deletions_and_reorders_are_named(store) {
     let original = h.audit_rows().await;
     assert!(original.len() > 20);
 
-    // Edit: turn a denial into an allowance.
+    // Edit: turn a denial into an allowance. The log keeps its length, so
+    // the server goes on appending and its own check names the record.
     let mut edited = original.clone();
     edited[11].1 = edited[11].1.replace("\"allowed\"", "\"denied\"");
     assert_ne!(edited[11].1, original[11].1);
     h.replace_audit_log(edited).await;
     let (_, report) = auditor.get("/v1/audit/verify").await;
     assert_eq!(report["first_bad"]["seq"], 12, "{report}");
+    assert_eq!(report["intact"], false, "{report}");
     let (ok, out) = h.cli_verify();
     assert!(!ok);
     assert!(out.contains("record 12"), "{out}");
 
-    // Delete one record.
+    // Delete one record: the offline check names it.
     let mut deleted = original.clone();
     deleted.remove(6);
     h.replace_audit_log(deleted).await;
-    let (_, report) = auditor.get("/v1/audit/verify").await;
-    assert_eq!(report["first_bad"]["seq"], 7, "{report}");
-    assert!(
-        report["first_bad"]["problem"]
-            .as_str()
-            .unwrap()
-            .contains("missing")
-    );
     let (ok, out) = h.cli_verify();
-    assert!(!ok && out.contains("record 7"), "{out}");
+    assert!(!ok && out.contains("record 7") && out.contains("missing"), "{out}");
 
     // Delete one record and renumber the rest to hide the gap.
     let mut renumbered = original.clone();
@@ -131,8 +126,13 @@ async fn edits_deletions_and_reorders_are_named(store) {
         row.0 -= 1;
     }
     h.replace_audit_log(renumbered).await;
-    let (_, report) = auditor.get("/v1/audit/verify").await;
-    assert_eq!(report["first_bad"]["seq"], 5, "{report}");
+    let (ok, out) = h.cli_verify();
+    assert!(!ok && out.contains("record 5"), "{out}");
+    // The log now ends below what the server already made durable: it
+    // appends nothing more (its own verification included).
+    let (status, body) = auditor.get("/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit.cut", "{body}");
 
     // Reorder: swap the contents of records 9 and 10.
     let mut swapped = original.clone();
@@ -142,14 +142,93 @@ async fn edits_deletions_and_reorders_are_named(store) {
     swapped[9].1 = b9;
     swapped[9].2 = m9;
     h.replace_audit_log(swapped).await;
-    let (_, report) = auditor.get("/v1/audit/verify").await;
-    assert_eq!(report["first_bad"]["seq"], 9, "{report}");
     let (ok, out) = h.cli_verify();
     assert!(!ok && out.contains("record 9"), "{out}");
+}
+}
 
-    h.replace_audit_log(original).await;
-    let (_, report) = auditor.get("/v1/audit/verify").await;
-    assert_eq!(report["intact"], true, "{report}");
+/// The log's last record, past the vault.
+async fn last_seq(h: &Harness) -> u64 {
+    h.audit_rows().await.last().map_or(0, |r| r.0)
+}
+
+/// Alerts of `detector` stored in the central store (read past the API,
+/// which cannot audit its reads while the log is cut).
+async fn stored_alerts(h: &Harness, detector: &str) -> i64 {
+    h.count_rows(
+        Store::Central,
+        &format!("alerts WHERE detector = '{detector}'"),
+    )
+    .await
+}
+
+on_each_backend! {
+async fn a_tail_cut_from_the_audit_log_is_named_and_nothing_is_appended_after_it(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let svc = h.service().await;
+    for _ in 0..5 {
+        let t = svc.put(&random_code()).await;
+        svc.reveal(&t).await;
+    }
+    let head = h.settled_audit_head().await;
+    assert_eq!(head, last_seq(&h).await);
+    let (ok, out) = h.cli_verify();
+    assert!(ok && out.contains("none was cut from the end"), "{out}");
+
+    // Someone with the audit store cuts the last five records.
+    let keep = head - 5;
+    h.tamper(Store::Audit, &format!("DELETE FROM audit_log WHERE seq > {keep}"), &[]).await;
+
+    // The chain up to the cut still verifies, but the vault sealed a later
+    // head: verify says where the log falls short, and fails.
+    let (ok, out) = h.cli_verify();
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("BROKEN at record {}", keep + 1)), "{out}");
+    assert!(out.contains(&format!("sealed record {head} as written")), "{out}");
+    assert!(out.contains("cut off the end"), "{out}");
+
+    // The running server will not number on from the cut.
+    let (status, body) = svc
+        .post("/v1/secrets", json!({"class": "voucher_code", "value": random_code()}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "audit.cut", "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored_alerts(&h, "audit_chain_cut").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no audit_chain_cut alert");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Nor will a restarted one: it refuses to unseal, naming the records
+    // that are missing.
+    let opts = h.options();
+    let (sealed, last) = (h.sealed_head_seq().await, last_seq(&h).await);
+    h.server.shutdown().await.unwrap();
+    let refused = strongroom::app::start(opts).await;
+    let refused = format!("{:#}", refused.err().unwrap_or_else(|| panic!("a server started on a cut log: sealed {sealed}, last {last}")));
+    assert!(refused.contains("the audit log was cut"), "{sealed} {last} {refused}");
+    // The refused attempt's own record was written where the cut left off.
+    assert!(refused.contains(&format!("..={head} are missing")), "{refused}");
+}
+}
+
+on_each_backend! {
+async fn an_emptied_audit_log_is_not_started_again_from_one(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let svc = h.service().await;
+    svc.put(&random_code()).await;
+    let head = h.settled_audit_head().await;
+    h.tamper(Store::Audit, "DELETE FROM audit_log", &[]).await;
+    let (ok, out) = h.cli_verify();
+    assert!(!ok && out.contains("BROKEN at record 1"), "{out}");
+    let opts = h.options();
+    h.server.shutdown().await.unwrap();
+    let refused = strongroom::app::start(opts).await;
+    let refused = format!("{:#}", refused.err().expect("a server started on an emptied log"));
+    assert!(
+        refused.contains(&format!("it ends at record 0, but the vault sealed record {head}")),
+        "{refused}"
+    );
 }
 }
 
@@ -268,16 +347,19 @@ async fn a_signed_checkpoint_catches_a_log_rewritten_with_the_chain_key_or_cut(s
         prev = row.2.clone();
     }
     h.replace_audit_log(rewritten).await;
+    // The chain alone is fooled, but the log is now a record short of the
+    // head the vault sealed into the vault store.
     let (ok, out) = h.cli_verify();
-    assert!(ok && out.contains("intact"), "the rewrite fools the chain alone: {out}");
+    assert!(!ok && out.contains("cut off the end"), "{out}");
     let (ok, out) = h.cli_verify_with(&with_checkpoint);
     assert!(!ok, "{out}");
     assert!(out.contains(&format!("record {seq} differs")) && out.contains("rewritten"), "{out}");
 
-    // Cut off before the checkpoint: a shorter, valid chain.
+    // Cut off before the checkpoint: a shorter, valid chain, caught by the
+    // sealed head and by the checkpoint alike.
     h.replace_audit_log(original[..10].to_vec()).await;
     let (ok, out) = h.cli_verify();
-    assert!(ok, "{out}");
+    assert!(!ok && out.contains("cut off the end"), "{out}");
     let (ok, out) = h.cli_verify_with(&with_checkpoint);
     assert!(!ok && out.contains("missing") && out.contains("cut"), "{out}");
 

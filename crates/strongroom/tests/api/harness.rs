@@ -474,6 +474,58 @@ impl Harness {
         }
     }
 
+    /// The sequence number of the audit head the vault sealed into the vault
+    /// store (0: none yet), read past the vault.
+    pub async fn sealed_head_seq(&self) -> u64 {
+        let name = strongroom_audit::head::HEAD_META;
+        let bytes: Option<Vec<u8>> = match &self.store {
+            TestStore::Sqlite => self
+                .sqlite()
+                .vault
+                .database()
+                .read(move |c| {
+                    use strongroom_store::sqlite::rusqlite::OptionalExtension;
+                    Ok(
+                        c.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                        .unwrap(),
+                    )
+                })
+                .unwrap(),
+            TestStore::Postgres { url } => {
+                use sqlx::{Connection, Row};
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query("SELECT value FROM strongroom_vault.meta WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut c)
+                    .await
+                    .unwrap()
+                    .map(|r| r.get(0))
+            }
+        };
+        bytes.map_or(0, |b| u64::from_be_bytes(b[4..12].try_into().unwrap()))
+    }
+
+    /// Waits until the sealed audit head has caught up with the log's last
+    /// record (it is written just after each append), and returns it.
+    pub async fn settled_audit_head(&self) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let last = self.audit_rows().await.last().map_or(0, |r| r.0);
+            let head = self.sealed_head_seq().await;
+            if head == last {
+                return head;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "head {head} never reached {last}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// `strongroom audit verify` on this server's stores (the real binary):
     /// whether it passed, and what it printed.
     pub fn cli_verify(&self) -> (bool, String) {
