@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod ratelimit;
 pub mod relay;
+pub mod relay_mask;
 pub mod revocation;
 pub mod roles;
 pub mod routes;

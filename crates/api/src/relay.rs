@@ -17,8 +17,9 @@
 //! Placeholders in the request body — `{{ card.pan }}`, `{{ card.cvv }}`,
 //! `{{ card.expiry }}` (MM/YY), `{{ card.expiry_month }}`,
 //! `{{ card.expiry_year }}`, `{{ card.holder }}` — are replaced by the real
-//! values inside this process. The upstream's answer comes back with every
-//! digit run that is a valid card number masked to BIN and last four.
+//! values inside this process. The upstream's answer is decoded by its
+//! content type and scrubbed of the card before it comes back (see
+//! [`crate::relay_mask`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -263,7 +264,7 @@ impl PreparedRoute {
         method: &str,
         path: &str,
         body: &Value,
-    ) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
+    ) -> Result<UpstreamAnswer, String> {
         if !self.allows_method(method) {
             return Err("that method is not one this route allows".into());
         }
@@ -313,6 +314,11 @@ impl PreparedRoute {
                 "the upstream redirected ({status}); redirects are not followed"
             ));
         }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         // The answer may echo the card: zeroed once read and masked.
         let mut out = Zeroizing::new(Vec::new());
         let mut response = response;
@@ -326,8 +332,23 @@ impl PreparedRoute {
             }
             out.extend_from_slice(&chunk);
         }
-        Ok((status, out))
+        Ok(UpstreamAnswer {
+            status,
+            content_type,
+            body: out,
+        })
     }
+}
+
+/// What the upstream answered, before masking.
+#[derive(Debug)]
+pub struct UpstreamAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Its `content-type`, if it gave one.
+    pub content_type: Option<String>,
+    /// The body, zeroed when dropped (it may echo the card).
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 fn is_refused_address(e: &reqwest::Error) -> bool {
@@ -483,26 +504,11 @@ fn fill(text: &str, card: &RelayCard) -> Result<String, String> {
     Ok(out)
 }
 
-/// The upstream's answer as the caller may see it: the card's number (as
-/// sent, or grouped by spaces or dashes) and CVV replaced, and any other
-/// card number masked (see [`mask_pans`]).
+/// Text as the caller may see it: the card (number in any grouping, CVV,
+/// holder, expiry) replaced and any other card number masked; see
+/// [`crate::relay_mask`], which decodes an answer before scrubbing it.
 pub fn redact(text: &str, card: &RelayCard) -> String {
-    let pan: &str = &card.pan;
-    let masked = strongroom_cards::pan::mask(pan);
-    let groups: Vec<&str> = pan
-        .as_bytes()
-        .chunks(4)
-        .filter_map(|c| std::str::from_utf8(c).ok())
-        .collect();
-    let mut out = text.replace(pan, &masked);
-    for separator in [" ", "-"] {
-        out = out.replace(&groups.join(separator), &masked);
-    }
-    let mut out = mask_pans(&out);
-    if let Some(cvv) = &card.cvv {
-        out = replace_digit_run(&out, cvv, "***");
-    }
-    out
+    crate::relay_mask::scrub_text(text, card)
 }
 
 /// `text` with every maximal run of ASCII digits passed through `map`.
@@ -529,7 +535,7 @@ fn map_digit_runs(text: &str, map: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// `text` with every run of digits equal to `digits` replaced.
-fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
+pub(crate) fn replace_digit_run(text: &str, digits: &str, with: &str) -> String {
     map_digit_runs(text, |run| (run == digits).then(|| with.to_owned()))
 }
 

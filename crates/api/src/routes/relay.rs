@@ -146,17 +146,29 @@ pub async fn relay(
     crate::relay::zeroize_strings(&mut body);
     drop(body);
     let (outcome, note, answer) = match sent {
-        Ok((status, bytes)) => {
-            let text = crate::relay::redact(&String::from_utf8_lossy(&bytes), &card);
-            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            (
-                Outcome::Allowed,
-                format!("route {route_name}: {method} upstream {status}"),
-                Ok(RelayAnswer {
-                    upstream_status: status,
-                    body,
-                }),
-            )
+        Ok(upstream) => {
+            let status = upstream.status;
+            // Decoded by its content type, then scrubbed of the card; an
+            // answer the relay cannot decode is not passed back at all.
+            match crate::relay_mask::redact_answer(
+                &upstream.body,
+                upstream.content_type.as_deref(),
+                &card,
+            ) {
+                Ok(body) => (
+                    Outcome::Allowed,
+                    format!("route {route_name}: {method} upstream {status}"),
+                    Ok(RelayAnswer {
+                        upstream_status: status,
+                        body,
+                    }),
+                ),
+                Err(crate::relay_mask::Unreadable(why)) => (
+                    Outcome::Failed,
+                    format!("route {route_name}: {method} upstream {status}: answer withheld"),
+                    Err(why),
+                ),
+            }
         }
         Err(why) => (
             Outcome::Failed,

@@ -40,6 +40,31 @@ pub(crate) async fn processor(cert: Vec<u8>, key: Vec<u8>, got: Received) -> u16
             ),
         )
         .route(
+            "/v1/echo",
+            // Echoes the card in the shapes testers found getting through:
+            // other groupings, dots, JSON escapes, the holder and expiry.
+            axum::routing::post(|body: axum::Json<Value>| async move {
+                let n = body["source"]["number"].as_str().unwrap_or("").to_owned();
+                let dotted: Vec<String> = n.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                let escaped: String = n.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                let text = format!(
+                    r#"{{"dotted":"{}","spaced":"{} {} {}","escaped":"{escaped}","holder":{},"expiry":{},"{}":true}}"#,
+                    dotted.join("."),
+                    &n[..4], &n[4..10], &n[10..],
+                    body["source"]["name"], body["source"]["exp"], dotted.join("-"),
+                );
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], text)
+            }),
+        )
+        .route(
+            "/v1/echo-xml",
+            axum::routing::post(|body: axum::Json<Value>| async move {
+                let n = body["source"]["number"].as_str().unwrap_or("").to_owned();
+                let encoded: String = n.chars().map(|c| format!("&#{};", c as u32)).collect();
+                ([(axum::http::header::CONTENT_TYPE, "application/xml")], format!("<card>{encoded}</card>"))
+            }),
+        )
+        .route(
             "/v1/redirect",
             axum::routing::post(|| async {
                 (
@@ -96,7 +121,7 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
     let route = |name: &str, allow_private: bool| RelayRoute {
         name: name.into(),
         upstream: format!("https://localhost:{port}"),
-        paths: vec!["/v1/charges".into(), "/v1/redirect".into()],
+        paths: vec!["/v1/charges".into(), "/v1/redirect".into(), "/v1/echo".into(), "/v1/echo-xml".into()],
         methods: vec!["POST".into()],
         headers: [("x-processor-version".to_owned(), "2026-11".to_owned())].into(),
         header_files: [("x-api-key".to_owned(), key_file.clone())].into(),
@@ -115,7 +140,8 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
 
     let svc = h.service().await;
     let (status, card) = svc
-        .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV}))
+        .post("/v1/cards", json!({"pan": PAN, "expiry_month": 4, "expiry_year": 2031, "cvv": CVV,
+            "holder": "Grace Hopper"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{card}");
     let card_token = card["token"].as_str().unwrap().to_owned();
@@ -156,6 +182,38 @@ async fn the_processor_gets_the_card_and_the_caller_only_tokens(store) {
         assert_eq!(body["source"]["exp"], "04/31");
         assert_eq!(body["amount"], 1999);
     }
+
+    // Echoed in other groupings, dotted, as JSON escapes, as a key, with the
+    // holder and expiry: decoded first, then masked. An answer the relay
+    // cannot decode (XML, whose character references could spell the
+    // number) is withheld.
+    let echo = |path: &str| {
+        let (gateway, card_token) = (&gateway, &card_token);
+        let path = path.to_owned();
+        async move {
+            gateway
+                .post(
+                    &format!("/v1/relay/processor{path}"),
+                    json!({"card_token": card_token, "body": {"source": {
+                        "number": "{{ card.pan }}", "name": "{{ card.holder }}", "exp": "{{ card.expiry }}"}}}),
+                )
+                .await
+        }
+    };
+    let (status, answer) = echo("/v1/echo").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let body = &answer["body"];
+    for field in ["dotted", "spaced", "escaped"] {
+        assert_eq!(body[field], "555555******4444", "{field}: {answer}");
+    }
+    assert_eq!(body["holder"], "***", "{answer}");
+    assert_eq!(body["expiry"], "**/**", "{answer}");
+    assert_eq!(body["555555******4444"], true, "{answer}");
+    let digits: String = answer.to_string().chars().filter(char::is_ascii_digit).collect();
+    assert!(!digits.contains(PAN), "{answer}");
+    let (status, answer) = echo("/v1/echo-xml").await;
+    assert_eq!((status, code(&answer)), (StatusCode::BAD_GATEWAY, "relay.upstream"), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("application/xml"), "{answer}");
 
     // The CVV was used: a second charge with it is refused, and nothing is sent.
     let sent_before = got.lock().unwrap().len();
