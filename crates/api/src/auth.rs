@@ -57,6 +57,10 @@ pub struct Claims {
     /// When a person last proved their second factor, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_at: Option<i64>,
+    /// Not before, Unix seconds: never issued by Strongroom, but honoured
+    /// if present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 fn service_kind() -> String {
@@ -158,6 +162,7 @@ pub fn issue(
         }
         .to_owned(),
         mfa_at: mfa_at.filter(|_| principal.human),
+        nbf: None,
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
         .map_err(|_| ApiError::from(VaultError::Invalid("could not sign token".into())))
@@ -201,7 +206,27 @@ pub fn verify(
     if now >= claims.exp {
         return Err(Ok(TokenProblem::Expired));
     }
-    if claims.iat > now + SKEW_SECS {
+    if claims.iat > now + SKEW_SECS || claims.iat_ms.div_euclid(1000) != claims.iat {
+        return Err(Ok(TokenProblem::Invalid));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now + SKEW_SECS) {
+        return Err(Ok(TokenProblem::Invalid));
+    }
+    // A validly signed token claiming a longer life than this server gives
+    // (minted with a leaked key, or under another configuration) is refused:
+    // the lifetime is the configuration's, not the token's.
+    let human = claims.kind == crate::identity::KIND_USER;
+    let most = if human {
+        state.config.person_token_ttl_secs
+    } else {
+        state.config.token_ttl_secs
+    };
+    if claims.exp.saturating_sub(claims.iat) > i64::try_from(most).unwrap_or(i64::MAX) {
+        return Err(Ok(TokenProblem::Invalid));
+    }
+    // Only principals hold tokens: the watch, the scheduler and other
+    // `system:` actors act inside the server and never through one.
+    if !claims.sub.starts_with(crate::identity::PRINCIPAL_ID_PREFIX) {
         return Err(Ok(TokenProblem::Invalid));
     }
     // Issued before the last unseal: sealing retires every token.
@@ -212,7 +237,6 @@ pub fn verify(
         return Err(Ok(TokenProblem::Revoked));
     }
 
-    let human = claims.kind == crate::identity::KIND_USER;
     let now_ms = state.vault.clock().now_ms();
     let mfa_recent = human
         && claims.mfa_at.is_some_and(|at| {

@@ -106,6 +106,10 @@ pub fn new_secret(prefix: &str) -> Result<Zeroizing<String>, VaultError> {
     ))
 }
 
+/// Every principal id begins so (the bootstrap people's fixed ids too);
+/// an access token naming any other subject is refused.
+pub const PRINCIPAL_ID_PREFIX: &str = "p_";
+
 /// A new principal's one-time credentials.
 pub struct NewCredentials {
     /// The stored record.
@@ -177,7 +181,7 @@ pub async fn new_principal(
             validate_tenant(t)?;
         }
     }
-    let id = random::token("p_")?;
+    let id = random::token(PRINCIPAL_ID_PREFIX)?;
     let (client_secret, secret_hash, operator) = if kind == KIND_USER {
         // A person has no client secret; the code lets them enrol once.
         let code = new_secret(ENROLMENT_CODE_PREFIX)?;

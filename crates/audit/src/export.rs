@@ -45,7 +45,44 @@ pub fn format_record(format: ExportFormat, seq: u64, event: &AuditEvent, version
 pub fn jsonl(seq: u64, event: &AuditEvent) -> String {
     // Serializing plain strings and numbers cannot fail; an empty object
     // would still be a line, never a panic.
-    serde_json::to_string(&Numbered { seq, event }).unwrap_or_else(|_| "{}".into())
+    let line = serde_json::to_string(&Numbered { seq, event }).unwrap_or_else(|_| "{}".into());
+    // JSON escapes C0 controls itself; DEL, C1 controls and the Unicode
+    // line and paragraph separators it leaves raw, and they can only be
+    // inside strings, so `\u` escapes keep the line the same JSON.
+    line.chars()
+        .fold(String::with_capacity(line.len()), |mut out, c| {
+            if is_control(c) {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            } else {
+                out.push(c);
+            }
+            out
+        })
+}
+
+/// Characters no line of an export carries raw: every Unicode control
+/// (C0, DEL, C1) and the line and paragraph separators.
+fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `text` with every control character (but those `keep` names) written
+/// as visible text, `\x00` or `\u0085`, its backslash escaped, so a CEF
+/// reader sees the characters' names and never the characters.
+fn visible_controls(text: &str, keep: &[char]) -> String {
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            if is_control(c) && !keep.contains(&c) {
+                if (c as u32) < 0x100 {
+                    out.push_str(&format!("\\\\x{:02x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\\\u{:04x}", c as u32));
+                }
+            } else {
+                out.push(c);
+            }
+            out
+        })
 }
 
 /// CEF severity (0-10): a denial is worth a look, a failure more.
@@ -57,17 +94,23 @@ fn severity(outcome: Outcome) -> u8 {
     }
 }
 
-/// Header fields escape the backslash and the bar.
+/// Header fields escape the backslash and the bar; control characters
+/// (line breaks included: a header cannot hold one) become visible text.
 fn header(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('|', "\\|")
+    visible_controls(&text.replace('\\', "\\\\").replace('|', "\\|"), &[])
 }
 
-/// Extension values escape the backslash, the equals sign and line breaks.
+/// Extension values escape the backslash, the equals sign and line breaks;
+/// every other control character becomes visible text.
 fn value(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('=', "\\=")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
+    visible_controls(
+        &text
+            .replace('\\', "\\\\")
+            .replace('=', "\\=")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r"),
+        &[],
+    )
 }
 
 /// The record as one CEF line: standard keys where CEF has them
@@ -165,6 +208,25 @@ mod tests {
         assert_eq!(v["action"], "secret.reveal");
         assert_eq!(v["actor_name"], "till|7");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn no_control_character_reaches_an_export_line() {
+        let mut e = event();
+        e.reason = Some("a\u{0}b\u{1b}[31m\u{7f}c\u{85}d\u{2028}e\tf".into());
+        e.actor_name = Some("x\u{0}|y".into());
+        e.action = "secret.reveal\u{7}".into();
+        for line in [cef(1, &e, "0.1.0"), jsonl(1, &e)] {
+            assert!(!line.chars().any(is_control), "{line:?}");
+        }
+        let c = cef(1, &e, "0.1.0");
+        assert!(
+            c.contains("reason=a\\\\x00b\\\\x1b[31m\\\\x7fc\\\\x85d\\\\u2028e\\\\x09f"),
+            "{c}"
+        );
+        // JSONL keeps the very characters, escaped: it parses back to them.
+        let v: serde_json::Value = serde_json::from_str(&jsonl(1, &e)).unwrap();
+        assert_eq!(v["reason"], e.reason.unwrap().as_str());
     }
 
     #[test]

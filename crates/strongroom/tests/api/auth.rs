@@ -306,3 +306,59 @@ async fn a_large_upload_without_a_token_gets_a_401_not_a_reset() {
         assert_eq!(resp.status(), reqwest::StatusCode::FORBIDDEN);
     }
 }
+
+on_each_backend! {
+async fn tokens_signed_with_the_real_key_but_out_of_bounds_are_refused(store) {
+    let h = Harness::dev_on(store.clone()).await;
+    let svc = h.service().await;
+    let good = svc.token.clone().unwrap();
+    let parts: Vec<&str> = good.split('.').collect();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(parts[1].as_bytes()).unwrap()).unwrap();
+    // The attacker holds the vault's signing key itself (a leaked key, or
+    // a token minted by another deployment): only the claims stop them.
+    let root = strongroom::datadir::DataDir::new(h.data_dir())
+        .read_dev_key()
+        .unwrap()
+        .unwrap();
+    let key = strongroom_crypto::kdf::derive(&root, strongroom_vault::TOKEN_SIGNING_PURPOSE).unwrap();
+    let sign = |claims: &serde_json::Value| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(key.expose()),
+        )
+        .unwrap()
+    };
+    let (iat, iat_ms) = (claims["iat"].as_i64().unwrap(), claims["iat_ms"].as_i64().unwrap());
+    let with = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims.clone();
+        change(&mut c);
+        sign(&c)
+    };
+    // The key is the right one: the same claims, signed again, are accepted.
+    let same = sign(&claims);
+    assert_eq!(svc.with_token(&same).get("/v1/auth/whoami").await.0, StatusCode::OK);
+
+    for (name, token) in [
+        ("ten years of life", with(&|c| c["exp"] = json!(iat + 10 * 365 * 86_400))),
+        ("an hour longer than configured", with(&|c| c["exp"] = json!(iat + 3_600 + 300))),
+        ("issued an hour from now", with(&|c| {
+            c["iat"] = json!(iat + 3_600);
+            c["iat_ms"] = json!(iat_ms + 3_600_000);
+            c["exp"] = json!(iat + 3_900);
+        })),
+        ("iat and iat_ms disagree", with(&|c| c["iat_ms"] = json!(iat_ms + 3_600_000))),
+        ("not valid before an hour from now", with(&|c| c["nbf"] = json!(iat + 3_600))),
+        ("a system subject", with(&|c| c["sub"] = json!("system:watch"))),
+        ("no principal id", with(&|c| c["sub"] = json!("anonymous"))),
+    ] {
+        let (status, body) = svc.with_token(&token).get("/v1/auth/whoami").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(code(&body), "auth.unauthenticated", "{name}");
+    }
+    // A not-before already past is fine.
+    let past = with(&|c| c["nbf"] = json!(iat - 10));
+    assert_eq!(svc.with_token(&past).get("/v1/auth/whoami").await.0, StatusCode::OK);
+}
+}
