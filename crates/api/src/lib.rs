@@ -17,6 +17,7 @@
 )]
 
 pub mod auth;
+pub mod client_backoff;
 mod context;
 pub mod error;
 pub mod groups;
@@ -77,6 +78,8 @@ pub struct ApiConfig {
     pub cvv_redis_url: Option<String>,
     /// Serve only these route groups (`serve --only`); `None`: all.
     pub only: Option<Vec<groups::RouteGroup>>,
+    /// Header and idle timeouts, connection caps.
+    pub connections: server::ConnectionLimits,
 }
 
 impl Default for ApiConfig {
@@ -95,6 +98,7 @@ impl Default for ApiConfig {
             relay_routes: Vec::new(),
             cvv_redis_url: None,
             only: None,
+            connections: server::ConnectionLimits::default(),
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct ApiState {
     pub relay: Arc<relay::Relay>,
     /// The suppliers codes are bought from.
     pub supply: Arc<strongroom_vouchers::supply::Supply>,
+    /// Wrong client secrets per client id, for the back-off.
+    pub client_backoff: Arc<client_backoff::ClientBackoff>,
 }
 
 impl ApiState {
@@ -151,6 +157,7 @@ impl ApiState {
             freezes: Arc::default(),
             metrics: Arc::default(),
             relay: Arc::default(),
+            client_backoff: Arc::default(),
         }
     }
 }

@@ -246,12 +246,17 @@ pub async fn start(opts: StartOptions) -> Result<RunningServer> {
     } = assemble(&opts, &dir, &url, ca_cert_path.clone()).await?;
     let handle = Handle::new();
     let serve_handle = handle.clone();
+    let limits = opts.api_config.connections;
     let task = tokio::spawn(async move {
         let served = match tls {
             Some(tls) => {
-                strongroom_api::server::serve_tls(listener, router, tls, serve_handle).await
+                strongroom_api::server::serve_tls_with(listener, router, tls, serve_handle, limits)
+                    .await
             }
-            None => strongroom_api::server::serve_plain(listener, router, serve_handle).await,
+            None => {
+                strongroom_api::server::serve_plain_with(listener, router, serve_handle, limits)
+                    .await
+            }
         };
         // The background tasks live exactly as long as the server.
         drop(background);

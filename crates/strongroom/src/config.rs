@@ -308,6 +308,14 @@ pub struct Limits {
     /// Failed logins in a row that lock a person's account (3 to 100);
     /// an administrator unlocks it.
     pub lock_after_failures: i64,
+    /// Seconds a connection has to finish its TLS handshake, then each
+    /// request's headers; also the longest it may sit idle (1 to 300).
+    pub header_read_timeout_secs: u64,
+    /// Open connections from one client address (1 to 100,000); behind a
+    /// proxy every client shares its address, so raise it there.
+    pub max_connections_per_address: usize,
+    /// Open connections in all (1 to 1,000,000).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -322,6 +330,9 @@ impl Default for Limits {
             max_reveal_window_secs: vault.max_reveal_window_secs,
             max_value_bytes: vault.max_value_bytes,
             lock_after_failures: api.lock_after_failures,
+            header_read_timeout_secs: api.connections.header_read_timeout.as_secs(),
+            max_connections_per_address: api.connections.max_per_address,
+            max_connections: api.connections.max_total,
         }
     }
 }
@@ -434,6 +445,15 @@ impl ServerConfig {
                     .map_err(|e| anyhow::anyhow!("ratelimit.per_role: {e}"))?;
             }
         }
+        if !(1..=300).contains(&self.limits.header_read_timeout_secs) {
+            anyhow::bail!("limits.header_read_timeout_secs must be between 1 and 300");
+        }
+        if !(1..=100_000).contains(&self.limits.max_connections_per_address) {
+            anyhow::bail!("limits.max_connections_per_address must be between 1 and 100000");
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_connections) {
+            anyhow::bail!("limits.max_connections must be between 1 and 1000000");
+        }
         if !(300..=3600).contains(&self.limits.person_token_ttl_secs) {
             anyhow::bail!("limits.person_token_ttl_secs must be between 300 and 3600");
         }
@@ -510,6 +530,13 @@ impl ServerConfig {
             public_url: self.vouchers.public_url.clone().unwrap_or_default(),
             relay_routes: self.relay.route.clone(),
             cvv_redis_url: self.cards.cvv_redis_url.clone(),
+            connections: strongroom_api::server::ConnectionLimits {
+                header_read_timeout: std::time::Duration::from_secs(
+                    self.limits.header_read_timeout_secs,
+                ),
+                max_per_address: self.limits.max_connections_per_address,
+                max_total: self.limits.max_connections,
+            },
             ..Default::default()
         }
     }

@@ -115,6 +115,29 @@ pub async fn token(
     let record = state.vault.checked(record, &ctx).await?;
     // People log in at /v1/auth/login; their names are no client ids.
     let record = record.filter(|r| r.kind == crate::identity::KIND_SERVICE);
+    // Wrong secrets for this client id, from any address, back off.
+    let started = std::time::Instant::now();
+    if record.is_some()
+        && let Some((wait, first)) = state.client_backoff.wait(&body.client_id, started)
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if first {
+            let principal = record.as_ref().map(|r| principal_of(r, &state.roles));
+            let event = state.vault.event(
+                &ctx,
+                principal.as_ref(),
+                "auth.token",
+                None,
+                None,
+                Outcome::Denied,
+                Some(format!(
+                    "request.rate_limited: wrong client secrets for this client id; waits {secs} s"
+                )),
+            );
+            state.vault.record(event).await?;
+        }
+        return Err(ApiError::rate_limited(secs));
+    }
     let hash = record.as_ref().map(|r| r.secret_hash.clone());
     let mut secret_ok = verify_secret(secret.clone(), hash).await;
     // During a rotation's overlap the previous secret works too.
@@ -125,6 +148,13 @@ pub async fn token(
             .filter(|r| !r.previous_secret_hash.is_empty() && now_ms < r.previous_valid_until)
     {
         secret_ok = verify_secret(secret, Some(r.previous_secret_hash.clone())).await;
+    }
+    if record.is_some() {
+        if secret_ok {
+            state.client_backoff.succeeded(&body.client_id);
+        } else {
+            state.client_backoff.failed(&body.client_id, started);
+        }
     }
     let active = record
         .as_ref()

@@ -362,3 +362,82 @@ async fn tokens_signed_with_the_real_key_but_out_of_bounds_are_refused(store) {
     assert_eq!(svc.with_token(&past).get("/v1/auth/whoami").await.0, StatusCode::OK);
 }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_from_many_addresses_back_off_per_client_id() {
+    let h = Harness::dev_on(crate::harness::TestStore::Sqlite).await;
+    let service = h.creds.service.clone();
+    let ca = h.server.ca_cert_path.clone().unwrap();
+    let url = format!("https://localhost:{}/v1/auth/token", h.server.addr.port());
+    // Eight source addresses, so the per-address limits never see much.
+    let clients: Vec<reqwest::Client> = (0..8u8)
+        .map(|i| {
+            let config = strongroom::client::tls_client_config(Some(&ca)).unwrap();
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(config)
+                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    10 + i,
+                )))
+                .resolve("localhost", h.server.addr)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let attempt = |i: usize, secret: &str| {
+        clients[i % clients.len()]
+            .post(&url)
+            .json(&json!({"grant_type": "client_credentials", "client_id": service.client_id, "client_secret": secret}))
+            .send()
+    };
+    let free = strongroom_api::client_backoff::FREE_FAILURES as usize;
+    for i in 0..free {
+        assert_eq!(
+            attempt(i, "sr_cs_wrong").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Now every attempt for this client id waits, from any address, a right
+    // secret too.
+    let held = attempt(free + 1, &service.client_secret).await.unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.headers()["retry-after"], "1");
+    let held = attempt(free + 2, "sr_cs_wrong").await.unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A back-off, not a lock-out: after the wait the right secret works,
+    // and the count starts again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        attempt(0, &service.client_secret).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        attempt(1, "sr_cs_wrong").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt(2, &service.client_secret).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Audited, once: the first refusal of the minute.
+    let auditor = h.creds.auditor.clone().unwrap();
+    let auditor = h.login(&auditor.client_id, &auditor.client_secret).await;
+    let (_, page) = auditor
+        .get("/v1/audit?action=auth.token&outcome=denied")
+        .await;
+    let backed_off = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("request.rate_limited")
+        })
+        .count();
+    assert_eq!(backed_off, 1, "{page}");
+}

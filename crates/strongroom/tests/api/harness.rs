@@ -123,6 +123,9 @@ pub(crate) use on_each_backend;
 pub fn test_api_config() -> ApiConfig {
     let mut config = ApiConfig::default();
     config.rate_limits.auth_per_address = strongroom_api::ratelimit::Rate::new(10_000, 10_000);
+    // Every test client is 127.0.0.1, some with hundreds of requests at
+    // once (connections.rs tests the caps themselves).
+    config.connections.max_per_address = 4096;
     config
 }
 

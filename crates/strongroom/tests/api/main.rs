@@ -19,6 +19,7 @@ mod cards;
 mod catalog;
 mod cli;
 mod conformance;
+mod connections;
 mod crash;
 mod custom_roles;
 mod forgery;
