@@ -57,9 +57,11 @@ pub struct RunaSettings {
     /// `sync` (default) or `async`.
     #[serde(default)]
     pub execution_mode: ExecutionMode,
-    /// Hosts payout links may point to (default: the API's own host). A
-    /// payout link anywhere else is not fetched: an answer must not make
-    /// the server call an address of its choosing.
+    /// Where payout links may point (default: the API's own host and port):
+    /// `host` (its scheme's default port), `host:port`, either with a path
+    /// prefix (`spend.runa.io/payouts`). A payout link anywhere else is not
+    /// fetched: an answer must not make the server call an address of its
+    /// choosing.
     #[serde(default)]
     pub payout_hosts: Vec<String>,
 }
@@ -227,12 +229,14 @@ impl Runa {
                 .transient("a payout URL that does not parse", None)
         })?;
         let base = self.http.url("/")?;
-        let host = parsed.host_str().unwrap_or_default();
         let allowed = if self.settings.payout_hosts.is_empty() {
-            base.host_str() == Some(host)
+            base.host_str() == parsed.host_str()
                 && base.port_or_known_default() == parsed.port_or_known_default()
         } else {
-            self.settings.payout_hosts.iter().any(|h| h == host)
+            self.settings
+                .payout_hosts
+                .iter()
+                .any(|entry| payout_allowed(entry, &parsed, base.scheme()))
         };
         if parsed.scheme() != base.scheme() || !allowed {
             return Err(self.http.rejected(
@@ -356,5 +360,53 @@ impl SupplierConnector for Runa {
                 })
             })
             .collect())
+    }
+}
+
+/// Whether `url` is one `entry` of `payout_hosts` allows: the same host, the
+/// same port (the entry's, or the scheme's default), and under the entry's
+/// path, if it names one (a whole segment: `/payouts` allows `/payouts/x`,
+/// not `/payoutsx`).
+fn payout_allowed(entry: &str, url: &reqwest::Url, scheme: &str) -> bool {
+    let Ok(allowed) = reqwest::Url::parse(&format!("{scheme}://{}", entry.trim())) else {
+        return false;
+    };
+    let prefix = allowed.path().trim_end_matches('/');
+    let path = url.path();
+    allowed.host_str() == url.host_str()
+        && allowed.port_or_known_default() == url.port_or_known_default()
+        && (prefix.is_empty()
+            || path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn payout_hosts_bind_host_port_and_path() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let ok = |entry: &str, u: &str| super::payout_allowed(entry, &url(u), "https");
+        assert!(ok("spend.runa.io", "https://spend.runa.io/p/1"));
+        assert!(
+            !ok("spend.runa.io", "https://spend.runa.io:8443/p/1"),
+            "another port"
+        );
+        assert!(ok("spend.runa.io:8443", "https://spend.runa.io:8443/p/1"));
+        assert!(!ok("spend.runa.io", "https://evil.example/p/1"));
+        assert!(!ok(
+            "spend.runa.io",
+            "https://spend.runa.io.evil.example/p/1"
+        ));
+        assert!(ok(
+            "spend.runa.io/payouts",
+            "https://spend.runa.io/payouts/abc"
+        ));
+        assert!(!ok(
+            "spend.runa.io/payouts",
+            "https://spend.runa.io/payoutsx/abc"
+        ));
+        assert!(!ok("spend.runa.io/payouts", "https://spend.runa.io/admin"));
     }
 }
