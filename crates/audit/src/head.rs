@@ -15,8 +15,8 @@
 //! [`crate::verify`] says so rather than calling them proven.
 //!
 //! With several nodes on one PostgreSQL, each node writes the head of its own
-//! appends, so the sealed head is the latest any node wrote: never past the
-//! log's real end, possibly a little short of it.
+//! appends, and none moves a later head back, so the sealed head is never
+//! past the log's real end and at most a moment short of it.
 
 use std::sync::Arc;
 
@@ -150,6 +150,21 @@ impl HeadKeeper {
                 let closed = rx.changed().await.is_err();
                 let head = rx.borrow_and_update().clone();
                 if let Some(head) = head.filter(|h| h.seq > written) {
+                    // Another node may have sealed a later head: never move
+                    // it back (the read and the write are not one step, so
+                    // two nodes can still race; the head then falls short,
+                    // never past the end).
+                    let stored = vault.get_meta(HEAD_META).await.ok().flatten();
+                    let later = stored
+                        .and_then(|b| ChainHead::open(&b, &key).ok())
+                        .is_some_and(|s| s.seq >= head.seq);
+                    if later {
+                        written = head.seq;
+                        if closed {
+                            break;
+                        }
+                        continue;
+                    }
                     match vault.put_meta(HEAD_META, head.seal(&key)).await {
                         Ok(()) => written = head.seq,
                         Err(e) => tracing::warn!(error = %e, seq = head.seq,

@@ -479,7 +479,12 @@ async fn two_nodes_on_one_database_act_as_one_vault() {
         "{said} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(said.contains("audit log intact"), "{said}");
+    // Intact, or (if the other node appended after the last sealed head)
+    // verified with the last few records vouched for by the chain alone.
+    assert!(
+        said.contains("audit log intact") || said.contains("audit log verified through"),
+        "{said}"
+    );
     strongroom_store_postgres::testing::drop_database(&c.db).await;
 }
 
