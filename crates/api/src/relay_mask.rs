@@ -42,7 +42,7 @@ pub fn redact_answer(
     if json_type || kind.is_empty() {
         if let Ok(mut value) = serde_json::from_slice::<Value>(bytes) {
             scrub_value(&mut value, None, card);
-            return Ok(value);
+            return withheld_if_card(value, card);
         }
         if json_type {
             return Err(Unreadable(
@@ -53,12 +53,39 @@ pub fn redact_answer(
     if kind.is_empty() || kind == "text/plain" {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Unreadable("the upstream's text answer is not UTF-8".into()))?;
-        return Ok(Value::String(scrub_text(text, card)));
+        return withheld_if_card(Value::String(scrub_text(text, card)), card);
     }
-    Err(Unreadable(format!(
-        "the upstream answered {kind}, which the relay cannot decode to mask the card: \
+    // Not the type itself: the upstream chose it, and it could carry the card.
+    Err(Unreadable(
+        "the upstream answered a content type the relay cannot decode to mask the card: \
          only JSON and plain text are passed back"
-    )))
+            .into(),
+    ))
+}
+
+fn withheld_if_card(value: Value, card: &RelayCard) -> Result<Value, Unreadable> {
+    if still_holds_card(&value, card) {
+        return Err(Unreadable(
+            "the upstream's answer holds the card's number in a form the relay cannot mask, \
+             so it is withheld"
+                .into(),
+        ));
+    }
+    Ok(value)
+}
+
+/// The last net: the card's digits, in order, anywhere in the scrubbed
+/// answer once everything but digits is dropped (a number split across
+/// values, or across more than [`MAX_GAP`] characters). Such an answer is
+/// withheld whole.
+fn still_holds_card(value: &Value, card: &RelayCard) -> bool {
+    let digits: String = value
+        .to_string()
+        .chars()
+        .filter_map(digit)
+        .filter_map(|d| char::from_digit(d, 10))
+        .collect();
+    digits.contains(card.pan.as_str())
 }
 
 fn scrub_value(value: &mut Value, key: Option<&str>, card: &RelayCard) {
@@ -308,6 +335,15 @@ mod tests {
                 "long": "**/**", "cvc_check": "***", "amount": 1999, "status": "ok",
                 "411111******1111": "as a key"})
         );
+    }
+
+    #[test]
+    fn a_number_split_across_values_is_withheld() {
+        let c = card("4111111111111111");
+        let split = br#"{"pan":["4111","1111","1111","1111"]}"#;
+        assert!(redact_answer(split, Some("application/json"), &c).is_err());
+        let spread = b"4111\r\n    1111\r\n    1111\r\n    1111";
+        assert!(redact_answer(spread, Some("text/plain"), &c).is_err());
     }
 
     #[test]

@@ -103,7 +103,9 @@ pub async fn serve_tls_with(
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
         .handshake_timeout(limits.header_read_timeout)
         .acceptor(Guard::new(limits));
-    let mut server = axum_server::from_tcp(listener)?.acceptor(acceptor);
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .http1_only();
     timeouts(&mut server, limits);
     server
         .handle(handle)
@@ -129,7 +131,9 @@ pub async fn serve_plain_with(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
-    let mut server = axum_server::from_tcp(listener)?.acceptor(Guard::new(limits));
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(Guard::new(limits))
+        .http1_only();
     timeouts(&mut server, limits);
     server
         .handle(handle)
@@ -137,6 +141,9 @@ pub async fn serve_plain_with(
         .await
 }
 
+/// HTTP/1 only (ALPN offers nothing else): the protocol sniffing of an
+/// HTTP/1-or-2 server waits for a connection's first bytes with no timer,
+/// which a client sending nothing after its handshake would hold for ever.
 fn timeouts<A: axum_server::Address, Acc>(
     server: &mut axum_server::Server<A, Acc>,
     limits: ConnectionLimits,

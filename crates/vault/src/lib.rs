@@ -519,7 +519,10 @@ impl Vault {
         rec: &strongroom_store::SecretRecord,
     ) -> Result<bool, VaultError> {
         let mut deleted = rec.clone();
+        // As the store leaves the row: deleted, its metadata and fingerprint gone.
         deleted.state = strongroom_store::SecretState::Deleted;
+        deleted.metadata = None;
+        deleted.fingerprint = None;
         let swap = strongroom_store::SealSwap {
             from: rec.seal.clone(),
             to: self.seal_row(Row::Secret(&deleted))?,

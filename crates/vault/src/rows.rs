@@ -13,7 +13,7 @@
 //!
 //! | table | bound |
 //! |---|---|
-//! | secrets | token, tenant, class, key version, reveal window, state, creator |
+//! | secrets | token, tenant, class, key version, reveal window, state, creator, metadata |
 //! | principals | id, client id, name, kind, roles, tenants, secret hashes, previous secret's end, disabled, pending, creator, creation time |
 //! | custom roles | name, permissions, pending permissions, requester, creator, version |
 //! | operators | principal, password hash, enrolment hash, sealed TOTP seed, enrolled, locked |
@@ -74,7 +74,8 @@ impl<'a> Row<'a> {
             Row::Principal(r) => format!("principals/{}", r.id),
             Row::Role(r) => format!("custom_roles/{}", r.name),
             Row::Operator(r) => format!("operators/{}", r.principal_id),
-            Row::RecoveryCode(id, c) => format!("recovery_codes/{id}/{}", c.code_id),
+            // Not the code id: it is the code's first four characters.
+            Row::RecoveryCode(id, _) => format!("recovery_codes/{id}"),
         }
     }
 
@@ -122,6 +123,12 @@ impl<'a> Row<'a> {
                 num(r.window_closes_at),
                 text(r.state.as_str()),
                 text(&r.created_by),
+                // Metadata decides too: a voucher's code is known as stock
+                // (re-opened only under four eyes) by its `sku`, and an
+                // import recognises its own codes by `import`.
+                r.metadata
+                    .as_deref()
+                    .map_or_else(|| text("-"), |m| [b"+", m.as_bytes()].concat()),
             ]),
             Row::Principal(r) => parts.extend([
                 text("principals"),

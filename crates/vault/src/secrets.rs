@@ -1216,7 +1216,14 @@ impl Vault {
         // behind a token that answers 404 to every later delete.
         self.stores.vault.delete(token).await?;
         self.stores.archive.delete(token).await?;
-        self.mark_deleted_sealed(&rec).await?;
+        if !self.mark_deleted_sealed(&rec).await? {
+            // The row changed since it was read (a window moved): the
+            // envelope is gone, the token still resolves; deleting again
+            // finishes the job.
+            return Err(VaultError::Conflict(
+                "the secret changed while it was deleted: delete it again",
+            ));
+        }
         Ok(())
     }
 
@@ -1284,7 +1291,11 @@ impl Vault {
         checked?;
         for rec in records {
             self.stores.vault.delete(&rec.token).await?;
-            self.mark_deleted_sealed(&rec).await?;
+            if !self.mark_deleted_sealed(&rec).await? {
+                return Err(VaultError::Conflict(
+                    "a secret of the import changed while it was discarded",
+                ));
+            }
         }
         Ok(())
     }

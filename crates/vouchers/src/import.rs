@@ -683,9 +683,11 @@ impl ImportJob {
         token: &str,
         product: usize,
     ) -> Result<bool, VoucherError> {
-        let central = &self.vault.stores().central;
-        let Scoped::Found(secret) = central
-            .get_secret(token, &TenantScope::one(&self.record.tenant))
+        // Its seal checked: metadata naming this import, written by SQL,
+        // must not turn someone else's code into stock.
+        let Scoped::Found(secret) = self
+            .vault
+            .secret_row(token, &TenantScope::one(&self.record.tenant), &self.ctx)
             .await?
         else {
             return Ok(false);
@@ -709,6 +711,7 @@ impl ImportJob {
         if secret.class != "voucher_code" || !same_product || !dormant_since_stored {
             return Ok(false);
         }
+        let central = &self.vault.stores().central;
         let Some(earlier) = central
             .import_by_id(&self.record.tenant, &import_id)
             .await?

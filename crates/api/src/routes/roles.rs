@@ -224,7 +224,7 @@ pub async fn define(
             "a role that manages principals or roles cannot also reveal secrets (not even masked), read their metadata, reactivate, delete, manage keys or approve",
         ));
     }
-    if let Err(e) = check_holders(&state, &name, wanted).await {
+    if let Err(e) = check_holders(&state, &ctx, &name, wanted).await {
         super::audit(
             &state,
             &ctx,
@@ -353,6 +353,7 @@ fn needs_second_person(wanted: PermissionSet, before: PermissionSet) -> bool {
 /// administrator must not gain a reveal through a role it already holds.
 async fn check_holders(
     state: &ApiState,
+    ctx: &RequestContext,
     name: &str,
     wanted: PermissionSet,
 ) -> Result<(), ApiError> {
@@ -363,6 +364,17 @@ async fn check_holders(
         .list_principals(&TenantScope::All)
         .await
         .map_err(VaultError::from)?;
+    // Decided on every holder's row as sealed: a `disabled` flag set by SQL
+    // to hide a holder from this check is refused, not believed.
+    for p in principals
+        .iter()
+        .filter(|p| p.roles.iter().any(|r| r == name))
+    {
+        state
+            .vault
+            .check_row(strongroom_vault::Row::Principal(p), ctx)
+            .await?;
+    }
     // Roles defined through another node moments ago must be known here.
     state
         .roles
@@ -509,7 +521,7 @@ pub async fn approve(
         ));
     }
     // Holders may have gained roles since the request.
-    if let Err(e) = check_holders(&state, &name, waiting).await {
+    if let Err(e) = check_holders(&state, &ctx, &name, waiting).await {
         deny(e.code).await?;
         return Err(e);
     }
