@@ -64,6 +64,27 @@ async fn refuse(
     .await
 }
 
+/// Records a token request refused for a known (or unknown) client.
+async fn refuse_client(
+    state: &ApiState,
+    ctx: &strongroom_vault::RequestContext,
+    record: Option<&strongroom_store::PrincipalRecord>,
+    reason: String,
+) -> Result<(), ApiError> {
+    let principal = record.map(|r| principal_of(r, &state.roles));
+    let event = state.vault.event(
+        ctx,
+        principal.as_ref(),
+        "auth.token",
+        None,
+        None,
+        Outcome::Denied,
+        Some(reason),
+    );
+    state.vault.record(event).await?;
+    Ok(())
+}
+
 /// `POST /v1/auth/token` (OAuth 2.0 client credentials grant).
 #[utoipa::path(
     post,
@@ -122,19 +143,10 @@ pub async fn token(
     {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         if first {
-            let principal = record.as_ref().map(|r| principal_of(r, &state.roles));
-            let event = state.vault.event(
-                &ctx,
-                principal.as_ref(),
-                "auth.token",
-                None,
-                None,
-                Outcome::Denied,
-                Some(format!(
-                    "request.rate_limited: wrong client secrets for this client id; waits {secs} s"
-                )),
+            let why = format!(
+                "request.rate_limited: wrong client secrets for this client id; waits {secs} s"
             );
-            state.vault.record(event).await?;
+            refuse_client(&state, &ctx, record.as_ref(), why).await?;
         }
         return Err(ApiError::rate_limited(secs));
     }
@@ -166,17 +178,7 @@ pub async fn token(
             Some(r) if r.pending_approval && secret_ok => "auth.pending_approval",
             Some(_) => "auth.bad_secret",
         };
-        let principal = record.as_ref().map(|r| principal_of(r, &state.roles));
-        let event = state.vault.event(
-            &ctx,
-            principal.as_ref(),
-            "auth.token",
-            None,
-            None,
-            Outcome::Denied,
-            Some(reason.into()),
-        );
-        state.vault.record(event).await?;
+        refuse_client(&state, &ctx, record.as_ref(), reason.into()).await?;
         if reason == "auth.pending_approval" {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,

@@ -106,16 +106,7 @@ async fn changed_meanwhile(
     action: &str,
     id: &str,
 ) -> Result<ApiError, ApiError> {
-    record(
-        state,
-        ctx,
-        who,
-        action,
-        Some(id),
-        Outcome::Failed,
-        Some("principal.changed".into()),
-    )
-    .await?;
+    did_not_happen(state, ctx, who, action, id, "principal.changed").await?;
     Ok(ApiError::new(
         StatusCode::CONFLICT,
         "principal.changed",
